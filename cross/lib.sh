@@ -1,0 +1,66 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in cross/. Source it; do not run it.
+#
+#   POLYVISOR_CACHE   where downloads, guest artifacts, nested builds and logs live
+#                     (default: $HOME/.cache/polyvisor); survives fresh clones.
+#   POLYVISOR_VERBOSE=1  show the output of long steps instead of only their log path.
+
+set -euo pipefail
+
+PV_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PV_CACHE="${POLYVISOR_CACHE:-${HOME:-/root}/.cache/polyvisor}"
+export PV_REPO PV_CACHE
+mkdir -p "$PV_CACHE/logs"
+
+pv_log()  { printf '%s\n' "$*" >&2; }
+pv_step() { printf '[%s] %s\n' "${PV_SCRIPT:-cross}" "$*" >&2; }
+pv_die()  { printf '[%s] error: %s\n' "${PV_SCRIPT:-cross}" "$*" >&2; exit 1; }
+
+# Seconds since the epoch with millisecond resolution, and a difference of two of them.
+pv_now()     { date +%s.%N | cut -c1-14; }
+pv_elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# pv_run LOGNAME TIMEOUT_SECONDS CMD...: run a long step quietly, bounded by a timeout.
+# Its output goes to $PV_CACHE/logs/LOGNAME.log; on failure the log's tail is shown.
+pv_run() {
+    local name="$1" secs="$2"; shift 2
+    local log="$PV_CACHE/logs/$name.log" rc=0
+    if [[ "${POLYVISOR_VERBOSE:-0}" == 1 ]]; then
+        timeout --kill-after=10 "$secs" "$@" 2>&1 | tee "$log" >&2 || rc=${PIPESTATUS[0]}
+    else
+        timeout --kill-after=10 "$secs" "$@" >"$log" 2>&1 </dev/null || rc=$?
+    fi
+    if [[ $rc -ne 0 ]]; then
+        [[ $rc -eq 124 ]] && pv_log "timed out after ${secs}s: $*"
+        pv_log "---- last lines of $log (rc=$rc) ----"
+        tail -n 40 "$log" >&2 || true
+        pv_log "---- end of $log ----"
+    fi
+    return $rc
+}
+
+# Rust target triple and Debian architecture for a polyvisor ARCH name.
+pv_triple() {
+    case "$1" in
+        x86_64|aarch64|s390x) printf '%s-unknown-linux-gnu\n' "$1" ;;
+        *) pv_die "unknown architecture '$1' (expected x86_64, aarch64 or s390x)" ;;
+    esac
+}
+pv_debarch() {
+    case "$1" in
+        x86_64) echo amd64 ;; aarch64) echo arm64 ;; s390x) echo s390x ;;
+        *) pv_die "unknown architecture '$1' (expected x86_64, aarch64 or s390x)" ;;
+    esac
+}
+pv_host_arch() { uname -m; }
+
+# Where fetch-guest leaves the artifacts of ARCH.
+pv_guest_dir() { printf '%s/guest/%s\n' "$PV_CACHE" "$1"; }
+
+# Make sure cargo is on PATH (rustup installs into ~/.cargo/bin).
+pv_cargo_path() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"; export PATH
+    fi
+    command -v cargo >/dev/null 2>&1 || pv_die "cargo not found (install Rust with rustup first)"
+}
