@@ -1,0 +1,201 @@
+//! Building blocks for test guests: serial output, hex printing, i8042 reset, and the two
+//! kernel images polyvisor boots (PVH ELF entered in 32-bit protected mode, plain ELF64
+//! entered in 64-bit long mode).
+//!
+//! Guest memory rules (from the VMM's layout): code lives at 1 MiB and up; guests may use
+//! 0x1000–0x5fff and 0x30000–0x9efff as scratch; everything else below 1 MiB is the VMM's.
+
+use crate::asm::{Asm, Label, Mode, Reg};
+use crate::elf::{ElfBuilder, PvhNote};
+
+/// I/O port of the 16550 COM1 transmit register.
+pub const COM1: u16 = 0x3f8;
+/// i8042 command port; writing 0xFE pulses the CPU reset line.
+pub const I8042_COMMAND: u8 = 0x64;
+/// Where every test kernel is loaded (`p_paddr` of its one `PT_LOAD`).
+pub const LOAD_ADDR: u64 = 0x10_0000;
+/// The PVH entry point of [`pvh_kernel`] (the PVH note's address), 256 bytes into the image.
+pub const PVH_ENTRY: u64 = LOAD_ADDR + 0x100;
+/// The entry point of [`long_mode_kernel`] (`e_entry`).
+pub const LONG_MODE_ENTRY: u64 = LOAD_ADDR;
+/// Top of a small stack in guest-free low memory, for guests that want one.
+pub const SCRATCH_STACK_TOP: u32 = 0x5000;
+/// A guest-free scratch page (below 1 MiB).
+pub const SCRATCH: u32 = 0x1000;
+/// `hvm_start_info.magic`.
+pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+/// Marker printed by the stub at a PVH image's `e_entry` (it must never run).
+pub const WRONG_ENTRY_MARKER: &str = "WRONG ENTRY";
+
+/// Offsets in `struct hvm_start_info` (xen/include/public/arch-x86/hvm/start_info.h).
+pub mod start_info {
+    pub const MAGIC: i32 = 0;
+    pub const VERSION: i32 = 4;
+    pub const NR_MODULES: i32 = 12;
+    pub const MODLIST_PADDR: i32 = 16;
+    pub const CMDLINE_PADDR: i32 = 24;
+    pub const MEMMAP_PADDR: i32 = 40;
+    pub const MEMMAP_ENTRIES: i32 = 48;
+    /// `struct hvm_memmap_table_entry`: addr u64, size u64, type u32, reserved u32.
+    pub const MEMMAP_ENTRY_SIZE: u32 = 24;
+    /// `struct hvm_modlist_entry`: paddr u64, size u64, cmdline_paddr u64, reserved u64.
+    pub const MODLIST_ENTRY_SIZE: u32 = 32;
+}
+
+/// Offsets in the Linux zero page (`struct boot_params`).
+pub mod zero_page {
+    pub const E820_ENTRIES: i32 = 0x1e8;
+    pub const BOOT_FLAG: i32 = 0x1fe;
+    pub const HEADER: i32 = 0x202;
+    pub const CMD_LINE_PTR: i32 = 0x228;
+    pub const E820_TABLE: i32 = 0x2d0;
+    /// "HdrS" as a little-endian u32.
+    pub const HDRS_MAGIC: u32 = u32::from_le_bytes(*b"HdrS");
+}
+
+/// Writes `text` to COM1, one `mov al, imm8; out dx, al` per byte. Clobbers eax, edx.
+pub fn print(a: &mut Asm, text: &str) {
+    a.mov_dx(COM1); // mov dx, 0x3f8
+    for b in text.bytes() {
+        a.mov_al(b); // mov al, <byte>
+        a.out_dx_al(); // out dx, al
+    }
+}
+
+/// Writes the 32-bit value in `r` to COM1 as 8 hex digits (most significant first).
+/// `r` is left unchanged (rotated 8 × 4 = 32 bits). Clobbers eax, ecx, edx, so `r` must be
+/// none of those.
+pub fn print_hex32(a: &mut Asm, r: Reg) {
+    assert!(
+        !matches!(r, Reg::Eax | Reg::Ecx | Reg::Edx),
+        "print_hex32 clobbers eax, ecx, edx"
+    );
+    a.mov_dx(COM1); // mov dx, 0x3f8
+    a.mov_imm(Reg::Ecx, 8); // mov ecx, 8: eight nibbles
+    let digit = a.here_label();
+    a.rol_imm(r, 4); // rol r, 4: next nibble into bits 3:0
+    a.mov_rr(Reg::Eax, r); // mov eax, r
+    a.and_al(0x0f); // and al, 0x0f
+    a.add_al(b'0'); // add al, '0'
+    a.cmp_al(b'9' + 1); // cmp al, '9'+1
+    let emit = a.label();
+    a.j(crate::asm::Cond::B, emit); // jb emit: 0-9
+    a.add_al(b'a' - b'9' - 1); // add al, 'a'-'9'-1: a-f
+    a.bind(emit);
+    a.out_dx_al(); // out dx, al
+    a.loop_to(digit); // loop digit
+}
+
+/// Resets the machine through the i8042 (`out 0x64, 0xFE`); if that returns, halts forever.
+pub fn reset_i8042(a: &mut Asm) {
+    a.mov_al(0xfe); // mov al, 0xfe: pulse reset line
+    a.out_imm_al(I8042_COMMAND); // out 0x64, al
+    halt_forever(a);
+}
+
+/// `cli; hlt; jmp back` — stops this vCPU for good.
+pub fn halt_forever(a: &mut Asm) {
+    let l: Label = a.here_label();
+    a.cli(); // cli
+    a.hlt(); // hlt
+    a.jmp_short(l); // jmp l
+}
+
+/// A new assembler for PVH guest code (32-bit protected mode, at [`PVH_ENTRY`]).
+pub fn pvh_asm() -> Asm {
+    Asm::new(Mode::Protected32, PVH_ENTRY)
+}
+
+/// A new assembler for long-mode guest code (at [`LONG_MODE_ENTRY`]).
+pub fn long_mode_asm() -> Asm {
+    Asm::new(Mode::Long64, LONG_MODE_ENTRY)
+}
+
+/// A PVH ELF kernel: one `PT_LOAD` at [`LOAD_ADDR`] and a PVH note pointing at
+/// [`PVH_ENTRY`], where `code` (assembled by [`pvh_asm`]) goes. `e_entry` points at
+/// [`LOAD_ADDR`] instead, where a stub prints [`WRONG_ENTRY_MARKER`] and resets: a VMM that
+/// ignored the note and jumped to `e_entry` shows up in the output.
+pub fn pvh_kernel(code: Vec<u8>) -> Vec<u8> {
+    pvh_kernel_with_note(code, PvhNote::Desc32(PVH_ENTRY as u32))
+}
+
+/// [`pvh_kernel`] with the given PVH note (e.g. a 64-bit descriptor); the note should
+/// point at [`PVH_ENTRY`].
+pub fn pvh_kernel_with_note(code: Vec<u8>, note: PvhNote) -> Vec<u8> {
+    let mut image = wrong_entry_stub();
+    assert!(image.len() <= (PVH_ENTRY - LOAD_ADDR) as usize);
+    image.resize((PVH_ENTRY - LOAD_ADDR) as usize, 0xcc);
+    image.extend_from_slice(&code);
+    ElfBuilder::new(LOAD_ADDR)
+        .segment(LOAD_ADDR, image)
+        .pvh_note(note)
+        .build()
+}
+
+/// A plain ELF64 kernel (no PVH note): one `PT_LOAD` at [`LOAD_ADDR`] holding `code`
+/// (assembled by [`long_mode_asm`]), `e_entry` = [`LONG_MODE_ENTRY`].
+pub fn long_mode_kernel(code: Vec<u8>) -> Vec<u8> {
+    ElfBuilder::new(LONG_MODE_ENTRY)
+        .segment(LOAD_ADDR, code)
+        .build()
+}
+
+/// Code that runs the same in 32-bit and 64-bit mode: prints the marker and resets.
+fn wrong_entry_stub() -> Vec<u8> {
+    let mut a = Asm::new(Mode::Protected32, LOAD_ADDR);
+    print(&mut a, WRONG_ENTRY_MARKER);
+    print(&mut a, "\n");
+    reset_i8042(&mut a);
+    a.finish()
+}
+
+/// A minimal PVH kernel: prints `text` and resets.
+pub fn pvh_print_and_reset(text: &str) -> Vec<u8> {
+    let mut a = pvh_asm();
+    print(&mut a, text);
+    reset_i8042(&mut a);
+    pvh_kernel(a.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn print_emits_one_out_per_byte() {
+        let mut a = pvh_asm();
+        print(&mut a, "Hi");
+        assert_eq!(
+            a.finish(),
+            [0x66, 0xba, 0xf8, 0x03, 0xb0, b'H', 0xee, 0xb0, b'i', 0xee]
+        );
+    }
+
+    #[test]
+    fn reset_writes_fe_to_port_64() {
+        let mut a = pvh_asm();
+        reset_i8042(&mut a);
+        assert_eq!(a.finish(), [0xb0, 0xfe, 0xe6, 0x64, 0xfa, 0xf4, 0xeb, 0xfc]);
+    }
+
+    #[test]
+    fn pvh_kernel_layout() {
+        let img = pvh_kernel(vec![0xf4]);
+        // e_entry = LOAD_ADDR, PVH note desc = PVH_ENTRY.
+        assert_eq!(&img[24..32], &LOAD_ADDR.to_le_bytes());
+        let note = 64 + 2 * 56;
+        assert_eq!(&img[note + 12..note + 16], b"Xen\0");
+        assert_eq!(
+            &img[note + 16..note + 20],
+            &(PVH_ENTRY as u32).to_le_bytes()
+        );
+        // The code byte sits 0x100 into the segment.
+        assert_eq!(img[0x1000 + 0x100], 0xf4);
+        assert_eq!(img.len(), 0x1000 + 0x101);
+    }
+
+    #[test]
+    fn hdrs_magic_value() {
+        assert_eq!(zero_page::HDRS_MAGIC, 0x5372_6448);
+    }
+}

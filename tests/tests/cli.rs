@@ -1,0 +1,222 @@
+//! The CLI contract: bad flags and files give a non-zero exit (2 for bad CLI/config, 1 for a
+//! runtime failure) and exactly one stderr line naming the flag or file, never a panic;
+//! `--help` lists every flag; valid sizes are accepted.
+//!
+//! Needs an x86_64 host with /dev/kvm (for the cases that get as far as creating a VM) and a
+//! built polyvisor (`cargo build -p vmm`).
+#![cfg(target_arch = "x86_64")]
+
+use std::path::PathBuf;
+
+use polyvisor_tests::guest::{pvh_print_and_reset, LOAD_ADDR};
+use polyvisor_tests::{ElfBuilder, Polyvisor, RunOutput, TempDir};
+
+/// Bad command line or configuration.
+const CONFIG: &[i32] = &[2];
+/// Either (a bad file may be found while validating or while loading).
+const CONFIG_OR_RUNTIME: &[i32] = &[1, 2];
+
+/// A valid kernel that prints `ok` and resets.
+fn good_kernel(dir: &TempDir) -> PathBuf {
+    dir.write("good.elf", &pvh_print_and_reset("ok\n"))
+}
+
+/// `polyvisor run --kernel <good kernel> <args...>`.
+fn run_with_good_kernel(args: &[&str]) -> RunOutput {
+    let dir = TempDir::new();
+    let k = good_kernel(&dir);
+    Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&k)
+        .args(args)
+        .run()
+}
+
+fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = Polyvisor::new().args(["run", "--help"]).run();
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "`run --help` should exit 0\n{out}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    for flag in [
+        "--kernel",
+        "--initrd",
+        "--cmdline",
+        "--cpus",
+        "--memory",
+        "--disk",
+        "--net",
+        "--rng",
+        "--console",
+    ] {
+        assert!(
+            text.contains(flag),
+            "`run --help` does not mention {flag}\n{out}"
+        );
+    }
+}
+
+#[test]
+fn top_level_help_exits_0() {
+    let out = Polyvisor::new().arg("--help").run();
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "`--help` should exit 0\n{out}");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("run"),
+        "`--help` should mention the `run` command\n{out}"
+    );
+}
+
+#[test]
+fn good_kernel_runs() {
+    // The baseline every error case below differs from by one thing.
+    let out = run_with_good_kernel(&[]);
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok\n");
+}
+
+#[test]
+fn memory_in_bytes_and_gigabytes_is_accepted() {
+    for size in ["134217728", "1G", "64M"] {
+        let out = run_with_good_kernel(&["--memory", size]);
+        out.assert_guest_reset();
+        out.assert_stdout_contains("ok\n");
+    }
+}
+
+#[test]
+fn missing_kernel_flag() {
+    let out = Polyvisor::new().arg("run").run();
+    out.assert_clean_error(CONFIG, &["--kernel"]);
+}
+
+#[test]
+fn missing_kernel_file() {
+    let dir = TempDir::new();
+    let k = dir.path().join("no-such-vmlinux");
+    let out = Polyvisor::new().arg("run").arg("--kernel").arg(&k).run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&k)]);
+}
+
+#[test]
+fn kernel_is_a_directory() {
+    let dir = TempDir::new();
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(dir.path())
+        .run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(dir.path())]);
+}
+
+#[test]
+fn empty_kernel_file() {
+    let dir = TempDir::new();
+    let k = dir.write("empty.elf", &[]);
+    let out = Polyvisor::new().arg("run").arg("--kernel").arg(&k).run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&k)]);
+}
+
+#[test]
+fn garbage_kernel_file() {
+    let dir = TempDir::new();
+    // 8 KiB of deterministic noise (xorshift), no ELF or bzImage magic.
+    let mut x: u32 = 0x2545_f491;
+    let bytes: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let k = dir.write("garbage.bin", &bytes);
+    let out = Polyvisor::new().arg("run").arg("--kernel").arg(&k).run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&k)]);
+}
+
+#[test]
+fn elf_segment_below_1mib_is_refused() {
+    // p_paddr 0x1000 is below the 1 MiB the loader requires (it would overwrite the VMM's
+    // low-memory tables, or they it).
+    let dir = TempDir::new();
+    let image = ElfBuilder::new(0x1000)
+        .segment(0x1000, vec![0xf4; 16])
+        .build();
+    let k = dir.write("low.elf", &image);
+    let out = Polyvisor::new().arg("run").arg("--kernel").arg(&k).run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&k)]);
+}
+
+#[test]
+fn elf_segment_beyond_ram_is_refused() {
+    let dir = TempDir::new();
+    let image = ElfBuilder::new(LOAD_ADDR)
+        .segment(LOAD_ADDR, vec![0xf4; 16])
+        .segment(0x1_0000_0000, vec![0xf4; 16]) // 4 GiB, beyond 64 MiB of RAM
+        .build();
+    let k = dir.write("high.elf", &image);
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&k)
+        .args(["--memory", "64M"])
+        .run();
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&k)]);
+}
+
+#[test]
+fn missing_initrd_file() {
+    let dir = TempDir::new();
+    let i = dir.path().join("no-such-initrd");
+    let out = run_with_good_kernel(&["--initrd", path_str(&i)]);
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &[path_str(&i)]);
+}
+
+#[test]
+fn memory_zero() {
+    run_with_good_kernel(&["--memory", "0"]).assert_clean_error(CONFIG, &["--memory"]);
+}
+
+#[test]
+fn memory_banana() {
+    run_with_good_kernel(&["--memory", "banana"])
+        .assert_clean_error(CONFIG, &["--memory", "banana"]);
+}
+
+#[test]
+fn memory_overflowing_u64() {
+    run_with_good_kernel(&["--memory", "99999999999999999999G"])
+        .assert_clean_error(CONFIG, &["--memory"]);
+}
+
+#[test]
+fn memory_larger_than_the_host_can_map() {
+    run_with_good_kernel(&["--memory", "100000G"])
+        .assert_clean_error(CONFIG_OR_RUNTIME, &["memory"]);
+}
+
+#[test]
+fn cpus_zero() {
+    run_with_good_kernel(&["--cpus", "0"]).assert_clean_error(CONFIG, &["--cpus"]);
+}
+
+#[test]
+fn cpus_too_many() {
+    run_with_good_kernel(&["--cpus", "100000"]).assert_clean_error(CONFIG_OR_RUNTIME, &["--cpus"]);
+}
+
+#[test]
+fn cpus_not_a_number() {
+    run_with_good_kernel(&["--cpus", "four"]).assert_clean_error(CONFIG, &["--cpus"]);
+}
+
+#[test]
+fn unknown_flag() {
+    run_with_good_kernel(&["--frobnicate"]).assert_clean_error(CONFIG, &["--frobnicate"]);
+}
