@@ -1,0 +1,23 @@
+//! Why a vCPU came back to the VMM.
+
+/// A vCPU exit in the VMM's words. Borrowed data points into the backend's shared run
+/// structure and must be filled (reads) before the next `run`.
+#[derive(Debug)]
+pub enum VcpuExit<'a> {
+    /// Port input: fill `data` (1, 2 or 4 bytes) from the device at `port`.
+    IoIn { port: u16, data: &'a mut [u8] },
+    /// Port output of `data` to `port`.
+    IoOut { port: u16, data: &'a [u8] },
+    /// MMIO read: fill `data` from the device at `addr`.
+    MmioRead { addr: u64, data: &'a mut [u8] },
+    /// MMIO write of `data` to `addr`.
+    MmioWrite { addr: u64, data: &'a [u8] },
+    /// The guest powered the machine off.
+    Poweroff,
+    /// The guest reset the machine (or faulted in a way real hardware resets on).
+    Reset,
+    /// The run was cut short by a signal or `set_immediate_exit`; nothing to do.
+    Interrupted,
+    /// The backend handled an architecture-specific exit itself; run again.
+    Handled,
+}

@@ -1,0 +1,100 @@
+//! The trait layer between the VMM and one machine architecture.
+//!
+//! `vmm` talks to a backend only through [`Hypervisor`], [`Vm`] and [`Vcpu`] and the plain
+//! types in this crate; it never sees KVM structures. A backend turns a boot request into
+//! guest memory contents and vCPU registers, and turns hypervisor exits into [`VcpuExit`]s
+//! the VMM dispatches to its device buses.
+//!
+//! # Checked against the three architectures
+//! - **x86_64** (KVM, `arch-x86_64`): `create_vm` makes the VM with an in-kernel irqchip and
+//!   PIT; `Vm::load` places a bzImage/ELF, the zero page or PVH start info, the MP table;
+//!   vCPU 0 gets boot registers, the others wait for INIT/SIPI in the kernel. Port and MMIO
+//!   exits become `IoIn`/`IoOut`/`MmioRead`/`MmioWrite`; a triple fault becomes `Reset`.
+//!   Interrupt lines are irqfds bound to GSIs; [`Platform`] says COM1 is port 0x3f8, IRQ 4.
+//! - **aarch64** (KVM): `create_vm` creates the vGIC (v3, else v2) sized for `vcpus`;
+//!   `Vm::load` places the arm64 `Image` 2 MiB aligned, the initrd and the FDT it generates
+//!   from [`Platform`] (the UART and RTC are MMIO devices there) and from the devices the VMM
+//!   registered; `create_vcpu` does `KVM_ARM_VCPU_INIT` with PSCI and powers secondaries off.
+//!   PSCI `SYSTEM_OFF`/`SYSTEM_RESET` arrive as system events and become `Poweroff`/`Reset`;
+//!   `CPU_ON` is handled by KVM. Interrupt lines are irqfds on GIC SPIs.
+//! - **s390x** (own KVM layer, no kvm-ioctls): memory slots 1 MiB aligned; `Vm::load`
+//!   writes the kernel at 0 and the IPL parameter area; `create_vcpu` does the initial reset
+//!   and sets the 64-bit PSW. SIE intercepts (SCLP `SERVC`, `SIGP`, `DIAG 0x500`, channel
+//!   I/O instructions) are served inside the backend and reported as `Handled`; a stop of the
+//!   last CPU is `Poweroff`, `KVM_EXIT_S390_RESET` is `Reset`. There is no port I/O and no
+//!   MMIO bus for devices: [`Platform`] lists no UART; the SCLP console writes to the
+//!   console sink the VMM hands over in [`BootRequest`]. Interrupt lines there are I/O
+//!   interrupts for a subchannel (classic indicators, later adapter interrupts).
+//!
+//! What only one architecture has (SIE intercepts, PSCI calls, SIGP orders, CPUID) stays
+//! inside its backend. The VMM picks the backend once, in `vmm::host`.
+
+pub mod boot;
+pub mod error;
+pub mod exit;
+pub mod layout;
+pub mod platform;
+pub mod unsupported;
+
+use std::sync::Arc;
+
+use devices::InterruptLine;
+use vm_memory::GuestMemoryMmap;
+
+pub use boot::{BootRequest, KernelFormat};
+pub use error::{Error, Result};
+pub use exit::VcpuExit;
+pub use layout::{MemoryLayout, RamRange};
+pub use platform::{BusKind, Platform, PlatformDevice};
+
+/// Guest memory as every backend maps it.
+pub type GuestMemory = GuestMemoryMmap<()>;
+
+/// What the VMM asks a backend to build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+}
+
+/// A hypervisor on this host (an open `/dev/kvm`).
+pub trait Hypervisor: Sized + Send + Sync {
+    type Vm: Vm;
+
+    /// Human-readable name of the backend, e.g. `"KVM x86_64"`.
+    fn name(&self) -> &'static str;
+    /// Open the hypervisor device and check the capabilities this backend relies on.
+    fn open() -> Result<Self>;
+    /// The most vCPUs one VM may have on this host.
+    fn max_vcpus(&self) -> u32;
+    /// Create a VM with its memory and interrupt controller.
+    fn create_vm(&self, config: &VmConfig) -> Result<Self::Vm>;
+}
+
+/// One virtual machine.
+pub trait Vm: Send + Sync {
+    type Vcpu: Vcpu;
+
+    /// The guest's memory.
+    fn memory(&self) -> &GuestMemory;
+    /// Where the guest's RAM and holes are.
+    fn layout(&self) -> &MemoryLayout;
+    /// The platform devices this architecture's guests expect, and where.
+    fn platform(&self) -> &Platform;
+    /// An interrupt line for device interrupt `irq` (a GSI, SPI or I/O interrupt number as
+    /// [`Platform`] or the device allocator assigned it).
+    fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>>;
+    /// Load the kernel, initrd and command line, and write the firmware tables.
+    fn load(&mut self, request: &mut BootRequest) -> Result<()>;
+    /// Create vCPU `index` (0 is the boot CPU), set up for the loaded boot protocol.
+    fn create_vcpu(&self, index: u32) -> Result<Self::Vcpu>;
+}
+
+/// One virtual CPU; runs on its own thread.
+pub trait Vcpu: Send + 'static {
+    /// Run the guest until it needs the VMM. A signal delivered to the vCPU's thread makes
+    /// a blocked `run` return [`VcpuExit::Interrupted`]; that is how the VMM stops vCPUs.
+    fn run(&mut self) -> Result<VcpuExit<'_>>;
+}

@@ -1,0 +1,29 @@
+//! The platform devices an architecture's guests expect, and where they sit.
+
+/// Which bus a device sits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusKind {
+    /// x86 port I/O.
+    Pio,
+    /// Memory-mapped I/O.
+    Mmio,
+}
+
+/// A device at a fixed address with an optional interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlatformDevice {
+    pub bus: BusKind,
+    pub base: u64,
+    pub len: u64,
+    pub irq: Option<u32>,
+}
+
+/// The fixed devices of a machine. `None` means the architecture has no such device
+/// (s390x has no UART: its console is SCLP, served by the backend).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Platform {
+    /// The 16550 UART the kernel's `console=ttyS0` talks to.
+    pub serial: Option<PlatformDevice>,
+    /// A keyboard controller whose CPU-reset command resets the machine (x86 i8042).
+    pub i8042: Option<PlatformDevice>,
+}

@@ -1,0 +1,241 @@
+//! KVM glue for x86_64 hosts: the VM, its memory slots, interrupt lines and vCPUs.
+
+mod loader;
+mod vcpu;
+
+use std::sync::Arc;
+
+use arch::{
+    BootRequest, BusKind, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, PlatformDevice,
+    Result, Vm, VmConfig,
+};
+use devices::InterruptLine;
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::cpuid::CpuidEntry;
+use crate::layout::{self, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, MIN_MEMORY};
+pub use loader::BootEntry;
+pub use vcpu::KvmVcpu;
+
+/// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64.
+const COM1: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x3f8,
+    len: 8,
+    irq: Some(4),
+};
+const I8042: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x60,
+    len: 5,
+    irq: None,
+};
+
+/// Capabilities this backend cannot run without.
+const REQUIRED_CAPS: &[(Cap, &str)] = &[
+    (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+    (Cap::Pit2, "KVM_CAP_PIT2"),
+    (Cap::Irqfd, "KVM_CAP_IRQFD"),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+];
+
+/// `/dev/kvm` on an x86_64 host.
+pub struct KvmX86 {
+    kvm: Kvm,
+}
+
+impl Hypervisor for KvmX86 {
+    type Vm = KvmVm;
+
+    fn name(&self) -> &'static str {
+        "KVM x86_64"
+    }
+
+    fn open() -> Result<Self> {
+        let kvm = Kvm::new().map_err(|e| Error::OpenHypervisor {
+            path: "/dev/kvm",
+            source: e.into(),
+        })?;
+        for (cap, name) in REQUIRED_CAPS {
+            if !kvm.check_extension(*cap) {
+                return Err(Error::MissingCapability(name));
+            }
+        }
+        Ok(Self { kvm })
+    }
+
+    fn max_vcpus(&self) -> u32 {
+        (self.kvm.get_max_vcpus() as u32).min(crate::mptable::MAX_CPUS)
+    }
+
+    fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
+        if config.memory_bytes < MIN_MEMORY {
+            return Err(Error::Config(format!(
+                "guest memory must be at least {} MiB",
+                MIN_MEMORY >> 20
+            )));
+        }
+        if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
+            return Err(Error::Config(format!(
+                "vCPU count must be 1..={}",
+                self.max_vcpus()
+            )));
+        }
+        let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
+            Error::Config(format!(
+                "{} bytes of memory do not fit the address space",
+                config.memory_bytes
+            ))
+        })?;
+        let memory = map_guest_memory(&layout)?;
+
+        let fd = self
+            .kvm
+            .create_vm()
+            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
+        fd.set_identity_map_address(KVM_IDENTITY_MAP_ADDR)
+            .map_err(|e| Error::hv("KVM_SET_IDENTITY_MAP_ADDR", e))?;
+        fd.set_tss_address(KVM_TSS_ADDR as usize)
+            .map_err(|e| Error::hv("KVM_SET_TSS_ADDR", e))?;
+        for (slot, region) in memory.iter().enumerate() {
+            let host = region
+                .get_host_address(vm_memory::MemoryRegionAddress(0))
+                .map_err(|e| Error::GuestMemory {
+                    bytes: region.len(),
+                    reason: e.to_string(),
+                })?;
+            let slot_desc = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: the region is a live anonymous mapping owned by `memory`, which the
+            // returned KvmVm keeps for as long as the VM (and so the slot) exists.
+            unsafe { fd.set_user_memory_region(slot_desc) }
+                .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
+        }
+        fd.create_irq_chip()
+            .map_err(|e| Error::hv("KVM_CREATE_IRQCHIP", e))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit)
+            .map_err(|e| Error::hv("KVM_CREATE_PIT2", e))?;
+
+        let cpuid = self
+            .kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| Error::hv("KVM_GET_SUPPORTED_CPUID", e))?
+            .as_slice()
+            .iter()
+            .map(|e| CpuidEntry {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+            })
+            .collect();
+
+        Ok(KvmVm {
+            fd,
+            memory,
+            layout,
+            platform: Platform {
+                serial: Some(COM1),
+                i8042: Some(I8042),
+            },
+            cpuid,
+            vcpus: config.vcpus,
+            entry: None,
+        })
+    }
+}
+
+fn map_guest_memory(layout: &MemoryLayout) -> Result<GuestMemory> {
+    let ranges: Vec<(GuestAddress, usize)> = layout
+        .ram
+        .iter()
+        .map(|r| (GuestAddress(r.start), r.size as usize))
+        .collect();
+    GuestMemory::from_ranges(&ranges).map_err(|e| Error::GuestMemory {
+        bytes: layout.ram_bytes(),
+        reason: e.to_string(),
+    })
+}
+
+/// A KVM VM with an in-kernel LAPIC/IOAPIC/PIC and PIT.
+pub struct KvmVm {
+    fd: VmFd,
+    memory: GuestMemory,
+    layout: MemoryLayout,
+    platform: Platform,
+    cpuid: Vec<CpuidEntry>,
+    vcpus: u32,
+    entry: Option<BootEntry>,
+}
+
+/// An interrupt line backed by an irqfd bound to a GSI.
+struct IrqfdLine {
+    event: EventFd,
+}
+
+impl InterruptLine for IrqfdLine {
+    fn trigger(&self) -> std::io::Result<()> {
+        self.event.write(1)
+    }
+}
+
+impl Vm for KvmVm {
+    type Vcpu = KvmVcpu;
+
+    fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+
+    fn layout(&self) -> &MemoryLayout {
+        &self.layout
+    }
+
+    fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>> {
+        let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::hv("eventfd", e))?;
+        self.fd
+            .register_irqfd(&event, irq)
+            .map_err(|e| Error::hv("KVM_IRQFD", e))?;
+        Ok(Arc::new(IrqfdLine { event }))
+    }
+
+    fn load(&mut self, request: &mut BootRequest) -> Result<()> {
+        let entry = loader::load(&self.memory, &self.layout, request)?;
+        crate::mptable::write(&self.memory, layout::MPTABLE_ADDR, self.vcpus).map_err(|e| {
+            Error::GuestWrite {
+                what: "MP table",
+                reason: e.to_string(),
+            }
+        })?;
+        self.entry = Some(entry);
+        Ok(())
+    }
+
+    fn create_vcpu(&self, index: u32) -> Result<KvmVcpu> {
+        let entry = self.entry.ok_or_else(|| Error::VcpuFault {
+            vcpu: index,
+            reason: "no kernel loaded before the vCPU was created".into(),
+        })?;
+        KvmVcpu::new(self, index, entry)
+    }
+}

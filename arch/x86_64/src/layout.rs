@@ -1,0 +1,144 @@
+//! Where the x86_64 backend puts things in guest physical memory.
+//!
+//! Low memory map (the tests' guest programs rely on it; keep `tests/` in step):
+//!
+//! | range               | what                                      |
+//! |---------------------|-------------------------------------------|
+//! | 0x500..0x520        | GDT (4 entries)                           |
+//! | 0x520..0x528        | IDT (empty)                               |
+//! | 0x6000..0x7000      | PVH `hvm_start_info`, module list, memmap |
+//! | 0x7000..0x8000      | Linux zero page (`boot_params`)           |
+//! | 0x8000..0x8ff0      | boot stack (grows down from 0x8ff0)       |
+//! | 0x9000..0xc000      | identity page tables (PML4, PDPT, PD)     |
+//! | 0x20000..0x30000    | kernel command line                       |
+//! | 0x9fc00..0xa0000    | MP table (in the EBDA)                    |
+//! | 0xa0000..0x100000   | legacy VGA/BIOS hole, not RAM in the e820 |
+//! | 1 MiB..             | kernel; initrd at the top of low RAM      |
+//! | 0xc000_0000..4 GiB  | MMIO hole (IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000) |
+
+use arch::MemoryLayout;
+
+pub const GDT_ADDR: u64 = 0x500;
+pub const IDT_ADDR: u64 = 0x520;
+pub const PVH_INFO_ADDR: u64 = 0x6000;
+pub const PVH_MODLIST_ADDR: u64 = 0x6040;
+pub const PVH_MEMMAP_ADDR: u64 = 0x6080;
+/// Memmap entries that fit before the zero page (24 bytes each).
+pub const PVH_MEMMAP_MAX_ENTRIES: usize = ((ZERO_PAGE_ADDR - PVH_MEMMAP_ADDR) / 24) as usize;
+pub const ZERO_PAGE_ADDR: u64 = 0x7000;
+pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
+pub const PML4_ADDR: u64 = 0x9000;
+pub const PDPT_ADDR: u64 = 0xa000;
+pub const PD_ADDR: u64 = 0xb000;
+pub const CMDLINE_ADDR: u64 = 0x20000;
+pub const CMDLINE_MAX_SIZE: usize = 0x10000;
+pub const EBDA_START: u64 = 0x9fc00;
+pub const MPTABLE_ADDR: u64 = EBDA_START;
+pub const HIGH_MEMORY_START: u64 = 0x10_0000;
+
+pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+pub const MMIO_HOLE_SIZE: u64 = (1 << 32) - MMIO_HOLE_START;
+pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
+pub const LAPIC_ADDR: u64 = 0xfee0_0000;
+/// KVM needs three pages for the VMX TSS and one for the identity map, inside the hole.
+pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
+pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
+
+/// The smallest guest that can hold the boot structures, a kernel and its stack.
+pub const MIN_MEMORY: u64 = 4 << 20;
+
+/// Guest RAM from 0, split around the 32-bit MMIO hole.
+pub fn memory_layout(memory_bytes: u64) -> Option<MemoryLayout> {
+    MemoryLayout::split_around_hole(0, memory_bytes, MMIO_HOLE_START, MMIO_HOLE_SIZE)
+}
+
+/// Type of an e820 / PVH memmap entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum E820Type {
+    Ram = 1,
+    Reserved = 2,
+}
+
+/// One entry of the memory map the guest firmware interface reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub size: u64,
+    pub kind: E820Type,
+}
+
+/// The memory map a guest sees: conventional memory below the EBDA, the EBDA and BIOS
+/// area reserved, then RAM from 1 MiB in each RAM range.
+pub fn e820_map(layout: &MemoryLayout) -> Vec<E820Entry> {
+    let mut map = vec![
+        E820Entry {
+            addr: 0,
+            size: EBDA_START,
+            kind: E820Type::Ram,
+        },
+        E820Entry {
+            addr: EBDA_START,
+            size: HIGH_MEMORY_START - EBDA_START,
+            kind: E820Type::Reserved,
+        },
+    ];
+    for r in &layout.ram {
+        let start = r.start.max(HIGH_MEMORY_START);
+        if r.end() > start {
+            map.push(E820Entry {
+                addr: start,
+                size: r.end() - start,
+                kind: E820Type::Ram,
+            });
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_areas_do_not_overlap() {
+        let areas = [
+            (GDT_ADDR, 0x20),
+            (IDT_ADDR, 8),
+            (PVH_INFO_ADDR, 0x40),
+            (PVH_MODLIST_ADDR, 0x40),
+            (PVH_MEMMAP_ADDR, ZERO_PAGE_ADDR - PVH_MEMMAP_ADDR),
+            (ZERO_PAGE_ADDR, 0x1000),
+            (0x8000, 0x1000),
+            (PML4_ADDR, 0x1000),
+            (PDPT_ADDR, 0x1000),
+            (PD_ADDR, 0x1000),
+            (CMDLINE_ADDR, CMDLINE_MAX_SIZE as u64),
+            (MPTABLE_ADDR, 0x400),
+        ];
+        for (i, a) in areas.iter().enumerate() {
+            assert!(a.0 + a.1 <= HIGH_MEMORY_START);
+            for b in &areas[i + 1..] {
+                assert!(a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0, "{a:x?} vs {b:x?}");
+            }
+        }
+        assert!(BOOT_STACK_POINTER < PML4_ADDR);
+        assert_eq!(PVH_MEMMAP_MAX_ENTRIES, 165);
+    }
+
+    #[test]
+    fn e820_for_small_and_big_guests() {
+        let small = e820_map(&memory_layout(128 << 20).unwrap());
+        assert_eq!(small.len(), 3);
+        assert_eq!(small[0].size, 0x9fc00);
+        assert_eq!(small[1].kind, E820Type::Reserved);
+        assert_eq!(small[2].addr, 0x10_0000);
+        assert_eq!(small[2].size, (128 << 20) - 0x10_0000);
+
+        let big = e820_map(&memory_layout(6 << 30).unwrap());
+        assert_eq!(big.len(), 4);
+        assert_eq!(big[2].addr + big[2].size, MMIO_HOLE_START);
+        assert_eq!(big[3].addr, 1 << 32);
+        assert_eq!(big[3].size, (6 << 30) - MMIO_HOLE_START);
+    }
+}

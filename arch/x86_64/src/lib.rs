@@ -1,0 +1,16 @@
+//! The x86_64 backend.
+//!
+//! Portable pieces (memory map, GDT, page tables, MP table, CPUID policy) compile and are
+//! tested on every target; the KVM glue in [`kvm`] exists only on x86_64 hosts.
+
+pub mod cpuid;
+pub mod gdt;
+pub mod layout;
+pub mod mptable;
+pub mod paging;
+
+#[cfg(target_arch = "x86_64")]
+pub mod kvm;
+
+#[cfg(target_arch = "x86_64")]
+pub use kvm::KvmX86;

@@ -1,0 +1,153 @@
+//! Opening the boot payload a user names: the kernel image (recognised by its first bytes,
+//! so a wrong file is refused before any VM exists), the initrd and the command line.
+//!
+//! Placing the payload in guest memory is each backend's job (linux-loader's bzImage and ELF
+//! loaders are x86-only, so they live in `arch-x86_64`); this crate is portable.
+#![forbid(unsafe_code)]
+
+mod format;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use arch::boot::{BootRequest, InitrdFile, KernelFile, KernelFormat};
+pub use format::detect_format;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: file is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: not a kernel image this VMM can boot (expected a bzImage, an ELF64 vmlinux, an arm64 Image or a gzip-compressed Image)", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("command line contains a NUL byte")]
+    CmdlineNul,
+}
+
+/// Open a regular, non-empty file and return it with its size.
+fn open_nonempty(path: &Path) -> Result<(File, u64), Error> {
+    let open_err = |source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// Open a kernel image and recognise its format.
+pub fn open_kernel(path: &Path) -> Result<KernelFile, Error> {
+    let (mut file, size) = open_nonempty(path)?;
+    let mut head = vec![0u8; 0x240];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(source) => {
+                return Err(Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    head.truncate(filled);
+    let format = detect_format(&head).ok_or_else(|| Error::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    Ok(KernelFile {
+        path: path.to_path_buf(),
+        file,
+        size,
+        format,
+    })
+}
+
+/// Open an initrd.
+pub fn open_initrd(path: &Path) -> Result<InitrdFile, Error> {
+    let (file, size) = open_nonempty(path)?;
+    Ok(InitrdFile {
+        path: path.to_path_buf(),
+        file,
+        size,
+    })
+}
+
+/// Check a command line; returns it unchanged.
+pub fn check_cmdline(cmdline: &str) -> Result<String, Error> {
+    if cmdline.contains('\0') {
+        return Err(Error::CmdlineNul);
+    }
+    Ok(cmdline.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pv-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn missing_empty_garbage_and_directory_are_refused_by_name() {
+        let missing = Path::new("/nonexistent/polyvisor-kernel");
+        let e = open_kernel(missing).unwrap_err();
+        assert!(matches!(e, Error::Open { .. }));
+        assert!(e.to_string().starts_with("/nonexistent/polyvisor-kernel: "));
+
+        let empty = temp_file("empty", b"");
+        assert!(matches!(open_kernel(&empty), Err(Error::Empty { .. })));
+        let garbage = temp_file("garbage", &[0x5a; 4096]);
+        let e = open_kernel(&garbage).unwrap_err();
+        assert!(matches!(e, Error::UnknownFormat { .. }));
+        assert!(e.to_string().contains("garbage"));
+        assert!(matches!(
+            open_initrd(&std::env::temp_dir()),
+            Err(Error::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn opens_elf_and_initrd() {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        let p = temp_file("elf", &elf);
+        let k = open_kernel(&p).unwrap();
+        assert_eq!(k.format, KernelFormat::Elf64);
+        assert_eq!(k.size, 64);
+        let i = open_initrd(&p).unwrap();
+        assert_eq!(i.size, 64);
+    }
+
+    #[test]
+    fn cmdline_with_nul_is_refused() {
+        assert_eq!(check_cmdline("console=ttyS0").unwrap(), "console=ttyS0");
+        assert!(check_cmdline("a\0b").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Devices of a Polyvisor guest: the bus that routes port and MMIO accesses, the interrupt
+//! line trait that backends implement, and the emulated hardware itself.
+//!
+//! Nothing here knows which architecture it runs on or which hypervisor backs it: devices
+//! see byte offsets into their own register window and an [`InterruptLine`] to raise.
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod interrupt;
+pub mod legacy;
+pub mod vm_control;
+
+pub use bus::{Bus, BusDevice, BusError, BusRange};
+pub use interrupt::InterruptLine;
+pub use vm_control::{VmControl, VmExitReason};

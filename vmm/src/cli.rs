@@ -1,0 +1,208 @@
+//! The `polyvisor` command line. `--help`, the README and the man page describe these
+//! flags; keep them in step.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    parse_console, parse_cpus, parse_disk, parse_net, parse_size, Config, ConsoleMode, DiskConfig,
+    NetConfig,
+};
+
+/// Default guest memory when `--memory` is not given.
+pub const DEFAULT_MEMORY: &str = "512M";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "polyvisor",
+    version,
+    about = "Polyvisor: a virtual machine monitor for Linux guests on x86_64, aarch64 and s390x KVM hosts",
+    after_help = "Exit status: 0 when the guest powers off or resets, 1 when the VMM fails, \
+                  2 for an invalid command line or configuration.\n\
+                  Logs go to stderr (POLYVISOR_LOG=error|warn|info|debug|trace sets the level); \
+                  the guest's serial console goes to stdout."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest kernel and run it until it powers off or resets.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Guest kernel: an x86 bzImage or an ELF vmlinux (PVH entry when the ELF has one).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// Initial ramdisk loaded for the kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// Kernel command line [default: console=ttyS0 reboot=k panic=1].
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+
+    /// Number of vCPUs, from 1 up to the host's KVM limit.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_cpus)]
+    pub cpus: u32,
+
+    /// Guest memory: bytes, or with a K, M, G or T suffix (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MEMORY)]
+    pub memory: String,
+
+    /// Virtio block device backed by file P (repeatable). Not available yet: refused with a clear error.
+    #[arg(long, value_name = "path=P[,readonly=on]", value_parser = parse_disk)]
+    pub disk: Vec<DiskConfig>,
+
+    /// Virtio network device on tap interface NAME (repeatable). Not available yet: refused with a clear error.
+    #[arg(long, value_name = "tap=NAME[,mac=M]", value_parser = parse_net)]
+    pub net: Vec<NetConfig>,
+
+    /// Virtio entropy device fed from the host's getrandom(). Not available yet: refused with a clear error.
+    #[arg(long)]
+    pub rng: bool,
+
+    /// Serial console: `tty` (stdout; stdin when it is a terminal or pipe), `off`, or `file=PATH`.
+    #[arg(long, value_name = "tty|off|file=PATH", default_value = "tty", value_parser = parse_console)]
+    pub console: ConsoleMode,
+}
+
+/// Default kernel command line: serial console, reset through the keyboard controller
+/// (which ends the VM), reboot one second after a panic.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+
+impl RunArgs {
+    /// Turn the parsed flags into a [`Config`], checking what clap could not.
+    pub fn into_config(self) -> Result<Config, crate::ConfigError> {
+        let memory_bytes = parse_size(&self.memory)
+            .map_err(|reason| crate::ConfigError::new("--memory", &self.memory, reason))?;
+        let cmdline = self.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+        let cmdline = boot::check_cmdline(&cmdline)
+            .map_err(|e| crate::ConfigError::new("--cmdline", "", e.to_string()))?;
+        let config = Config {
+            kernel: self.kernel,
+            initrd: self.initrd,
+            cmdline,
+            cpus: self.cpus,
+            memory_bytes,
+            disks: self.disk,
+            nets: self.net,
+            rng: self.rng,
+            console: self.console,
+        };
+        config.check_host_memory(&self.memory)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("polyvisor").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let Command::Run(a) = parse(&["run", "--kernel", "/k"]).unwrap().command;
+        let c = a.into_config().unwrap();
+        assert_eq!(c.cpus, 1);
+        assert_eq!(c.memory_bytes, 512 << 20);
+        assert_eq!(c.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(c.console, ConsoleMode::Tty);
+        assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng);
+    }
+
+    #[test]
+    fn every_flag() {
+        let Command::Run(a) = parse(&[
+            "run",
+            "--kernel",
+            "/k",
+            "--initrd",
+            "/i",
+            "--cmdline",
+            "console=ttyS0 quiet",
+            "--cpus",
+            "2",
+            "--memory",
+            "1G",
+            "--disk",
+            "path=/d,readonly=on",
+            "--disk",
+            "path=/e",
+            "--net",
+            "tap=tap0",
+            "--rng",
+            "--console",
+            "off",
+        ])
+        .unwrap()
+        .command;
+        let c = a.into_config().unwrap();
+        assert_eq!(c.initrd, Some("/i".into()));
+        assert_eq!(c.cmdline, "console=ttyS0 quiet");
+        assert_eq!(c.cpus, 2);
+        assert_eq!(c.memory_bytes, 1 << 30);
+        assert_eq!(c.disks.len(), 2);
+        assert!(c.disks[0].readonly);
+        assert_eq!(c.nets[0].tap, "tap0");
+        assert!(c.rng);
+        assert_eq!(c.console, ConsoleMode::Off);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let e = parse(&["run", "--kernel", "/k", "--cpus", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--cpus"), "{e}");
+        let e = parse(&["run", "--kernel", "/k", "--bogus"]).unwrap_err();
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        assert!(parse(&["run"])
+            .unwrap_err()
+            .to_string()
+            .contains("--kernel"));
+
+        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
+            .unwrap()
+            .command;
+        let e = a.into_config().unwrap_err();
+        assert_eq!(e.flag, "--memory");
+        assert_eq!(e.value, "banana");
+        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
+            .unwrap()
+            .command;
+        assert!(a.into_config().unwrap_err().reason.contains("host"));
+    }
+
+    #[test]
+    fn help_mentions_every_flag() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "--kernel",
+            "--initrd",
+            "--cmdline",
+            "--cpus",
+            "--memory",
+            "--disk",
+            "--net",
+            "--rng",
+            "--console",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from help");
+        }
+        Cli::command().debug_assert();
+    }
+}

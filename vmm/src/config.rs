@@ -1,0 +1,317 @@
+//! The VM configuration and the parsers behind each CLI flag. Every error names the flag
+//! and the value.
+
+use std::path::PathBuf;
+
+/// Serial console routing (`--console`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// Guest output to stdout; stdin to the guest when it is a terminal or a pipe.
+    Tty,
+    /// Guest output to a file (created or truncated); no input.
+    File(PathBuf),
+    /// Guest output discarded; no input.
+    Off,
+}
+
+/// A `--disk` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+/// A `--net` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub tap: String,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Everything `polyvisor run` was asked to do, validated as far as it can be without
+/// touching the hypervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub disks: Vec<DiskConfig>,
+    pub nets: Vec<NetConfig>,
+    pub rng: bool,
+    pub console: ConsoleMode,
+}
+
+/// A configuration error: the flag, the value and what is wrong with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{flag} {value}: {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(flag: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            flag,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Smallest page size guests are given memory in.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Parse a size: a number of bytes with an optional K, M, G or T suffix (powers of 1024,
+/// `KiB`/`KB`/`K` alike). The result is a whole number of 4 KiB pages.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    if num.is_empty() {
+        return Err("expected a size such as 512M or 2G".into());
+    }
+    let n: u64 = num.parse().map_err(|_| "number too large".to_string())?;
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("unknown unit {suffix:?} (use K, M, G or T)")),
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| "size too large".to_string())?;
+    if bytes == 0 {
+        return Err("must be greater than 0".into());
+    }
+    if bytes % PAGE_SIZE != 0 {
+        return Err("must be a whole number of 4 KiB pages".into());
+    }
+    Ok(bytes)
+}
+
+/// Parse a vCPU count (at least 1; the upper bound is the host's, checked later).
+pub fn parse_cpus(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of vCPUs".to_string())?;
+    if n == 0 {
+        return Err("a guest needs at least 1 vCPU".into());
+    }
+    Ok(n)
+}
+
+/// Split `key=value,key=value` into pairs, refusing empty keys.
+fn key_values(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    s.split(',')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k, v)),
+            _ => Err(format!("expected key=value, got {kv:?}")),
+        })
+        .collect()
+}
+
+fn parse_on_off(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{key} must be on or off, not {v:?}")),
+    }
+}
+
+/// Parse `path=P[,readonly=on|off]`.
+pub fn parse_disk(s: &str) -> Result<DiskConfig, String> {
+    let mut path = None;
+    let mut readonly = false;
+    for (k, v) in key_values(s)? {
+        match k {
+            "path" if !v.is_empty() => path = Some(PathBuf::from(v)),
+            "readonly" => readonly = parse_on_off(k, v)?,
+            _ => {
+                return Err(format!(
+                    "unknown or empty option {k:?} (expected path=, readonly=)"
+                ))
+            }
+        }
+    }
+    let path = path.ok_or("path= is required")?;
+    Ok(DiskConfig { path, readonly })
+}
+
+/// Parse a MAC address `aa:bb:cc:dd:ee:ff` (unicast).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("MAC {s:?} must be six hex bytes separated by ':'"));
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(format!("MAC {s:?} must be six hex bytes separated by ':'"));
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("MAC {s:?} is not hexadecimal"))?;
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!("MAC {s:?} is a multicast address"));
+    }
+    Ok(mac)
+}
+
+/// Parse `tap=NAME[,mac=M]`.
+pub fn parse_net(s: &str) -> Result<NetConfig, String> {
+    let mut tap = None;
+    let mut mac = None;
+    for (k, v) in key_values(s)? {
+        match k {
+            // Linux interface names are at most 15 bytes.
+            "tap" if !v.is_empty() && v.len() <= 15 => tap = Some(v.to_string()),
+            "tap" => return Err(format!("tap name {v:?} must be 1 to 15 bytes")),
+            "mac" => mac = Some(parse_mac(v)?),
+            _ => return Err(format!("unknown option {k:?} (expected tap=, mac=)")),
+        }
+    }
+    Ok(NetConfig {
+        tap: tap.ok_or("tap= is required")?,
+        mac,
+    })
+}
+
+/// Parse `tty`, `off` or `file=PATH`.
+pub fn parse_console(s: &str) -> Result<ConsoleMode, String> {
+    match s {
+        "tty" => Ok(ConsoleMode::Tty),
+        "off" => Ok(ConsoleMode::Off),
+        _ => match s.strip_prefix("file=") {
+            Some(p) if !p.is_empty() => Ok(ConsoleMode::File(PathBuf::from(p))),
+            _ => Err("expected tty, off or file=PATH".into()),
+        },
+    }
+}
+
+/// Total RAM of this host in bytes, from /proc/meminfo.
+pub fn host_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Human-readable size, e.g. "23.4 GiB".
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl Config {
+    /// Checks that need the host but not the hypervisor: guest RAM must fit in host RAM.
+    pub fn check_host_memory(&self, memory_arg: &str) -> Result<(), ConfigError> {
+        if let Some(host) = host_memory_bytes() {
+            if self.memory_bytes > host {
+                return Err(ConfigError::new(
+                    "--memory",
+                    memory_arg,
+                    format!("larger than this host's {} of RAM", format_size(host)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert!(parse_size("0").unwrap_err().contains("greater than 0"));
+        assert!(parse_size("0M").is_err());
+        assert!(parse_size("banana")
+            .unwrap_err()
+            .contains("expected a size"));
+        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("1000").unwrap_err().contains("4 KiB"));
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("100000000T").unwrap_err().contains("too large"));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1G").is_err());
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("4"), Ok(4));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("-1").is_err());
+        assert!(parse_cpus("two").is_err());
+        assert!(parse_cpus("99999999999").is_err());
+    }
+
+    #[test]
+    fn disks_nets_consoles() {
+        assert_eq!(
+            parse_disk("path=/tmp/a.img,readonly=on"),
+            Ok(DiskConfig {
+                path: "/tmp/a.img".into(),
+                readonly: true
+            })
+        );
+        assert!(!parse_disk("path=/a").unwrap().readonly);
+        assert!(parse_disk("readonly=on").is_err());
+        assert!(parse_disk("path=/a,readonly=maybe").is_err());
+        assert!(parse_disk("path=/a,color=red").is_err());
+        assert!(parse_disk("/a").is_err());
+
+        assert_eq!(
+            parse_net("tap=tap0,mac=52:54:00:12:34:56"),
+            Ok(NetConfig {
+                tap: "tap0".into(),
+                mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+            })
+        );
+        assert!(parse_net("tap=averyveryverylongname").is_err());
+        assert!(parse_net("tap=t,mac=01:00:00:00:00:00")
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(parse_net("tap=t,mac=zz:00:00:00:00:00").is_err());
+        assert!(parse_net("mac=52:54:00:12:34:56").is_err());
+
+        assert_eq!(parse_console("tty"), Ok(ConsoleMode::Tty));
+        assert_eq!(parse_console("off"), Ok(ConsoleMode::Off));
+        assert_eq!(
+            parse_console("file=/tmp/x"),
+            Ok(ConsoleMode::File("/tmp/x".into()))
+        );
+        assert!(parse_console("file=").is_err());
+        assert!(parse_console("pty").is_err());
+    }
+
+    #[test]
+    fn host_memory_and_sizes_print() {
+        assert!(host_memory_bytes().unwrap() > 0);
+        assert_eq!(format_size(512), "512 bytes");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+        let e = ConfigError::new("--memory", "0", "must be greater than 0");
+        assert_eq!(e.to_string(), "--memory 0: must be greater than 0");
+    }
+}

@@ -1,0 +1,15 @@
+//! Polyvisor's VMM: configuration, the VM builder, vCPU threads and the console.
+//!
+//! Architecture-blind: the backend is chosen once in [`host`], and everything else goes
+//! through the `arch` traits.
+
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod host;
+pub mod logger;
+pub mod machine;
+mod vcpu_thread;
+
+pub use config::{Config, ConfigError};
+pub use machine::{run, Error, RunOutcome};

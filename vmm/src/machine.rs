@@ -1,0 +1,243 @@
+//! Building a VM from a [`Config`] and running it to the end.
+
+use std::sync::{Arc, Mutex};
+
+use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
+use devices::legacy::{Serial16550, I8042};
+use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
+
+use crate::config::{format_size, Config, ConfigError};
+use crate::console;
+use crate::host::Host;
+use crate::vcpu_thread::{self, Buses};
+
+/// How a run ended, when it ended the way a guest ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Poweroff,
+    Reset,
+}
+
+/// Why a run failed. Configuration errors name the flag and value; the rest say which
+/// part of the VMM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--kernel {0}")]
+    Kernel(boot::Error),
+    #[error("--initrd {0}")]
+    Initrd(boot::Error),
+    #[error("{flag}: {what} is not available in this version of Polyvisor yet")]
+    NotYet {
+        flag: &'static str,
+        what: &'static str,
+    },
+    #[error("{0}")]
+    Backend(arch::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("device setup: {0}")]
+    Bus(#[from] devices::BusError),
+    #[error("{0}")]
+    Guest(String),
+}
+
+impl Error {
+    /// The process exit status for this error: 2 for what the user asked for, 1 for the
+    /// VMM failing.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Kernel(_) | Error::Initrd(_) | Error::NotYet { .. } => 2,
+            Error::Backend(e) => match e {
+                arch::Error::Kernel(_)
+                | arch::Error::Initrd(_)
+                | arch::Error::Cmdline(_)
+                | arch::Error::Config(_) => 2,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+}
+
+/// Name the flag a backend error is about, where there is one.
+fn backend_error(e: arch::Error, config: &Config) -> Error {
+    let flagged = |flag: &'static str, value: String, reason: String| {
+        Error::Config(ConfigError::new(flag, value, reason))
+    };
+    match e {
+        arch::Error::Kernel(m) => Error::Guest(format!("--kernel {m}")),
+        arch::Error::Initrd(m) => Error::Guest(format!("--initrd {m}")),
+        arch::Error::Cmdline(m) => flagged("--cmdline", String::new(), m),
+        arch::Error::GuestMemory { reason, .. } => flagged(
+            "--memory",
+            format_size(config.memory_bytes),
+            format!("cannot map guest memory: {reason}"),
+        ),
+        arch::Error::Config(m) if m.contains("memory") => {
+            flagged("--memory", format_size(config.memory_bytes), m)
+        }
+        arch::Error::Config(m) if m.contains("vCPU") => {
+            flagged("--cpus", config.cpus.to_string(), m)
+        }
+        other => Error::Backend(other),
+    }
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { what, source }
+}
+
+/// Refuse devices that are not implemented yet, by flag, before anything is built.
+fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
+    if !config.disks.is_empty() {
+        return Err(Error::NotYet {
+            flag: "--disk",
+            what: "virtio-blk",
+        });
+    }
+    if !config.nets.is_empty() {
+        return Err(Error::NotYet {
+            flag: "--net",
+            what: "virtio-net",
+        });
+    }
+    if config.rng {
+        return Err(Error::NotYet {
+            flag: "--rng",
+            what: "virtio-rng",
+        });
+    }
+    Ok(())
+}
+
+fn place(
+    bus: &mut Buses,
+    dev: &PlatformDevice,
+    device: Arc<Mutex<dyn BusDevice>>,
+) -> Result<(), Error> {
+    let target: &mut Bus = match dev.bus {
+        BusKind::Pio => &mut bus.pio,
+        BusKind::Mmio => &mut bus.mmio,
+    };
+    target.insert(BusRange::new(dev.base, dev.len), device)?;
+    Ok(())
+}
+
+/// Boot the guest `config` describes on this host's hypervisor and run it until it powers
+/// off or resets.
+pub fn run(config: &Config) -> Result<RunOutcome, Error> {
+    run_on::<Host>(config)
+}
+
+/// [`run`] on a given backend.
+pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
+    refuse_missing_devices(config)?;
+    let kernel = boot::open_kernel(&config.kernel).map_err(Error::Kernel)?;
+    let initrd = config
+        .initrd
+        .as_deref()
+        .map(boot::open_initrd)
+        .transpose()
+        .map_err(Error::Initrd)?;
+
+    let hv = H::open().map_err(Error::Backend)?;
+    if config.cpus > hv.max_vcpus() {
+        return Err(ConfigError::new(
+            "--cpus",
+            config.cpus.to_string(),
+            format!(
+                "this host's {} allows at most {} vCPUs",
+                hv.name(),
+                hv.max_vcpus()
+            ),
+        )
+        .into());
+    }
+    let mut vm = hv
+        .create_vm(&VmConfig {
+            memory_bytes: config.memory_bytes,
+            vcpus: config.cpus,
+        })
+        .map_err(|e| backend_error(e, config))?;
+    let mut request = BootRequest {
+        kernel,
+        initrd,
+        cmdline: config.cmdline.clone(),
+    };
+    vm.load(&mut request)
+        .map_err(|e| backend_error(e, config))?;
+    log::debug!(
+        "{}: {} vCPUs, {} of RAM, kernel {}",
+        hv.name(),
+        config.cpus,
+        format_size(config.memory_bytes),
+        config.kernel.display()
+    );
+
+    let control = Arc::new(VmControl::new());
+    let mut buses = Buses {
+        pio: Bus::new(),
+        mmio: Bus::new(),
+    };
+    let platform = vm.platform().clone();
+    let mut input_guard = None;
+    if let Some(dev) = platform.serial {
+        let line = match dev.irq {
+            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
+            None => return Err(Error::Guest("the platform's UART has no interrupt".into())),
+        };
+        let out = console::output(&config.console).map_err(io_err("--console"))?;
+        let serial = Arc::new(Mutex::new(Serial16550::new(line, out)));
+        place(&mut buses, &dev, serial.clone())?;
+        input_guard = console::start_input(&config.console, serial, control.clone())
+            .map_err(io_err("console input"))?;
+    }
+    if let Some(dev) = platform.i8042 {
+        place(
+            &mut buses,
+            &dev,
+            Arc::new(Mutex::new(I8042::new(control.clone()))),
+        )?;
+    }
+    let buses = Arc::new(buses);
+
+    vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
+    let mut threads = Vec::with_capacity(config.cpus as usize);
+    for index in 0..config.cpus {
+        let started = vm
+            .create_vcpu(index)
+            .map_err(Error::Backend)
+            .and_then(|vcpu| {
+                vcpu_thread::spawn(index, vcpu, buses.clone(), control.clone())
+                    .map_err(io_err("starting a vCPU thread"))
+            });
+        match started {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                control.request_exit(VmExitReason::Error(e.to_string()));
+                vcpu_thread::stop_all(threads);
+                return Err(e);
+            }
+        }
+    }
+
+    let reason = control.wait();
+    vcpu_thread::stop_all(threads);
+    drop(input_guard);
+    log::debug!(
+        "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
+        buses.pio.unclaimed_accesses(),
+        buses.mmio.unclaimed_accesses()
+    );
+    match reason {
+        VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
+        VmExitReason::Reset => Ok(RunOutcome::Reset),
+        VmExitReason::Error(m) => Err(Error::Guest(m)),
+    }
+}

@@ -1,0 +1,84 @@
+//! `polyvisor`: the command-line entry point. The only place `anyhow`-style handling and
+//! process exit codes live.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::LevelFilter;
+use vmm::cli::{Cli, Command};
+use vmm::{logger, RunOutcome};
+
+fn main() -> ExitCode {
+    let level = std::env::var("POLYVISOR_LOG")
+        .ok()
+        .and_then(|s| logger::parse_level(&s))
+        .unwrap_or(LevelFilter::Info);
+    logger::init(level);
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let Command::Run(args) = cli.command;
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match vmm::run(&config) {
+        Ok(RunOutcome::Poweroff) => {
+            log::info!("guest powered off");
+            ExitCode::SUCCESS
+        }
+        Ok(RunOutcome::Reset) => {
+            log::info!("guest reset");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            log::error!("{}", anyhow::Error::new(e));
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Help and version go to stdout with status 0; any other parse error is one line on
+/// stderr naming the flag, status 2.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            log::error!(
+                "no command given: use `polyvisor run --kernel PATH ...` (see `polyvisor --help`)"
+            );
+            ExitCode::from(2)
+        }
+        _ => {
+            log::error!("{}", one_line(&e.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Clap's message without its usage and tip paragraphs, folded onto one line.
+fn one_line(rendered: &str) -> String {
+    let text: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let joined = text.join(" ");
+    let msg = joined.strip_prefix("error: ").unwrap_or(&joined);
+    if msg.is_empty() {
+        "invalid command line (see `polyvisor --help`)".to_string()
+    } else {
+        msg.to_string()
+    }
+}
