@@ -2,7 +2,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,6 +95,7 @@ pub struct Polyvisor {
     bin: PathBuf,
     args: Vec<OsString>,
     timeout: Duration,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Polyvisor {
@@ -104,6 +105,7 @@ impl Polyvisor {
             bin: polyvisor_bin(),
             args: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            stdin: None,
         }
     }
 
@@ -130,6 +132,13 @@ impl Polyvisor {
         self
     }
 
+    /// Feeds `bytes` to polyvisor's stdin through a pipe, then closes it (default: stdin is
+    /// /dev/null).
+    pub fn stdin_bytes(mut self, bytes: &[u8]) -> Self {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
     /// The command line, for messages.
     pub fn command_line(&self) -> String {
         let mut s = self.bin.display().to_string();
@@ -140,20 +149,32 @@ impl Polyvisor {
         s
     }
 
-    /// Runs polyvisor (stdin from /dev/null, no `RUST_LOG`), waits up to the timeout, and
-    /// returns what it printed and its exit code. On timeout it kills the process and panics
-    /// with the output so far.
+    /// Runs polyvisor (no `RUST_LOG`/`POLYVISOR_LOG`: default logging), waits up to the
+    /// timeout, and returns what it printed and its exit code. On timeout it kills the
+    /// process and panics with the output so far.
     pub fn run(&self) -> RunOutput {
         let start = Instant::now();
         let mut child = Command::new(&self.bin)
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
+            .env_remove("POLYVISOR_LOG")
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.command_line()));
+        if let (Some(bytes), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
+            // Written from a thread so a child that never reads cannot block the test; the
+            // pipe closes when the thread ends.
+            thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
         let out = reader(child.stdout.take().expect("stdout"));
         let err = reader(child.stderr.take().expect("stderr"));
         let status = wait_timeout(&mut child, self.timeout);
