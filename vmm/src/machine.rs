@@ -43,6 +43,9 @@ pub enum Error {
     },
     #[error("device setup: {0}")]
     Bus(#[from] devices::BusError),
+    /// A file or value the user gave is unusable; the message names it.
+    #[error("{flag} {message}")]
+    Input { flag: &'static str, message: String },
     #[error("{0}")]
     Guest(String),
 }
@@ -52,14 +55,17 @@ impl Error {
     /// VMM failing.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Kernel(_) | Error::Initrd(_) | Error::NotYet { .. } => 2,
-            Error::Backend(e) => match e {
+            Error::Config(_)
+            | Error::Kernel(_)
+            | Error::Initrd(_)
+            | Error::NotYet { .. }
+            | Error::Input { .. } => 2,
+            Error::Backend(
                 arch::Error::Kernel(_)
                 | arch::Error::Initrd(_)
                 | arch::Error::Cmdline(_)
-                | arch::Error::Config(_) => 2,
-                _ => 1,
-            },
+                | arch::Error::Config(_),
+            ) => 2,
             _ => 1,
         }
     }
@@ -71,8 +77,14 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
         Error::Config(ConfigError::new(flag, value, reason))
     };
     match e {
-        arch::Error::Kernel(m) => Error::Guest(format!("--kernel {m}")),
-        arch::Error::Initrd(m) => Error::Guest(format!("--initrd {m}")),
+        arch::Error::Kernel(message) => Error::Input {
+            flag: "--kernel",
+            message,
+        },
+        arch::Error::Initrd(message) => Error::Input {
+            flag: "--initrd",
+            message,
+        },
         arch::Error::Cmdline(m) => flagged("--cmdline", String::new(), m),
         arch::Error::GuestMemory { reason, .. } => flagged(
             "--memory",

@@ -122,7 +122,7 @@ mod tests {
                 assert!(a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0, "{a:x?} vs {b:x?}");
             }
         }
-        assert!(BOOT_STACK_POINTER < PML4_ADDR);
+        const { assert!(BOOT_STACK_POINTER < PML4_ADDR) };
         assert_eq!(PVH_MEMMAP_MAX_ENTRIES, 165);
     }
 
