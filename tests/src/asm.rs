@@ -393,6 +393,16 @@ impl Asm {
         self.bytes(&[0x8e, 0xd8]);
     }
 
+    /// `mov es, ax` — `8E C0`.
+    pub fn mov_es_ax(&mut self) {
+        self.bytes(&[0x8e, 0xc0]);
+    }
+
+    /// `mov ss, ax` — `8E D0`.
+    pub fn mov_ss_ax(&mut self) {
+        self.bytes(&[0x8e, 0xd0]);
+    }
+
     /// `mov eax, cr0` (`mov rax, cr0` in long mode) — `0F 20 C0`.
     pub fn mov_eax_cr0(&mut self) {
         self.bytes(&[0x0f, 0x20, 0xc0]);
@@ -416,6 +426,11 @@ impl Asm {
     /// `and r32, imm32` — `81 /4 id`.
     pub fn and_imm(&mut self, r: Reg, imm: u32) {
         self.alu_imm(4, r, imm);
+    }
+
+    /// `or r32, imm32` — `81 /1 id`.
+    pub fn or_imm(&mut self, r: Reg, imm: u32) {
+        self.alu_imm(1, r, imm);
     }
 
     /// `sub r32, imm32` — `81 /5 id`.
@@ -533,6 +548,14 @@ impl Asm {
         self.code.push(n);
     }
 
+    /// `shl r32, imm8` — `C1 /4 ib`.
+    pub fn shl_imm(&mut self, r: Reg, n: u8) {
+        self.o32();
+        self.code.push(0xc1);
+        self.modrm_reg(4, r);
+        self.code.push(n);
+    }
+
     /// `rol r32, imm8` — `C1 /0 ib`.
     pub fn rol_imm(&mut self, r: Reg, n: u8) {
         self.o32();
@@ -621,6 +644,18 @@ impl Asm {
         }
     }
 
+    /// `jmp far selector:label` (protected mode: reloads CS from the GDT) — `EA cd cw`.
+    pub fn jmp_far(&mut self, selector: u16, l: Label) {
+        assert_eq!(
+            self.mode,
+            Mode::Protected32,
+            "jmp far ptr16:32 is a 32-bit encoding"
+        );
+        self.code.push(0xea);
+        self.fixup(l, FixKind::Abs32, 4);
+        self.bytes(&selector.to_le_bytes());
+    }
+
     /// `jmp rel8` — `EB cb`.
     pub fn jmp_short(&mut self, l: Label) {
         self.code.push(0xeb);
@@ -661,10 +696,37 @@ impl Asm {
         self.bytes(&[0x0f, 0x32]);
     }
 
+    /// `sgdt [mem]` — `0F 01 /0` (stores limit u16 then base: u32, or u64 in long mode).
+    pub fn sgdt(&mut self, mem: Mem) {
+        self.bytes(&[0x0f, 0x01]);
+        self.modrm_mem(0, mem);
+    }
+
+    /// `lgdt [mem]` — `0F 01 /2`.
+    pub fn lgdt(&mut self, mem: Mem) {
+        self.bytes(&[0x0f, 0x01]);
+        self.modrm_mem(2, mem);
+    }
+
     /// `lidt [mem]` — `0F 01 /3`.
     pub fn lidt(&mut self, mem: Mem) {
         self.bytes(&[0x0f, 0x01]);
         self.modrm_mem(3, mem);
+    }
+
+    /// `push r` (32-bit in protected mode, 64-bit in long mode) — `50+r`.
+    pub fn push(&mut self, r: Reg) {
+        self.code.push(0x50 + r as u8);
+    }
+
+    /// `pop r` — `58+r`.
+    pub fn pop(&mut self, r: Reg) {
+        self.code.push(0x58 + r as u8);
+    }
+
+    /// `iret` (`iretd` in protected mode) — `CF`.
+    pub fn iret(&mut self) {
+        self.code.push(0xcf);
     }
 
     /// `hlt` — `F4`.

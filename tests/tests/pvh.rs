@@ -278,3 +278,82 @@ fn pvh_memmap_describes_64m() {
         "highest RAM entry should end at (or just below) 64 MiB, not {end:#x}\n{out}"
     );
 }
+
+/// Prints the GDT descriptors that CS and DS were loaded from: `cs=<sel> <desc>` and
+/// `ds=<sel> <desc>`, each descriptor as 16 hex digits.
+fn boot_gdt_guest() -> Vec<u8> {
+    let mut a = pvh_asm();
+    a.sgdt(Mem::Abs(SCRATCH)); // sgdt [SCRATCH]: limit u16, base u32
+    for (name, mov_from_sreg) in [("cs=", [0x8c, 0xc8]), (" ds=", [0x8c, 0xd8])] {
+        print(&mut a, name);
+        a.bytes(&mov_from_sreg); // mov eax, cs / mov eax, ds
+        a.and_imm(Reg::Eax, 0xfff8); // eax = selector's offset in the GDT
+        a.mov_rr(Reg::Esi, Reg::Eax); // esi = offset
+        print_hex32(&mut a, Reg::Esi);
+        print(&mut a, " ");
+        a.add_load(Reg::Esi, Mem::Abs(SCRATCH + 2)); // esi = GDT base + offset
+        a.mov_load(Reg::Edi, Mem::Base(Reg::Esi, 4)); // edi = descriptor high dword
+        print_hex32(&mut a, Reg::Edi);
+        a.mov_load(Reg::Edi, Mem::Base(Reg::Esi, 0)); // edi = descriptor low dword
+        print_hex32(&mut a, Reg::Edi);
+    }
+    print(&mut a, "\n");
+    reset_i8042(&mut a);
+    pvh_kernel(a.finish())
+}
+
+/// Base, limit (in bytes), access byte and flags nibble of a segment descriptor.
+fn decode_descriptor(d: u64) -> (u64, u64, u8, u8) {
+    let base = ((d >> 16) & 0xff_ffff) | ((d >> 32) & 0xff00_0000);
+    let raw_limit = (d & 0xffff) | ((d >> 32) & 0xf_0000);
+    let flags = ((d >> 52) & 0xf) as u8;
+    let limit = if flags & 0x8 != 0 {
+        (raw_limit << 12) | 0xfff
+    } else {
+        raw_limit
+    };
+    (base, limit, ((d >> 40) & 0xff) as u8, flags)
+}
+
+#[test]
+fn pvh_boot_gdt_matches_the_loaded_segments() {
+    // PVH enters with CS/DS set up as flat 32-bit segments. The GDT the VMM leaves in memory
+    // must describe the same segments: the first interrupt, iret or far jump with the boot
+    // selector reloads CS from it (before the guest has its own GDT).
+    let out = run_kernel(&boot_gdt_guest(), &[]);
+    out.assert_guest_reset();
+    let cs = out.stdout_field("cs=").map(|s| s.split_whitespace().nth(1));
+    let ds = out.stdout_field("ds=").map(|s| s.split_whitespace().nth(1));
+    let parse = |v: Option<Option<&str>>| {
+        u64::from_str_radix(v.flatten().unwrap_or(""), 16)
+            .unwrap_or_else(|_| panic!("no descriptor printed\n{out}"))
+    };
+    let (base, limit, access, flags) = decode_descriptor(parse(cs));
+    assert_eq!(
+        (base, limit),
+        (0, 0xffff_ffff),
+        "CS descriptor not flat 4 GiB\n{out}"
+    );
+    assert_eq!(
+        access & 0x98,
+        0x98,
+        "CS descriptor not a present code segment\n{out}"
+    );
+    assert_eq!(
+        flags & 0x6,
+        0x4,
+        "CS descriptor is not 32-bit code (D=1, L=0): flags {flags:#x}\n{out}"
+    );
+    let (base, limit, access, flags) = decode_descriptor(parse(ds));
+    assert_eq!(
+        (base, limit),
+        (0, 0xffff_ffff),
+        "DS descriptor not flat 4 GiB\n{out}"
+    );
+    assert_eq!(
+        access & 0x9a,
+        0x92,
+        "DS descriptor not a present writable data segment\n{out}"
+    );
+    assert_eq!(flags & 0x4, 0x4, "DS descriptor is not 32-bit (B=1)\n{out}");
+}

@@ -38,7 +38,35 @@ fn protected_mode_encodings() {
         [0x0f, 0x01, 0x1d, 0x00, 0x10, 0, 0]
     );
     assert_eq!(asm32(|a| a.out_dx_ax()), [0x66, 0xef]);
+    assert_eq!(
+        asm32(|a| a.sgdt(Mem::Abs(0x1020))),
+        [0x0f, 0x01, 0x05, 0x20, 0x10, 0, 0]
+    );
+    assert_eq!(
+        asm32(|a| a.lgdt(Mem::Abs(0x1020))),
+        [0x0f, 0x01, 0x15, 0x20, 0x10, 0, 0]
+    );
+    assert_eq!(
+        asm32(|a| {
+            let l = a.here_label();
+            a.jmp_far(0x08, l);
+        }),
+        [0xea, 0x00, 0x00, 0x10, 0x00, 0x08, 0x00]
+    );
     assert_eq!(asm32(|a| a.test_al(1)), [0xa8, 0x01]);
+    assert_eq!(asm32(|a| a.shl_imm(Reg::Eax, 16)), [0xc1, 0xe0, 0x10]);
+    assert_eq!(
+        asm32(|a| a.or_imm(Reg::Eax, 0x1234)),
+        [0x81, 0xc8, 0x34, 0x12, 0, 0]
+    );
+    assert_eq!(
+        asm32(|a| {
+            a.push(Reg::Edx);
+            a.pop(Reg::Edx);
+            a.iret();
+        }),
+        [0x52, 0x5a, 0xcf]
+    );
     assert_eq!(
         asm32(|a| a.mov_store8(Mem::Base(Reg::Ebx, 0x1000), Reg::Eax)),
         [0x88, 0x83, 0x00, 0x10, 0, 0]
