@@ -14,11 +14,12 @@
 //! - **aarch64** (KVM): `create_vm` creates the vGIC (v3, else v2) sized for `vcpus`;
 //!   `Vm::load` places the arm64 `Image` 2 MiB aligned, the initrd and the FDT it generates
 //!   from [`Platform`] (the UART and RTC are MMIO devices there) and from the devices the VMM
-//!   registered; `create_vcpu` does `KVM_ARM_VCPU_INIT` with PSCI and powers secondaries off.
+//!   registered; `create_vcpus` does `KVM_ARM_VCPU_INIT` with PSCI, powers secondaries off and
+//!   initialises the vGIC once all vCPUs exist.
 //!   PSCI `SYSTEM_OFF`/`SYSTEM_RESET` arrive as system events and become `Poweroff`/`Reset`;
 //!   `CPU_ON` is handled by KVM. Interrupt lines are irqfds on GIC SPIs.
 //! - **s390x** (own KVM layer, no kvm-ioctls): memory slots 1 MiB aligned; `Vm::load`
-//!   writes the kernel at 0 and the IPL parameter area; `create_vcpu` does the initial reset
+//!   writes the kernel at 0 and the IPL parameter area; `create_vcpus` does the initial reset
 //!   and sets the 64-bit PSW. SIE intercepts (SCLP `SERVC`, `SIGP`, `DIAG 0x500`, channel
 //!   I/O instructions) are served inside the backend and reported as `Handled`; a stop of the
 //!   last CPU is `Poweroff`, `KVM_EXIT_S390_RESET` is `Reset`. There is no port I/O and no
@@ -88,8 +89,11 @@ pub trait Vm: Send + Sync {
     fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>>;
     /// Load the kernel, initrd and command line, and write the firmware tables.
     fn load(&mut self, request: &mut BootRequest) -> Result<()>;
-    /// Create vCPU `index` (0 is the boot CPU), set up for the loaded boot protocol.
-    fn create_vcpu(&self, index: u32) -> Result<Self::Vcpu>;
+    /// Create all of the VM's vCPUs (index 0 is the boot CPU), set up for the loaded boot
+    /// protocol, and finish whatever the interrupt controller needs once every vCPU exists
+    /// (the arm64 vGIC is initialised only then). Called once, after [`Vm::load`] and after
+    /// the devices took their interrupt lines; no vCPU runs before this returns.
+    fn create_vcpus(&mut self) -> Result<Vec<Self::Vcpu>>;
 }
 
 /// One virtual CPU; runs on its own thread.

@@ -58,7 +58,7 @@ impl Vm for Never {
     fn load(&mut self, _request: &mut BootRequest) -> Result<()> {
         match *self {}
     }
-    fn create_vcpu(&self, _index: u32) -> Result<Never> {
+    fn create_vcpus(&mut self) -> Result<Vec<Never>> {
         match *self {}
     }
 }

@@ -220,21 +220,15 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     let buses = Arc::new(buses);
 
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
-    let mut threads = Vec::with_capacity(config.cpus as usize);
-    for index in 0..config.cpus {
-        let started = vm
-            .create_vcpu(index)
-            .map_err(Error::Backend)
-            .and_then(|vcpu| {
-                vcpu_thread::spawn(index, vcpu, buses.clone(), control.clone())
-                    .map_err(io_err("starting a vCPU thread"))
-            });
-        match started {
+    let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (index, vcpu) in vcpus.into_iter().enumerate() {
+        match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 control.request_exit(VmExitReason::Error(e.to_string()));
                 vcpu_thread::stop_all(threads);
-                return Err(e);
+                return Err(io_err("starting a vCPU thread")(e));
             }
         }
     }

@@ -55,8 +55,6 @@ pub fn load(
     }
     .map_err(|e| Error::Kernel(format!("{kpath}: {e}")))?;
 
-    write_boot_structures(mem)?;
-
     let header = kernel.setup_header;
     let cmdline_limit = match header {
         Some(h) if h.cmdline_size > 0 => h.cmdline_size as usize,
@@ -67,10 +65,10 @@ pub fn load(
     let initrd = load_initrd(mem, layout, request, &kernel)?;
     let e820 = e820_map(layout);
 
-    match (request.kernel.format, kernel.pvh_boot_cap) {
+    let entry = match (request.kernel.format, kernel.pvh_boot_cap) {
         (KernelFormat::Elf64, PvhBootCapability::PvhEntryPresent(entry)) => {
-            write_pvh_start_info(mem, request.cmdline.len(), initrd, &e820)?;
-            Ok(BootEntry::Pvh { entry: entry.0 })
+            write_pvh_start_info(mem, initrd, &e820)?;
+            BootEntry::Pvh { entry: entry.0 }
         }
         _ => {
             let entry = match request.kernel.format {
@@ -78,9 +76,11 @@ pub fn load(
                 _ => kernel.kernel_load.0,
             };
             write_zero_page(mem, header, request.cmdline.len(), initrd, &e820)?;
-            Ok(BootEntry::Linux64 { entry })
+            BootEntry::Linux64 { entry }
         }
-    }
+    };
+    write_boot_structures(mem, matches!(entry, BootEntry::Linux64 { .. }))?;
+    Ok(entry)
 }
 
 fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Error {
@@ -90,11 +90,10 @@ fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Er
     }
 }
 
-/// GDT, an empty IDT and identity page tables: what both entry protocols need.
-fn write_boot_structures(mem: &GuestMemory) -> Result<()> {
-    // The GDT holds the 64-bit code descriptor; PVH entry loads the 32-bit one into CS
-    // directly, so one table serves both.
-    let table: Vec<u8> = gdt::boot_gdt(true)
+/// The GDT whose descriptors the vCPU's segment registers are loaded from (so a guest that
+/// reloads a selector gets the same segment), an empty IDT and identity page tables.
+fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
+    let table: Vec<u8> = gdt::boot_gdt(long_mode)
         .iter()
         .flat_map(|e| e.to_le_bytes())
         .collect();
@@ -205,7 +204,6 @@ fn write_zero_page(
 
 fn write_pvh_start_info(
     mem: &GuestMemory,
-    _cmdline_len: usize,
     initrd: InitrdPlacement,
     e820: &[E820Entry],
 ) -> Result<()> {

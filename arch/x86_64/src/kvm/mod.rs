@@ -231,11 +231,14 @@ impl Vm for KvmVm {
         Ok(())
     }
 
-    fn create_vcpu(&self, index: u32) -> Result<KvmVcpu> {
+    fn create_vcpus(&mut self) -> Result<Vec<KvmVcpu>> {
         let entry = self.entry.ok_or_else(|| Error::VcpuFault {
-            vcpu: index,
-            reason: "no kernel loaded before the vCPU was created".into(),
+            vcpu: 0,
+            reason: "no kernel loaded before the vCPUs were created".into(),
         })?;
-        KvmVcpu::new(self, index, entry)
+        // APs stay in wait-for-SIPI in the in-kernel LAPIC; nothing to finish afterwards.
+        (0..self.vcpus)
+            .map(|index| KvmVcpu::new(self, index, entry))
+            .collect()
     }
 }
