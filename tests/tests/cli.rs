@@ -73,6 +73,15 @@ fn top_level_help_exits_0() {
 }
 
 #[test]
+fn version_exits_0_on_stdout() {
+    let out = Polyvisor::new().arg("--version").run();
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "`--version` should exit 0\n{out}");
+    assert!(out.stdout.starts_with("polyvisor "), "{out}");
+    assert!(out.stderr.is_empty(), "{out}");
+}
+
+#[test]
 fn good_kernel_runs() {
     // The baseline every error case below differs from by one thing.
     let out = run_with_good_kernel(&[]);

@@ -1,36 +1,10 @@
-//! The `polyvisor` binary itself: built for this test (so `cargo test --workspace` always
-//! leaves a fresh `target/<profile>/polyvisor` for the guest tests in `tests/`), and its
-//! version and help contract.
-
-use std::process::Command;
-
-/// Under qemu-user (foreign-target test runs) the kernel cannot exec the foreign binary
-/// from inside the emulated test process (no binfmt_misc handler); say so and skip there.
-fn can_exec(bin: &str) -> bool {
-    match Command::new(bin).arg("--version").output() {
-        Ok(_) => true,
-        Err(e) if e.raw_os_error() == Some(8) => {
-            eprintln!("cannot exec {bin} here (ENOEXEC: foreign binary without binfmt_misc); skipped");
-            false
-        }
-        Err(e) => panic!("running {bin}: {e}"),
-    }
-}
+//! Makes `cargo test --workspace` build the `polyvisor` binary (integration tests of a
+//! package get its binaries), so the guest and CLI tests in `tests/` always run a fresh
+//! `target/<profile>/polyvisor`. The CLI contract itself is tested there.
 
 #[test]
-fn version_and_help_exit_0_on_stdout() {
-    let bin = env!("CARGO_BIN_EXE_polyvisor");
-    if !can_exec(bin) {
-        return;
-    }
-    let v = Command::new(bin).arg("--version").output().unwrap();
-    assert!(v.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
-        format!("polyvisor {}", env!("CARGO_PKG_VERSION"))
-    );
-    let h = Command::new(bin).args(["run", "--help"]).output().unwrap();
-    assert!(h.status.success());
-    assert!(String::from_utf8_lossy(&h.stdout).contains("--kernel <PATH>"));
-    assert!(h.stderr.is_empty());
+fn polyvisor_binary_is_built() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_polyvisor"));
+    let meta = std::fs::metadata(bin).expect("polyvisor binary missing");
+    assert!(meta.is_file() && meta.len() > 0, "{}", bin.display());
 }
