@@ -26,4 +26,6 @@ pub struct Platform {
     pub serial: Option<PlatformDevice>,
     /// A keyboard controller whose CPU-reset command resets the machine (x86 i8042).
     pub i8042: Option<PlatformDevice>,
+    /// The boot timer guests write milestones to (see `devices::boot_timer`).
+    pub boot_timer: Option<PlatformDevice>,
 }

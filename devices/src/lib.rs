@@ -5,6 +5,7 @@
 //! see byte offsets into their own register window and an [`InterruptLine`] to raise.
 #![forbid(unsafe_code)]
 
+pub mod boot_timer;
 pub mod bus;
 pub mod interrupt;
 pub mod legacy;

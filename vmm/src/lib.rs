@@ -13,3 +13,14 @@ mod vcpu_thread;
 
 pub use config::{Config, ConfigError};
 pub use machine::{run, Error, RunOutcome};
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// When this process started, as near as the VMM can tell: the first call wins, so the
+/// binary calls it first thing in `main`.
+pub fn process_start() -> Instant {
+    *PROCESS_START.get_or_init(Instant::now)
+}

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
+use devices::boot_timer::BootTimer;
 use devices::legacy::{Serial16550, I8042};
 use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
 
@@ -216,6 +217,10 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             &dev,
             Arc::new(Mutex::new(I8042::new(control.clone()))),
         )?;
+    }
+    if let Some(dev) = platform.boot_timer {
+        let timer = BootTimer::new(crate::process_start());
+        place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
     }
     let buses = Arc::new(buses);
 

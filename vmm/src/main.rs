@@ -9,6 +9,7 @@ use vmm::cli::{Cli, Command};
 use vmm::{logger, RunOutcome};
 
 fn main() -> ExitCode {
+    vmm::process_start();
     let level = std::env::var("POLYVISOR_LOG")
         .ok()
         .and_then(|s| logger::parse_level(&s))

@@ -14,7 +14,7 @@
 //! | 0x9fc00..0xa0000    | MP table (in the EBDA)                    |
 //! | 0xa0000..0x100000   | legacy VGA/BIOS hole, not RAM in the e820 |
 //! | 1 MiB..             | kernel; initrd at the top of low RAM      |
-//! | 0xc000_0000..4 GiB  | MMIO hole (IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000) |
+//! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
 
 use arch::MemoryLayout;
 
@@ -38,6 +38,8 @@ pub const HIGH_MEMORY_START: u64 = 0x10_0000;
 
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 pub const MMIO_HOLE_SIZE: u64 = (1 << 32) - MMIO_HOLE_START;
+/// Boot timer (one page): guests write 123 here when init starts.
+pub const BOOT_TIMER_ADDR: u64 = MMIO_HOLE_START;
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 pub const LAPIC_ADDR: u64 = 0xfee0_0000;
 /// KVM needs three pages for the VMX TSS and one for the identity map, inside the hole.

@@ -34,6 +34,14 @@ const I8042: PlatformDevice = PlatformDevice {
     irq: None,
 };
 
+/// The boot timer: first page of the MMIO hole.
+const BOOT_TIMER: PlatformDevice = PlatformDevice {
+    bus: BusKind::Mmio,
+    base: layout::BOOT_TIMER_ADDR,
+    len: devices::boot_timer::BOOT_TIMER_WINDOW,
+    irq: None,
+};
+
 /// Capabilities this backend cannot run without.
 const REQUIRED_CAPS: &[(Cap, &str)] = &[
     (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
@@ -154,6 +162,7 @@ impl Hypervisor for KvmX86 {
             platform: Platform {
                 serial: Some(COM1),
                 i8042: Some(I8042),
+                boot_timer: Some(BOOT_TIMER),
             },
             cpuid,
             vcpus: config.vcpus,
