@@ -32,6 +32,13 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(RunArgs),
+    /// Print a shell completion script (for packagers: bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the polyvisor(1) man page in roff (for packagers).
+    Manpage,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +80,30 @@ pub struct RunArgs {
     pub console: ConsoleMode,
 }
 
+/// Write the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "polyvisor", out);
+}
+
+/// Write the man page (roff) to `out`: the top-level page with the `run` flags as its
+/// OPTIONS section.
+pub fn write_manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_subcommands_section(out)?;
+    if let Some(run) = cmd.find_subcommand("run") {
+        clap_mangen::Man::new(run.clone()).render_options_section(out)?;
+    }
+    man.render_extra_section(out)?;
+    man.render_version_section(out)?;
+    Ok(())
+}
+
 /// Default kernel command line: serial console, reset through the keyboard controller
 /// (which ends the VM), reboot one second after a panic.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -112,7 +143,9 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Command::Run(a) = parse(&["run", "--kernel", "/k"]).unwrap().command;
+        let Command::Run(a) = parse(&["run", "--kernel", "/k"]).unwrap().command else {
+            panic!("not a run command")
+        };
         let c = a.into_config().unwrap();
         assert_eq!(c.cpus, 1);
         assert_eq!(c.memory_bytes, 512 << 20);
@@ -146,7 +179,10 @@ mod tests {
             "off",
         ])
         .unwrap()
-        .command;
+        .command
+        else {
+            panic!("not a run command")
+        };
         let c = a.into_config().unwrap();
         assert_eq!(c.initrd, Some("/i".into()));
         assert_eq!(c.cmdline, "console=ttyS0 quiet");
@@ -172,14 +208,38 @@ mod tests {
 
         let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not a run command")
+        };
         let e = a.into_config().unwrap_err();
         assert_eq!(e.flag, "--memory");
         assert_eq!(e.value, "banana");
         let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not a run command")
+        };
         assert!(a.into_config().unwrap_err().reason.contains("host"));
+    }
+
+    #[test]
+    fn manpage_and_completions_cover_run() {
+        let mut man = Vec::new();
+        write_manpage(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
+        for flag in ["kernel", "initrd", "cmdline", "cpus", "memory", "console"] {
+            assert!(
+                man.contains(&format!("\\-\\-{flag}")),
+                "{flag} missing from man page"
+            );
+        }
+        let mut bash = Vec::new();
+        write_completions(clap_complete::Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("--kernel") && bash.contains("complete -F"));
     }
 
     #[test]

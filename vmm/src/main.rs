@@ -20,7 +20,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Completions { shell } => {
+            vmm::cli::write_completions(shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpage => {
+            return match vmm::cli::write_manpage(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("writing the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
