@@ -139,7 +139,17 @@ fn load_initrd(
         .filter(|m| *m != 0)
         .unwrap_or(u64::MAX);
     let top = layout.low_ram_end().min(addr_max.saturating_add(1));
-    let kernel_end = (kernel.kernel_end + 0xfff) & PAGE_MASK;
+    // A bzImage decompresses in place and needs `init_size` bytes from where it runs (its
+    // load address, or `pref_address` when it relocates there): keep the initrd out of it.
+    let file_end = kernel.kernel_end;
+    let decompress_end = kernel
+        .setup_header
+        .map(|h| {
+            let pref = h.pref_address;
+            kernel.kernel_load.0.max(pref) + u64::from(h.init_size)
+        })
+        .unwrap_or(0);
+    let kernel_end = (file_end.max(decompress_end) + 0xfff) & PAGE_MASK;
     let addr = top
         .checked_sub(initrd.size)
         .map(|a| a & PAGE_MASK)
