@@ -9,6 +9,8 @@ pub enum VmExitReason {
     Poweroff,
     /// The guest asked for a reset (i8042 CPU reset, triple fault, PSCI SYSTEM_RESET).
     Reset,
+    /// The VMM process was asked to stop by a signal (SIGTERM, SIGINT, SIGHUP).
+    Signal(i32),
     /// The VMM failed; the string says what went wrong.
     Error(String),
 }
@@ -44,13 +46,21 @@ impl VmControl {
 
     /// Block until an exit is requested.
     pub fn wait(&self) -> VmExitReason {
-        let mut guard = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(reason) = guard.as_ref() {
-                return reason.clone();
+            if let Some(reason) = self.wait_timeout(std::time::Duration::from_secs(3600)) {
+                return reason;
             }
-            guard = self.changed.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Block until an exit is requested or `timeout` passes.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<VmExitReason> {
+        let guard = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |r| r.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        guard.clone()
     }
 }
 
@@ -67,6 +77,17 @@ mod tests {
         c.request_exit(VmExitReason::Poweroff);
         assert_eq!(c.exit_reason(), Some(VmExitReason::Reset));
         assert_eq!(c.wait(), VmExitReason::Reset);
+    }
+
+    #[test]
+    fn wait_timeout_returns_none_until_requested() {
+        let c = VmControl::new();
+        assert_eq!(c.wait_timeout(std::time::Duration::from_millis(5)), None);
+        c.request_exit(VmExitReason::Signal(15));
+        assert_eq!(
+            c.wait_timeout(std::time::Duration::from_millis(5)),
+            Some(VmExitReason::Signal(15))
+        );
     }
 
     #[test]

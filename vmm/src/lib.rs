@@ -9,6 +9,7 @@ pub mod console;
 pub mod host;
 pub mod logger;
 pub mod machine;
+pub mod signals;
 mod vcpu_thread;
 
 pub use config::{Config, ConfigError};

@@ -49,6 +49,8 @@ pub enum Error {
     Input { flag: &'static str, message: String },
     #[error("{0}")]
     Guest(String),
+    #[error("stopped by {}; the guest was shut down without its cooperation", crate::signals::name(*.0))]
+    Stopped(i32),
 }
 
 impl Error {
@@ -61,6 +63,8 @@ impl Error {
             | Error::Initrd(_)
             | Error::NotYet { .. }
             | Error::Input { .. } => 2,
+            // The shell convention for "killed by signal N".
+            Error::Stopped(sig) => 128 + sig,
             Error::Backend(
                 arch::Error::Kernel(_)
                 | arch::Error::Initrd(_)
@@ -225,6 +229,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     let buses = Arc::new(buses);
 
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
+    crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
     let mut threads = Vec::with_capacity(vcpus.len());
     for (index, vcpu) in vcpus.into_iter().enumerate() {
@@ -238,7 +243,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         }
     }
 
-    let reason = control.wait();
+    let reason = crate::signals::wait_for_exit(&control);
     vcpu_thread::stop_all(threads);
     drop(input_guard);
     log::debug!(
@@ -249,6 +254,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     match reason {
         VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
         VmExitReason::Reset => Ok(RunOutcome::Reset),
+        VmExitReason::Signal(sig) => Err(Error::Stopped(sig)),
         VmExitReason::Error(m) => Err(Error::Guest(m)),
     }
 }
