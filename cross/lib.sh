@@ -20,15 +20,33 @@ pv_die()  { printf '[%s] error: %s\n' "${PV_SCRIPT:-cross}" "$*" >&2; exit 1; }
 pv_now()     { date +%s.%N | cut -c1-14; }
 pv_elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# pv_timeout SECS CMD...: `timeout` that dies with this script. timeout(1) moves itself into
+# its own process group, so a Ctrl-C or SIGTERM to ours would leave it (and a QEMU under it)
+# running; we run it as a background job and forward the signal.
+PV_CHILD=""
+pv_on_signal() {
+    [[ -n "$PV_CHILD" ]] && kill -TERM "$PV_CHILD" 2>/dev/null
+    exit 130
+}
+trap pv_on_signal INT TERM HUP
+pv_timeout() {
+    local secs="$1" rc=0; shift
+    timeout --kill-after=10 "$secs" "$@" &
+    PV_CHILD=$!
+    wait "$PV_CHILD" || rc=$?
+    PV_CHILD=""
+    return $rc
+}
+
 # pv_run LOGNAME TIMEOUT_SECONDS CMD...: run a long step quietly, bounded by a timeout.
 # Its output goes to $PV_CACHE/logs/LOGNAME.log; on failure the log's tail is shown.
 pv_run() {
     local name="$1" secs="$2"; shift 2
     local log="$PV_CACHE/logs/$name.log" rc=0
     if [[ "${POLYVISOR_VERBOSE:-0}" == 1 ]]; then
-        timeout --kill-after=10 "$secs" "$@" 2>&1 | tee "$log" >&2 || rc=${PIPESTATUS[0]}
+        pv_timeout "$secs" "$@" </dev/null > >(tee "$log" >&2) 2>&1 || rc=$?
     else
-        timeout --kill-after=10 "$secs" "$@" >"$log" 2>&1 </dev/null || rc=$?
+        pv_timeout "$secs" "$@" </dev/null >"$log" 2>&1 || rc=$?
     fi
     if [[ $rc -ne 0 ]]; then
         [[ $rc -eq 124 ]] && pv_log "timed out after ${secs}s: $*"
