@@ -1,0 +1,448 @@
+//! The driver: argument parsing, the three peers' command lines, the measurement plan and
+//! the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::guests::{self, Workload, MARK_BEGIN, MARK_END, MARK_EXIT, MARK_FIRST};
+use crate::runner::{self, MarkSource, MemProbe, RunResult};
+use crate::stats::{self, Figure};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+const MIB: u64 = 1 << 20;
+/// Guest memory for the timing figures.
+const BOOT_MIB: u64 = 128;
+/// Guest memory sizes for the resident-memory figures.
+const MEM_SIZES_MIB: [u64; 2] = [128, 2048];
+/// Memory samples per size and peer (each run spins ~0.3 s).
+const MAX_MEM_RUNS: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Polyvisor,
+    Floor,
+    Qemu,
+}
+
+const PEERS: [Peer; 3] = [Peer::Polyvisor, Peer::Floor, Peer::Qemu];
+
+struct Options {
+    runs: usize,
+    exits: u32,
+    polyvisor: PathBuf,
+    qemu: Option<PathBuf>,
+    json: PathBuf,
+}
+
+fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str, String> {
+    *i += 1;
+    args.get(*i)
+        .map(String::as_str)
+        .ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: '{s}' is not a valid number"))
+}
+
+/// Entry point of the x86_64 binary; returns the exit code.
+pub fn main(args: &[String]) -> Result<u8, String> {
+    match args.first().map(String::as_str) {
+        Some("floor") => floor_main(&args[1..]),
+        Some("guest") => guest_main(&args[1..]),
+        _ => bench_main(args),
+    }
+}
+
+fn floor_main(args: &[String]) -> Result<u8, String> {
+    let (mut kernel, mut mib) = (None, BOOT_MIB);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--kernel" => kernel = Some(value(args, &mut i, "--kernel")?.to_string()),
+            "--memory-mib" => mib = number(value(args, &mut i, "--memory-mib")?, "--memory-mib")?,
+            a => return Err(format!("floor: unknown argument '{a}'")),
+        }
+        i += 1;
+    }
+    let kernel = kernel.ok_or("floor: --kernel PATH is required")?;
+    let bytes = std::fs::read(&kernel).map_err(|e| format!("reading {kernel}: {e}"))?;
+    crate::floor::run(&bytes, mib * MIB)
+}
+
+fn guest_main(args: &[String]) -> Result<u8, String> {
+    let (Some(kind), Some(path)) = (args.first(), args.get(1)) else {
+        return Err("guest: usage: guest boot|pio|mmio|spin PATH [--exits K]".into());
+    };
+    let mut exits = 10_000;
+    if args.get(2).map(String::as_str) == Some("--exits") {
+        exits = number(args.get(3).ok_or("--exits needs a value")?, "--exits")?;
+    }
+    let work = match kind.as_str() {
+        "boot" => Workload::Boot,
+        "pio" => Workload::Pio { count: exits },
+        "mmio" => Workload::Mmio { count: exits },
+        "spin" => Workload::Spin {
+            cycles: guests::SPIN_TSC_CYCLES,
+        },
+        k => {
+            return Err(format!(
+                "guest: unknown workload '{k}' (boot, pio, mmio, spin)"
+            ))
+        }
+    };
+    std::fs::write(path, guests::guest_kernel(work)).map_err(|e| format!("writing {path}: {e}"))?;
+    Ok(0)
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        runs: 20,
+        exits: 10_000,
+        polyvisor: PathBuf::from("target/release/polyvisor"),
+        qemu: Some(PathBuf::from("qemu-system-x86_64")),
+        json: PathBuf::from("polyvisor-bench.json"),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--runs" => o.runs = number(value(args, &mut i, "--runs")?, "--runs")?,
+            "--exits" => o.exits = number(value(args, &mut i, "--exits")?, "--exits")?,
+            "--polyvisor" => o.polyvisor = value(args, &mut i, "--polyvisor")?.into(),
+            "--qemu" => o.qemu = Some(value(args, &mut i, "--qemu")?.into()),
+            "--no-qemu" => o.qemu = None,
+            "--json" => o.json = value(args, &mut i, "--json")?.into(),
+            a => return Err(format!("unknown argument '{a}' (see --help)")),
+        }
+        i += 1;
+    }
+    if o.runs == 0 || o.exits == 0 {
+        return Err("--runs and --exits must be at least 1".into());
+    }
+    if !o.polyvisor.is_file() {
+        return Err(format!(
+            "no polyvisor binary at {} (build it with `cargo build --release -p vmm`, or pass --polyvisor)",
+            o.polyvisor.display()
+        ));
+    }
+    Ok(o)
+}
+
+struct Bench {
+    opts: Options,
+    dir: PathBuf,
+    self_exe: PathBuf,
+}
+
+impl Bench {
+    fn command(&self, peer: Peer, kernel: &Path, mib: u64) -> (Command, MarkSource, i32) {
+        match peer {
+            Peer::Polyvisor => {
+                let mut c = Command::new(&self.opts.polyvisor);
+                c.arg("run").arg("--kernel").arg(kernel).args([
+                    "--memory",
+                    &format!("{mib}M"),
+                    "--cpus",
+                    "1",
+                ]);
+                (c, MarkSource::PolyvisorLog, 0)
+            }
+            Peer::Floor => {
+                let mut c = Command::new(&self.self_exe);
+                c.arg("floor")
+                    .arg("--kernel")
+                    .arg(kernel)
+                    .args(["--memory-mib", &mib.to_string()]);
+                (c, MarkSource::FloorLog, 0)
+            }
+            Peer::Qemu => {
+                let mut c = Command::new(self.opts.qemu.as_ref().expect("qemu peer enabled"));
+                // `-cpu host` alone aborts on this machine's software KVM: QEMU's write of
+                // MSR_IA32_ARCH_CAPABILITIES (0x10a) is refused.
+                c.args([
+                    "-M",
+                    "microvm",
+                    "-accel",
+                    "kvm",
+                    "-cpu",
+                    "host,-arch-capabilities",
+                ])
+                .args(["-m", &format!("{mib}M"), "-smp", "1"])
+                .args(["-nodefaults", "-no-user-config", "-display", "none"])
+                .args(["-serial", "none", "-monitor", "none", "-no-reboot"])
+                .args(["-debugcon", "stdio"])
+                .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x01"])
+                .arg("-kernel")
+                .arg(kernel);
+                // isa-debug-exit: exit status (value << 1) | 1, and the guest writes 0.
+                (c, MarkSource::Debugcon, 1)
+            }
+        }
+    }
+
+    fn kernel(&self, name: &str, work: Workload) -> Result<PathBuf, String> {
+        let p = self.dir.join(format!("{name}.elf"));
+        std::fs::write(&p, guests::guest_kernel(work))
+            .map_err(|e| format!("writing {}: {e}", p.display()))?;
+        Ok(p)
+    }
+
+    /// One run of `peer`; checks the exit status and that `need` marks arrived.
+    fn run_once(
+        &self,
+        peer: Peer,
+        kernel: &Path,
+        mib: u64,
+        probe: Option<MemProbe>,
+        need: &[u8],
+    ) -> Result<RunResult, String> {
+        let (cmd, source, want) = self.command(peer, kernel, mib);
+        let r = runner::run(cmd, source, probe, RUN_TIMEOUT)?;
+        if r.status.code() != Some(want) {
+            return Err(format!(
+                "{peer:?} exited with {} (expected {want}); stderr:\n{}",
+                r.status,
+                runner::tail(&r.stderr)
+            ));
+        }
+        if let Some(m) = need.iter().find(|m| !r.marks.contains_key(m)) {
+            return Err(format!(
+                "{peer:?}: the guest's mark {m} never arrived; stderr:\n{}",
+                runner::tail(&r.stderr)
+            ));
+        }
+        Ok(r)
+    }
+}
+
+fn push(f: &mut Figure, peer: Peer, v: Option<f64>) {
+    let Some(v) = v else { return };
+    match peer {
+        Peer::Polyvisor => f.polyvisor.push(v),
+        Peer::Floor => f.floor.push(v),
+        Peer::Qemu => f.qemu.push(v),
+    }
+}
+
+fn bench_main(args: &[String]) -> Result<u8, String> {
+    let opts = parse_options(args)?;
+    if !Path::new("/dev/kvm").exists() {
+        return Err("/dev/kvm is missing: the benchmarks need KVM".into());
+    }
+    let dir = std::env::temp_dir().join(format!("polyvisor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let self_exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut b = Bench {
+        opts,
+        dir,
+        self_exe,
+    };
+    let result = measure(&mut b);
+    let _ = std::fs::remove_dir_all(&b.dir);
+    let (figures, meta, note) = result?;
+    println!("{}", stats::markdown(&figures, note.as_deref()));
+    let json = stats::json(&figures, &meta);
+    if let Some(parent) = b.opts.json.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&b.opts.json, json)
+        .map_err(|e| format!("writing {}: {e}", b.opts.json.display()))?;
+    println!("JSON report: {}", b.opts.json.display());
+    Ok(0)
+}
+
+/// The figures, the JSON metadata and a note for the table (why QEMU is missing).
+type Report = (Vec<Figure>, Vec<(&'static str, String)>, Option<String>);
+
+fn measure(b: &mut Bench) -> Result<Report, String> {
+    let runs = b.opts.runs;
+    let k = b.opts.exits;
+    let boot = b.kernel("boot", Workload::Boot)?;
+    let pio = b.kernel("pio", Workload::Pio { count: k })?;
+    let mmio = b.kernel("mmio", Workload::Mmio { count: k })?;
+    let spin = b.kernel(
+        "spin",
+        Workload::Spin {
+            cycles: guests::SPIN_TSC_CYCLES,
+        },
+    )?;
+
+    // Polyvisor and the floor must work; QEMU is a peer we report on either way.
+    for peer in [Peer::Polyvisor, Peer::Floor] {
+        b.run_once(peer, &boot, BOOT_MIB, None, &[MARK_FIRST, MARK_EXIT])?;
+    }
+    let mut qemu_note = None;
+    if b.opts.qemu.is_some() {
+        if let Err(e) = b.run_once(Peer::Qemu, &boot, BOOT_MIB, None, &[MARK_FIRST, MARK_EXIT]) {
+            let first = e.lines().take(4).collect::<Vec<_>>().join(" / ");
+            eprintln!(
+                "polyvisor-bench: QEMU microvm could not run the guest, reporting without it: {e}"
+            );
+            qemu_note = Some(format!("QEMU microvm did not run the guest here: {first}"));
+            b.opts.qemu = None;
+        }
+    } else {
+        qemu_note = Some("QEMU not measured (--no-qemu)".into());
+    }
+    let peers: Vec<Peer> = PEERS
+        .into_iter()
+        .filter(|p| *p != Peer::Qemu || b.opts.qemu.is_some())
+        .collect();
+
+    let mut first = Figure::new(
+        "start_to_first_instruction_ms",
+        "process start → first guest instruction (128 MiB, 1 vCPU)",
+        "ms",
+    );
+    let mut whole = Figure::new(
+        "start_to_exit_ms",
+        "process start → process exit, whole run (128 MiB, 1 vCPU)",
+        "ms",
+    );
+    let mut teardown = Figure::new(
+        "teardown_ms",
+        "teardown: guest reset request → process exit",
+        "ms",
+    );
+    let mut pio_f = Figure::new(
+        "pio_exit_us",
+        "PIO exit round trip (out to an unclaimed port)",
+        "µs",
+    );
+    let mut mmio_f = Figure::new(
+        "mmio_exit_us",
+        "MMIO exit round trip (write to unclaimed MMIO)",
+        "µs",
+    );
+    let mut internal = Vec::new();
+
+    for i in 0..runs {
+        eprint!("\rpolyvisor-bench: boot and exit runs {}/{runs}   ", i + 1);
+        for j in 0..peers.len() {
+            // Rotate the order so no peer always runs right after another.
+            let peer = peers[(i + j) % peers.len()];
+            let r = b.run_once(peer, &boot, BOOT_MIB, None, &[MARK_FIRST, MARK_EXIT])?;
+            push(&mut first, peer, r.mark_ms(MARK_FIRST));
+            push(&mut whole, peer, Some(r.exit_ms()));
+            push(
+                &mut teardown,
+                peer,
+                r.mark_ms(MARK_EXIT).map(|m| r.exit_ms() - m),
+            );
+            if let Some(ms) = r.internal_ms.get(&MARK_FIRST) {
+                internal.push(*ms);
+            }
+            let r = b.run_once(peer, &pio, BOOT_MIB, None, &[MARK_BEGIN, MARK_END])?;
+            push(
+                &mut pio_f,
+                peer,
+                r.between_ms(MARK_BEGIN, MARK_END)
+                    .map(|ms| ms * 1e3 / f64::from(k)),
+            );
+            let r = b.run_once(peer, &mmio, BOOT_MIB, None, &[MARK_BEGIN, MARK_END])?;
+            push(
+                &mut mmio_f,
+                peer,
+                r.between_ms(MARK_BEGIN, MARK_END)
+                    .map(|ms| ms * 1e3 / f64::from(k)),
+            );
+        }
+    }
+    eprintln!();
+    let mut figures = vec![first, whole, teardown, pio_f, mmio_f];
+
+    for mib in MEM_SIZES_MIB {
+        let size = if mib >= 1024 {
+            format!("{} GiB", mib / 1024)
+        } else {
+            format!("{mib} MiB")
+        };
+        let mut rss = Figure::new(
+            leak(format!("rss_{mib}m_mib")),
+            leak(format!("RSS, whole process ({size} guest)")),
+            "MiB",
+        );
+        let mut pss = Figure::new(
+            leak(format!("pss_{mib}m_mib")),
+            leak(format!("PSS, whole process ({size} guest)")),
+            "MiB",
+        );
+        let mut grss = Figure::new(
+            leak(format!("guest_rss_{mib}m_mib")),
+            leak(format!("RSS of guest-memory mapping ({size} guest)")),
+            "MiB",
+        );
+        let mut orss = Figure::new(
+            leak(format!("other_rss_{mib}m_mib")),
+            leak(format!("RSS of everything else ({size} guest)")),
+            "MiB",
+        );
+        let mut opss = Figure::new(
+            leak(format!("other_pss_{mib}m_mib")),
+            leak(format!("PSS of everything else ({size} guest)")),
+            "MiB",
+        );
+        let probe = MemProbe {
+            after_mark: MARK_BEGIN,
+            delay: Duration::from_millis(100),
+            guest_bytes: mib * MIB,
+        };
+        let mem_runs = runs.min(MAX_MEM_RUNS);
+        for i in 0..mem_runs {
+            eprint!(
+                "\rpolyvisor-bench: memory runs ({size}) {}/{mem_runs}   ",
+                i + 1
+            );
+            for j in 0..peers.len() {
+                let peer = peers[(i + j) % peers.len()];
+                let r = b.run_once(peer, &spin, mib, Some(probe), &[MARK_BEGIN])?;
+                let Some(m) = r.mem else {
+                    eprintln!(
+                        "\npolyvisor-bench: {peer:?}: no memory sample (the guest ended before it)"
+                    );
+                    continue;
+                };
+                let kib = |x: u64| Some(x as f64 / 1024.0);
+                push(&mut rss, peer, kib(m.rss_kib));
+                push(&mut pss, peer, kib(m.pss_kib));
+                push(&mut grss, peer, kib(m.guest_rss_kib));
+                push(&mut orss, peer, kib(m.other_rss_kib()));
+                push(&mut opss, peer, kib(m.other_pss_kib()));
+            }
+        }
+        eprintln!();
+        figures.extend([rss, pss, grss, orss, opss]);
+    }
+
+    let internal =
+        stats::summarize(&internal).map_or_else(|| "null".to_string(), |s| format!("{}", s.median));
+    let meta = vec![
+        ("runs", runs.to_string()),
+        ("exits_per_run", k.to_string()),
+        (
+            "polyvisor",
+            stats::json_string(&b.opts.polyvisor.display().to_string()),
+        ),
+        (
+            "qemu",
+            b.opts.qemu.as_ref().map_or_else(
+                || "null".into(),
+                |q| stats::json_string(&q.display().to_string()),
+            ),
+        ),
+        (
+            "qemu_note",
+            qemu_note
+                .as_deref()
+                .map_or_else(|| "null".into(), stats::json_string),
+        ),
+        ("polyvisor_boot_timer_first_instruction_ms_median", internal),
+    ];
+    Ok((figures, meta, qemu_note))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}

@@ -1,0 +1,172 @@
+//! The floor: the least a KVM program can do to run the bench guest. It creates the VM
+//! (same memory size, in-kernel irqchip, 1 vCPU), loads the ELF's `PT_LOAD` segments at
+//! their physical addresses, enters the PVH entry point in 32-bit protected mode with the
+//! same registers polyvisor sets, prints `mark V` on stderr for each boot-timer write and
+//! exits 0 on the i8042 reset (`out 0x64, 0xfe`). No devices, no threads, no config.
+
+use std::io::Write;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit};
+
+use crate::elf::{pvh_image, PvhImage};
+use crate::guests::BOOT_TIMER;
+
+/// Start of the 32-bit MMIO hole (as polyvisor's x86_64 layout).
+const MMIO_HOLE_START: u64 = 0xc000_0000;
+const FOUR_GIB: u64 = 1 << 32;
+const TSS_ADDR: usize = 0xfffb_d000;
+/// `ebx` at the PVH entry: where polyvisor puts `hvm_start_info`.
+const PVH_INFO_ADDR: u64 = 0x6000;
+
+fn flat(selector: u16, type_: u8) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+struct Mapping {
+    host: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> Result<Self, String> {
+        // SAFETY: a fresh private anonymous mapping; the pointer is checked below and
+        // only used within `len` bytes while `self` lives.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap {len} bytes: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(Self {
+            host: p.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.host.cast(), self.len) };
+    }
+}
+
+/// Runs `kernel` (a PVH ELF) with `memory` bytes of RAM. Returns the process exit code.
+pub fn run(kernel: &[u8], memory: u64) -> Result<u8, String> {
+    let PvhImage { segments, entry } = pvh_image(kernel)?;
+    let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
+    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    vm.set_tss_address(TSS_ADDR)
+        .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+
+    // RAM from 0, split around the hole like polyvisor's layout.
+    let low = memory.min(MMIO_HOLE_START);
+    let mut ranges = vec![(0u64, low)];
+    if memory > low {
+        ranges.push((FOUR_GIB, memory - low));
+    }
+    let mut maps = Vec::new();
+    for (slot, (gpa, len)) in ranges.iter().enumerate() {
+        let m = Mapping::new(*len as usize)?;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: *gpa,
+            memory_size: *len,
+            userspace_addr: m.host as u64,
+        };
+        // SAFETY: the mapping lives in `maps` until after the VM is dropped (declared
+        // later, dropped first).
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+        maps.push((*gpa, m));
+    }
+    for (paddr, data) in segments {
+        let (gpa, m) = maps
+            .iter()
+            .find(|(gpa, m)| paddr >= *gpa && paddr + data.len() as u64 <= gpa + m.len as u64)
+            .ok_or_else(|| format!("segment at {paddr:#x} is outside RAM"))?;
+        // SAFETY: the destination range was checked to lie inside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                m.host.add((paddr - gpa) as usize),
+                data.len(),
+            );
+        }
+    }
+    vm.create_irq_chip()
+        .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+
+    let mut vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    sregs.cs = flat(0x08, 0xb); // execute/read, accessed
+    let data = flat(0x10, 0x3); // read/write, accessed
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.cr0 = 0x11; // PE | ET
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+    let regs = kvm_regs {
+        rflags: 2,
+        rip: entry,
+        rbx: PVH_INFO_ADDR,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+
+    let stderr = std::io::stderr();
+    loop {
+        match vcpu.run() {
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if addr == u64::from(BOOT_TIMER) {
+                    if let Some(v) = data.first() {
+                        let _ = stderr.lock().write_all(format!("mark {v}\n").as_bytes());
+                    }
+                }
+            }
+            Ok(VcpuExit::IoOut(0x64, [0xfe])) => return Ok(0),
+            Ok(VcpuExit::Shutdown) => return Err("guest triple-faulted".into()),
+            Ok(VcpuExit::FailEntry(r, _)) => return Err(format!("KVM entry failed: {r:#x}")),
+            Ok(VcpuExit::InternalError) => return Err("KVM internal error".into()),
+            Ok(_) => {}
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => return Err(format!("KVM_RUN: {e}")),
+        }
+    }
+}

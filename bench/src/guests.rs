@@ -1,0 +1,170 @@
+//! The bench guests: tiny PVH kernels built with the tests crate's assembler and ELF
+//! builder, so every peer (polyvisor, the KVM floor, QEMU microvm) runs the same bytes at
+//! the same addresses.
+//!
+//! A guest reports its milestones ("marks") in two ways at once, so each peer sees them
+//! with the device it has:
+//! - a byte write of the mark's value to the boot timer at [`BOOT_TIMER`] (polyvisor logs
+//!   it on stderr; the floor prints `mark V`); QEMU has nothing there and ignores it;
+//! - `out 0xe9, al` with the same value: QEMU's `isa-debugcon` writes the byte to its
+//!   chardev; polyvisor and the floor have nothing on that port and ignore it.
+//!
+//! Every guest ends with a [`MARK_EXIT`] mark, then `out 0xf4, al` (QEMU's
+//! `isa-debug-exit`; ignored by the others) and the i8042 reset `out 0x64, 0xfe`
+//! (polyvisor and the floor exit on it).
+
+use polyvisor_tests::asm::{Asm, Cond, Mem, Reg};
+use polyvisor_tests::guest::{pvh_asm, pvh_kernel, reset_i8042};
+
+/// Polyvisor's boot-timer device (x86_64 layout); the value 123 means "init reached".
+pub const BOOT_TIMER: u32 = 0xc000_0000;
+/// QEMU's `isa-debugcon` port.
+pub const DEBUGCON_PORT: u8 = 0xe9;
+/// QEMU's `isa-debug-exit` port.
+pub const DEBUG_EXIT_PORT: u8 = 0xf4;
+/// A port no peer claims: each `out` to it is a full exit to the VMM and back.
+pub const UNCLAIMED_PORT: u16 = 0x3000;
+/// An MMIO address no peer claims (inside the 32-bit hole, no memory slot there).
+pub const UNCLAIMED_MMIO: u32 = 0xd000_0000;
+
+/// First instruction of every guest: "the guest runs".
+pub const MARK_FIRST: u8 = 123;
+/// Start and end of a measured section.
+pub const MARK_BEGIN: u8 = 1;
+pub const MARK_END: u8 = 2;
+/// Written right before the guest asks to be reset: teardown starts here.
+pub const MARK_EXIT: u8 = 200;
+
+/// TSC cycles the memory guest spins for (~0.3 s at 2.4 GHz).
+pub const SPIN_TSC_CYCLES: u32 = 0x3000_0000;
+
+/// What a guest does between its first mark and its exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Nothing: boot, mark, exit.
+    Boot,
+    /// `count` × `out dx, al` to [`UNCLAIMED_PORT`] between [`MARK_BEGIN`] and [`MARK_END`].
+    Pio { count: u32 },
+    /// `count` × `mov [UNCLAIMED_MMIO], al` between [`MARK_BEGIN`] and [`MARK_END`].
+    Mmio { count: u32 },
+    /// Spin on the TSC for `cycles` between [`MARK_BEGIN`] and [`MARK_END`] (memory sampling).
+    Spin { cycles: u32 },
+}
+
+/// Emits one mark: boot-timer byte write, then `out 0xe9, al`. Clobbers eax.
+pub fn mark(a: &mut Asm, value: u8) {
+    a.mov_mem_imm8(Mem::Abs(BOOT_TIMER), value); // mov byte [0xc0000000], value
+    a.mov_al(value); // mov al, value
+    a.out_imm_al(DEBUGCON_PORT); // out 0xe9, al
+}
+
+/// The guest's code (at the PVH entry point).
+pub fn guest_code(work: Workload) -> Vec<u8> {
+    let mut a = pvh_asm();
+    mark(&mut a, MARK_FIRST);
+    match work {
+        Workload::Boot => {}
+        Workload::Pio { count } => {
+            mark(&mut a, MARK_BEGIN);
+            a.mov_dx(UNCLAIMED_PORT); // mov dx, port
+            a.mov_imm(Reg::Ecx, count); // mov ecx, count
+            let top = a.here_label();
+            a.out_dx_al(); // out dx, al
+            a.loop_to(top); // loop top
+            mark(&mut a, MARK_END);
+        }
+        Workload::Mmio { count } => {
+            mark(&mut a, MARK_BEGIN);
+            a.mov_imm(Reg::Ecx, count); // mov ecx, count
+            let top = a.here_label();
+            a.mov_store8(Mem::Abs(UNCLAIMED_MMIO), Reg::Eax); // mov byte [mmio], al
+            a.loop_to(top); // loop top
+            mark(&mut a, MARK_END);
+        }
+        Workload::Spin { cycles } => {
+            mark(&mut a, MARK_BEGIN);
+            a.bytes(&[0x0f, 0x31]); // rdtsc
+            a.mov_rr(Reg::Esi, Reg::Eax); // mov esi, eax: start, low
+            a.mov_rr(Reg::Edi, Reg::Edx); // mov edi, edx: start, high
+            let top = a.here_label();
+            let done = a.label();
+            a.bytes(&[0x0f, 0x31]); // rdtsc
+            a.bytes(&[0x29, 0xf0]); // sub eax, esi
+            a.bytes(&[0x19, 0xfa]); // sbb edx, edi
+            a.j(Cond::Ne, done); // jnz done: 2^32 cycles or more
+            a.cmp_imm(Reg::Eax, cycles); // cmp eax, cycles
+            a.j(Cond::B, top); // jb top
+            a.bind(done);
+            mark(&mut a, MARK_END);
+        }
+    }
+    mark(&mut a, MARK_EXIT);
+    a.mov_al(0); // mov al, 0: isa-debug-exit status (QEMU exits with 1)
+    a.out_imm_al(DEBUG_EXIT_PORT); // out 0xf4, al
+    reset_i8042(&mut a);
+    a.finish()
+}
+
+/// The guest as a PVH ELF kernel (the tests crate's layout: loaded at 1 MiB, entry at
+/// 1 MiB + 0x100).
+pub fn guest_kernel(work: Workload) -> Vec<u8> {
+    pvh_kernel(guest_code(work))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_instruction_is_the_boot_timer_write() {
+        let code = guest_code(Workload::Boot);
+        // C6 05 disp32 imm8: mov byte [0xc0000000], 123
+        assert_eq!(&code[..7], &[0xc6, 0x05, 0, 0, 0, 0xc0, MARK_FIRST]);
+        // then mov al, 123; out 0xe9, al
+        assert_eq!(&code[7..11], &[0xb0, MARK_FIRST, 0xe6, DEBUGCON_PORT]);
+    }
+
+    #[test]
+    fn every_guest_ends_with_exit_mark_debug_exit_and_reset() {
+        for w in [
+            Workload::Boot,
+            Workload::Pio { count: 3 },
+            Workload::Mmio { count: 3 },
+            Workload::Spin { cycles: 5 },
+        ] {
+            let code = guest_code(w);
+            let tail: Vec<u8> = [
+                &[0xc6, 0x05, 0, 0, 0, 0xc0, MARK_EXIT][..],
+                &[0xb0, MARK_EXIT, 0xe6, DEBUGCON_PORT],
+                &[0xb0, 0, 0xe6, DEBUG_EXIT_PORT],
+                &[0xb0, 0xfe, 0xe6, 0x64, 0xfa, 0xf4, 0xeb, 0xfc],
+            ]
+            .concat();
+            assert!(code.ends_with(&tail), "{w:?}: {code:02x?}");
+        }
+    }
+
+    #[test]
+    fn pio_loop_is_out_then_loop() {
+        let code = guest_code(Workload::Pio { count: 10 });
+        let body = [0xee, 0xe2, 0xfd]; // out dx, al; loop -3
+        assert!(code.windows(3).any(|w| w == body));
+        assert!(code.windows(5).any(|w| w == [0xb9, 10, 0, 0, 0])); // mov ecx, 10
+    }
+
+    #[test]
+    fn mmio_loop_writes_the_unclaimed_address() {
+        let code = guest_code(Workload::Mmio { count: 10 });
+        // mov byte [0xd0000000], al (88 05 disp32); loop -8
+        let body = [0x88, 0x05, 0, 0, 0, 0xd0, 0xe2, 0xf8];
+        assert!(code.windows(body.len()).any(|w| w == body));
+    }
+
+    #[test]
+    fn kernel_is_an_elf_with_the_code_at_the_pvh_entry() {
+        let img = guest_kernel(Workload::Boot);
+        assert_eq!(&img[..4], b"\x7fELF");
+        let code = guest_code(Workload::Boot);
+        assert_eq!(&img[0x1100..0x1100 + code.len()], &code[..]);
+    }
+}

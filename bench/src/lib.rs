@@ -1,0 +1,22 @@
+//! Polyvisor's benchmarks (`cross/bench`): start-up, exit round trips, resident memory and
+//! teardown of polyvisor, each next to two peers measured in the same run — a minimal KVM
+//! program (the "floor", [`floor`]) and QEMU's microvm — running the same guest bytes.
+//!
+//! Timings are taken from outside every process the same way ([`runner`]): the spawn,
+//! the arrival of the guest's marks on a pipe, the reaping of the process. The report is
+//! a markdown table of medians (min–max) with ratios, and a JSON file. Nothing here is a
+//! pass/fail check of a timing.
+//!
+//! Portable modules (guests, ELF reading, stats, smaps parsing, the process runner) build
+//! and unit-test on every target; the KVM floor and the driver are x86_64-only.
+
+pub mod elf;
+pub mod guests;
+pub mod runner;
+pub mod smaps;
+pub mod stats;
+
+#[cfg(target_arch = "x86_64")]
+pub mod bench;
+#[cfg(target_arch = "x86_64")]
+pub mod floor;
