@@ -24,7 +24,7 @@
 //!   I/O instructions) are served inside the backend and reported as `Handled`; a stop of the
 //!   last CPU is `Poweroff`, `KVM_EXIT_S390_RESET` is `Reset`. There is no port I/O and no
 //!   MMIO bus for devices: [`Platform`] lists no UART; the SCLP console writes to the
-//!   console sink the VMM hands over in [`BootRequest`]. Interrupt lines there are I/O
+//!   console sink the VMM hands over with [`Vm::attach_console`]. Interrupt lines there are I/O
 //!   interrupts for a subchannel (classic indicators, later adapter interrupts).
 //!
 //! What only one architecture has (SIE intercepts, PSCI calls, SIGP orders, CPUID) stays
@@ -37,6 +37,7 @@ pub mod layout;
 pub mod platform;
 pub mod unsupported;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use devices::InterruptLine;
@@ -87,6 +88,14 @@ pub trait Vm: Send + Sync {
     /// An interrupt line for device interrupt `irq` (a GSI, SPI or I/O interrupt number as
     /// [`Platform`] or the device allocator assigned it).
     fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>>;
+    /// Hand over the sink for a console the backend serves itself, one that is no device
+    /// on a bus (s390x: the SCLP console). Returns `false`, dropping `out`, when the
+    /// architecture has no such console (its console is a [`Platform`] device the VMM
+    /// places; the default). Called before [`Vm::create_vcpus`].
+    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
+        drop(out);
+        false
+    }
     /// Load the kernel, initrd and command line, and write the firmware tables.
     fn load(&mut self, request: &mut BootRequest) -> Result<()>;
     /// Create all of the VM's vCPUs (index 0 is the boot CPU), set up for the loaded boot

@@ -1,0 +1,365 @@
+//! KVM glue for s390x hosts: `/dev/kvm`, the VM with its 1 MiB-aligned memory slot, the IPL
+//! and the vCPUs (SIE intercepts are served in [`vcpu`]).
+
+mod vcpu;
+
+use std::collections::VecDeque;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::{Arc, Condvar, Mutex};
+
+use arch::{
+    BootRequest, Error, GuestMemory, Hypervisor, KernelFormat, MemoryLayout, Platform, RamRange,
+    Result, Vm, VmConfig,
+};
+use devices::InterruptLine;
+use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
+
+use crate::ipl::{self, IplError};
+use crate::kvm::bindings::*;
+use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
+use crate::sclp::{Sclp, SclpConsole};
+pub use vcpu::KvmS390Vcpu;
+
+/// Memory slots must start and end on a segment (1 MiB) boundary, in the guest and in the
+/// host process.
+const SEGMENT: u64 = 1 << 20;
+/// Enough for the image, the decompressor's work area and an initrd at 8 MiB.
+const MIN_MEMORY: u64 = 16 << 20;
+/// SCLP's READ SCP INFO lists every CPU in one 4 KiB SCCB after offset 128: 248 entries.
+const MAX_CPUS: u32 = 248;
+
+/// Capabilities this backend cannot run without.
+const REQUIRED_CAPS: &[(u32, &str)] = &[
+    (KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"),
+    (KVM_CAP_SYNC_REGS, "KVM_CAP_SYNC_REGS"),
+    (KVM_CAP_S390_PSW, "KVM_CAP_S390_PSW"),
+    (KVM_CAP_S390_USER_SIGP, "KVM_CAP_S390_USER_SIGP"),
+    (KVM_CAP_S390_INJECT_IRQ, "KVM_CAP_S390_INJECT_IRQ"),
+];
+
+/// `/dev/kvm` on an s390x host.
+pub struct KvmS390 {
+    kvm: Kvm,
+    mmap_size: usize,
+}
+
+impl Hypervisor for KvmS390 {
+    type Vm = KvmS390Vm;
+
+    fn name(&self) -> &'static str {
+        "KVM s390x"
+    }
+
+    fn open() -> Result<Self> {
+        let kvm = Kvm::open().map_err(|source| Error::OpenHypervisor {
+            path: "/dev/kvm",
+            source,
+        })?;
+        let version = kvm
+            .api_version()
+            .map_err(|e| Error::hv("KVM_GET_API_VERSION", e))?;
+        if version != KVM_API_VERSION {
+            return Err(Error::MissingCapability("KVM API version 12"));
+        }
+        for (cap, name) in REQUIRED_CAPS {
+            if kvm.check_extension(*cap) <= 0 {
+                return Err(Error::MissingCapability(name));
+            }
+        }
+        let mmap_size = kvm
+            .vcpu_mmap_size()
+            .map_err(|e| Error::hv("KVM_GET_VCPU_MMAP_SIZE", e))?;
+        Ok(Self { kvm, mmap_size })
+    }
+
+    fn max_vcpus(&self) -> u32 {
+        let n = match self.kvm.check_extension(KVM_CAP_MAX_VCPUS) {
+            n if n > 0 => n,
+            _ => self.kvm.check_extension(KVM_CAP_NR_VCPUS).max(1),
+        };
+        (n as u32).min(MAX_CPUS)
+    }
+
+    fn create_vm(&self, config: &VmConfig) -> Result<KvmS390Vm> {
+        if config.memory_bytes < MIN_MEMORY || config.memory_bytes % SEGMENT != 0 {
+            return Err(Error::Config(format!(
+                "guest memory must be a multiple of 1 MiB and at least {} MiB on s390x",
+                MIN_MEMORY >> 20
+            )));
+        }
+        if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
+            return Err(Error::Config(format!(
+                "vCPU count must be 1..={}",
+                self.max_vcpus()
+            )));
+        }
+        let size = usize::try_from(config.memory_bytes).map_err(|_| Error::GuestMemory {
+            bytes: config.memory_bytes,
+            reason: "larger than the address space".into(),
+        })?;
+        let (memory, host_addr) = map_guest_memory(size)?;
+        let vm = self
+            .kvm
+            .create_vm()
+            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
+        vm.enable_cap(KVM_CAP_S390_USER_SIGP)
+            .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_USER_SIGP)", e))?;
+        let slot = KvmUserspaceMemoryRegion {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: config.memory_bytes,
+            userspace_addr: host_addr,
+        };
+        // SAFETY: the slot is the mapping made by `map_guest_memory`, which is never unmapped
+        // (it lives as long as the process) and is used only as this guest's memory.
+        unsafe { vm.set_user_memory_region(&slot) }
+            .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
+        Ok(KvmS390Vm {
+            vm: Arc::new(vm),
+            memory,
+            layout: MemoryLayout {
+                ram: vec![RamRange {
+                    start: 0,
+                    size: config.memory_bytes,
+                }],
+                mmio_start: config.memory_bytes,
+                mmio_size: 0,
+            },
+            // No UART, no i8042, no MMIO boot timer: the console is SCLP, served here.
+            platform: Platform::default(),
+            vcpus: config.vcpus,
+            mmap_size: self.mmap_size,
+            console: Mutex::new(None),
+            loaded: false,
+        })
+    }
+}
+
+/// Map `size` bytes of anonymous memory at a 1 MiB-aligned host address; returns the guest
+/// memory over it and that address. The mapping is never unmapped: KVM's memory slot refers
+/// to it for as long as the VM exists, which is as long as the process.
+fn map_guest_memory(size: usize) -> Result<(GuestMemory, u64)> {
+    let err = |reason: String| Error::GuestMemory {
+        bytes: size as u64,
+        reason,
+    };
+    let align = SEGMENT as usize;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let total = size
+        .checked_add(align)
+        .ok_or_else(|| err("too large".into()))?;
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses; checked below.
+    let raw = unsafe { libc::mmap(std::ptr::null_mut(), total, prot, flags, -1, 0) };
+    if raw == libc::MAP_FAILED {
+        return Err(err(std::io::Error::last_os_error().to_string()));
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align);
+    let head = aligned - start;
+    let tail = align - head;
+    // SAFETY: both ranges lie inside the mapping just made and outside
+    // [aligned, aligned + size), which nothing references yet.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + size) as *mut libc::c_void, tail);
+        }
+    }
+    // SAFETY: [aligned, aligned + size) is a live private anonymous mapping with exactly
+    // these prot/flags, owned by nothing else and never unmapped.
+    let region = unsafe { MmapRegion::<()>::build_raw(aligned as *mut u8, size, prot, flags) }
+        .map_err(|e| err(e.to_string()))?;
+    let region = GuestRegionMmap::new(region, GuestAddress(0))
+        .ok_or_else(|| err("region does not fit the guest address space".into()))?;
+    let memory = GuestMemory::from_regions(vec![region]).map_err(|e| err(e.to_string()))?;
+    Ok((memory, aligned as u64))
+}
+
+/// A KVM VM on s390x.
+pub struct KvmS390Vm {
+    vm: Arc<VmFd>,
+    memory: GuestMemory,
+    layout: MemoryLayout,
+    platform: Platform,
+    vcpus: u32,
+    mmap_size: usize,
+    console: Mutex<Option<Box<dyn Write + Send>>>,
+    loaded: bool,
+}
+
+fn ipl_error(e: IplError) -> Error {
+    match e {
+        IplError::KernelTooBig { .. } | IplError::KernelTooSmall { .. } => {
+            Error::Kernel(e.to_string())
+        }
+        IplError::InitrdTooBig { .. } => Error::Initrd(e.to_string()),
+        IplError::CmdlineTooLong { .. } | IplError::CmdlineNul => Error::Cmdline(e.to_string()),
+        IplError::Memory(reason) => Error::GuestWrite {
+            what: "the IPL payload",
+            reason,
+        },
+    }
+}
+
+impl Vm for KvmS390Vm {
+    type Vcpu = KvmS390Vcpu;
+
+    fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+
+    fn layout(&self) -> &MemoryLayout {
+        &self.layout
+    }
+
+    fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>> {
+        Err(Error::Unsupported {
+            arch: "s390x",
+            what: format!("interrupt line {irq}: no channel-subsystem devices yet"),
+        })
+    }
+
+    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
+        *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+        true
+    }
+
+    fn load(&mut self, request: &mut BootRequest) -> Result<()> {
+        if request.kernel.format != KernelFormat::S390Image {
+            return Err(Error::Kernel(format!(
+                "{} is a {:?} image; s390x boots an IPL-able s390x image",
+                request.kernel.path.display(),
+                request.kernel.format
+            )));
+        }
+        let kernel_size = request.kernel.size;
+        request
+            .kernel
+            .file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::Kernel(e.to_string()))?;
+        ipl::load_kernel(&self.memory, &mut request.kernel.file, kernel_size).map_err(ipl_error)?;
+        let initrd = match request.initrd.as_mut() {
+            Some(rd) => {
+                rd.file
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::Initrd(e.to_string()))?;
+                let at = ipl::load_initrd(&self.memory, &mut rd.file, kernel_size, rd.size)
+                    .map_err(ipl_error)?;
+                Some((at, rd.size))
+            }
+            None => None,
+        };
+        ipl::write_parmarea(&self.memory, initrd, &request.cmdline).map_err(ipl_error)?;
+        self.loaded = true;
+        Ok(())
+    }
+
+    fn create_vcpus(&mut self) -> Result<Vec<KvmS390Vcpu>> {
+        if !self.loaded {
+            return Err(Error::Config("create_vcpus before load".into()));
+        }
+        let mut fds = Vec::with_capacity(self.vcpus as usize);
+        let mut slots = Vec::with_capacity(self.vcpus as usize);
+        for index in 0..self.vcpus {
+            let fd = self
+                .vm
+                .create_vcpu(index, self.mmap_size)
+                .map_err(|e| Error::hv("KVM_CREATE_VCPU", e))?;
+            fd.initial_reset()
+                .map_err(|e| Error::hv("KVM_S390_INITIAL_RESET", e))?;
+            if index == 0 {
+                fd.set_initial_psw(&KvmS390Psw {
+                    mask: ipl::IPL_PSW_MASK,
+                    addr: ipl::IPL_PSW_ADDR,
+                })
+                .map_err(|e| Error::hv("KVM_S390_SET_INITIAL_PSW", e))?;
+            }
+            let injector = fd
+                .injector()
+                .map_err(|e| Error::hv("duplicating a vCPU fd", e))?;
+            slots.push(CpuSlot {
+                state: Mutex::new(CpuState {
+                    stopped: index != 0,
+                    orders: VecDeque::new(),
+                }),
+                wake: Condvar::new(),
+                injector,
+            });
+            fds.push(fd);
+        }
+        let console = self
+            .console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Box::new(std::io::sink()));
+        let machine = Arc::new(Machine {
+            vm: self.vm.clone(),
+            memory: self.memory.clone(),
+            sclp: Mutex::new(Sclp::new(
+                self.layout.ram_bytes(),
+                self.vcpus as u16,
+                SclpConsole::Vt220,
+            )),
+            console: Mutex::new(console),
+            cpus: slots,
+        });
+        Ok(fds
+            .into_iter()
+            .enumerate()
+            .map(|(i, fd)| KvmS390Vcpu::new(fd, i as u32, machine.clone()))
+            .collect())
+    }
+}
+
+/// What one vCPU asks another to do (SIGP orders the target performs on its own thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Start,
+    Restart,
+    InitialReset,
+    SetPrefix(u64),
+    StoreStatus(u64),
+}
+
+#[derive(Debug)]
+struct CpuState {
+    stopped: bool,
+    orders: VecDeque<Order>,
+}
+
+struct CpuSlot {
+    state: Mutex<CpuState>,
+    wake: Condvar,
+    injector: VcpuInjector,
+}
+
+impl CpuSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CpuState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the vCPUs of one VM share.
+struct Machine {
+    vm: Arc<VmFd>,
+    memory: GuestMemory,
+    sclp: Mutex<Sclp>,
+    console: Mutex<Box<dyn Write + Send>>,
+    cpus: Vec<CpuSlot>,
+}
+
+impl Machine {
+    fn all_stopped(&self) -> bool {
+        self.cpus.iter().all(|c| c.lock().stopped)
+    }
+}

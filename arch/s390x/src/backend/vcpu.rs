@@ -1,0 +1,442 @@
+//! An s390x KVM vCPU: runs SIE and serves the intercepts KVM hands to userspace (SCLP via
+//! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arch::{Error, Result, Vcpu, VcpuExit};
+use vm_memory::GuestMemoryBackend as _;
+
+use super::{Machine, Order};
+use crate::intercept::{code, operand_address, pgm, psw, sigp, Instruction};
+use crate::kvm::bindings::*;
+use crate::kvm::ioctls::VcpuFd;
+
+/// How long a stopped vCPU waits for an order before letting the VMM look at it again.
+const STOPPED_POLL: Duration = Duration::from_millis(50);
+/// Unknown intercepts in a row before the vCPU gives up.
+const MAX_UNKNOWN_INTERCEPTS: u32 = 1000;
+
+/// One vCPU of a [`super::KvmS390Vm`].
+pub struct KvmS390Vcpu {
+    fd: VcpuFd,
+    index: u32,
+    machine: Arc<Machine>,
+    unknown: u32,
+}
+
+/// What an intercept handler decided.
+enum Outcome {
+    Handled,
+    Poweroff,
+    Reset,
+}
+
+impl KvmS390Vcpu {
+    pub(super) fn new(fd: VcpuFd, index: u32, machine: Arc<Machine>) -> Self {
+        Self {
+            fd,
+            index,
+            machine,
+            unknown: 0,
+        }
+    }
+
+    fn fault(&self, reason: String) -> Error {
+        Error::VcpuFault {
+            vcpu: self.index,
+            reason,
+        }
+    }
+
+    fn gprs(&self) -> [u64; 16] {
+        // SAFETY: reading the `regs` member of the sync-regs union; every bit pattern is a
+        // valid KvmSyncRegs (plain integers), and KVM keeps it current (KVM_SYNC_GPRS).
+        unsafe { self.fd.run_struct().s.regs.gprs }
+    }
+
+    fn set_gpr(&mut self, r: usize, value: u64) {
+        let run = self.fd.run_struct_mut();
+        // SAFETY: as in `gprs`; writing a plain integer into the union member.
+        unsafe { run.s.regs.gprs[r & 0xf] = value };
+        run.kvm_dirty_regs |= KVM_SYNC_GPRS;
+    }
+
+    fn set_cc(&mut self, cc: u8) {
+        let run = self.fd.run_struct_mut();
+        run.psw_mask = psw::with_cc(run.psw_mask, cc);
+    }
+
+    fn program_interrupt(&self, code: u16) -> Result<()> {
+        self.fd
+            .inject(&KvmS390Irq::program(code))
+            .map_err(|e| Error::hv("KVM_S390_IRQ(program)", e))
+    }
+
+    /// Apply orders other vCPUs left; while stopped, wait for one. `false`: still stopped.
+    fn take_orders(&mut self) -> Result<bool> {
+        let machine = self.machine.clone();
+        let slot = &machine.cpus[self.index as usize];
+        let mut state = slot.lock();
+        if state.stopped && state.orders.is_empty() {
+            state = slot
+                .wake
+                .wait_timeout(state, STOPPED_POLL)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        while let Some(order) = state.orders.pop_front() {
+            match order {
+                Order::Start => state.stopped = false,
+                Order::Restart => {
+                    self.fd
+                        .inject(&KvmS390Irq::new(KVM_S390_RESTART))
+                        .map_err(|e| Error::hv("KVM_S390_IRQ(restart)", e))?;
+                    state.stopped = false;
+                }
+                Order::InitialReset => self
+                    .fd
+                    .initial_reset()
+                    .map_err(|e| Error::hv("KVM_S390_INITIAL_RESET", e))?,
+                Order::SetPrefix(prefix) => {
+                    let run = self.fd.run_struct_mut();
+                    run.s.regs.prefix = prefix;
+                    run.kvm_dirty_regs |= KVM_SYNC_PREFIX;
+                }
+                Order::StoreStatus(addr) => {
+                    if let Err(e) = self.fd.store_status(addr) {
+                        log::warn!("vCPU {}: store status at {addr:#x}: {e}", self.index);
+                    }
+                }
+            }
+        }
+        Ok(!state.stopped)
+    }
+
+    /// Mark this vCPU stopped; the machine powers off when it was the last one running.
+    fn stop_self(&self) -> Outcome {
+        self.machine.cpus[self.index as usize].lock().stopped = true;
+        if self.machine.all_stopped() {
+            log::debug!("vCPU {}: the last running CPU stopped", self.index);
+            Outcome::Poweroff
+        } else {
+            Outcome::Handled
+        }
+    }
+
+    fn handle_sieic(&mut self) -> Result<Outcome> {
+        let sieic = {
+            let run = self.fd.run_struct();
+            // SAFETY: KVM_EXIT_S390_SIEIC fills the s390_sieic member of the exit union; any
+            // bit pattern is a valid KvmS390Sieic.
+            unsafe { run.exit.s390_sieic }
+        };
+        let outcome = match sieic.icptcode {
+            code::INSTRUCTION => self.handle_instruction(sieic.ipa, sieic.ipb)?,
+            code::WAIT => {
+                let run = self.fd.run_struct();
+                if psw::is_disabled_wait(run.psw_mask) {
+                    log::info!(
+                        "vCPU {}: guest entered a disabled wait (PSW {:#018x} {:#018x})",
+                        self.index,
+                        run.psw_mask,
+                        run.psw_addr
+                    );
+                    Outcome::Poweroff
+                } else {
+                    Outcome::Handled
+                }
+            }
+            code::STOP => self.stop_self(),
+            code::VALIDITY => {
+                return Err(self.fault(format!(
+                    "SIE validity intercept (ipa {:#06x} ipb {:#010x})",
+                    sieic.ipa, sieic.ipb
+                )))
+            }
+            other => {
+                self.unknown += 1;
+                log::warn!(
+                    "vCPU {}: unexpected intercept {other:#04x} (ipa {:#06x} ipb {:#010x})",
+                    self.index,
+                    sieic.ipa,
+                    sieic.ipb
+                );
+                if self.unknown > MAX_UNKNOWN_INTERCEPTS {
+                    return Err(self.fault(format!("{} unexpected intercepts", self.unknown)));
+                }
+                return Ok(Outcome::Handled);
+            }
+        };
+        self.unknown = 0;
+        Ok(outcome)
+    }
+
+    fn handle_instruction(&mut self, ipa: u16, ipb: u32) -> Result<Outcome> {
+        let problem_state = self.fd.run_struct().psw_mask & psw::PROBLEM_STATE != 0;
+        match Instruction::decode(ipa, ipb) {
+            Instruction::Servc { .. } | Instruction::Sigp { .. } if problem_state => {
+                self.program_interrupt(pgm::PRIVILEGED_OPERATION)?;
+                Ok(Outcome::Handled)
+            }
+            Instruction::Servc { r1, r2 } => self.servc(r1, r2),
+            Instruction::Sigp { r1, r3, b2, d2 } => {
+                let order = (operand_address(&self.gprs(), b2, d2) & 0xff) as u8;
+                self.sigp(order, r1, r3)
+            }
+            Instruction::Diag { r3, b2, d2, .. } => {
+                let function = (operand_address(&self.gprs(), b2, d2) & 0xffff) as u16;
+                self.diag(function, r3)
+            }
+            Instruction::Other { ipa, ipb } => {
+                log::debug!(
+                    "vCPU {}: instruction {ipa:#06x} {ipb:#010x} not served: operation exception",
+                    self.index
+                );
+                self.program_interrupt(pgm::OPERATION)?;
+                Ok(Outcome::Handled)
+            }
+        }
+    }
+
+    fn servc(&mut self, r1: u8, r2: u8) -> Result<Outcome> {
+        let gprs = self.gprs();
+        let command = gprs[r1 as usize] as u32;
+        let sccb = gprs[r2 as usize];
+        let result = {
+            let machine = &self.machine;
+            let mut sclp = machine.sclp.lock().unwrap_or_else(|p| p.into_inner());
+            let mut console = machine.console.lock().unwrap_or_else(|p| p.into_inner());
+            sclp.service_call(&machine.memory, command, sccb, &mut **console)
+        };
+        match result {
+            Ok(parm) => {
+                self.set_cc(0);
+                let irq = KvmS390Interrupt {
+                    type_: KVM_S390_INT_SERVICE,
+                    parm,
+                    parm64: 0,
+                };
+                self.machine
+                    .vm
+                    .inject_floating(&irq)
+                    .map_err(|e| Error::hv("KVM_S390_INTERRUPT(service signal)", e))?;
+            }
+            Err(e) => {
+                log::debug!(
+                    "vCPU {}: SERVC {command:#010x} at {sccb:#x}: {e:?}",
+                    self.index
+                );
+                self.program_interrupt(e.program_code())?;
+            }
+        }
+        Ok(Outcome::Handled)
+    }
+
+    fn sigp_status(&mut self, r1: u8, status: u32) {
+        let old = self.gprs()[r1 as usize];
+        self.set_gpr(
+            r1 as usize,
+            (old & 0xffff_ffff_0000_0000) | u64::from(status),
+        );
+        self.set_cc(sigp::CC_STATUS_STORED);
+    }
+
+    fn sigp(&mut self, order: u8, r1: u8, r3: u8) -> Result<Outcome> {
+        let gprs = self.gprs();
+        let param = gprs[sigp::parameter_register(r1)];
+        let target = (gprs[r3 as usize] & 0xffff) as usize;
+        if order == sigp::SET_ARCHITECTURE {
+            // Only z/Architecture exists here; ESA/390 mode (0) cannot be entered.
+            if param & 0xff == 0 {
+                self.sigp_status(r1, sigp::STATUS_INVALID_PARAMETER);
+            } else {
+                self.set_cc(sigp::CC_ACCEPTED);
+            }
+            return Ok(Outcome::Handled);
+        }
+        if target >= self.machine.cpus.len() {
+            self.set_cc(sigp::CC_NOT_OPERATIONAL);
+            return Ok(Outcome::Handled);
+        }
+        if target == self.index as usize {
+            return self.sigp_self(order, r1, param);
+        }
+        let machine = self.machine.clone();
+        let slot = &machine.cpus[target];
+        let mut state = slot.lock();
+        if !state.orders.is_empty() {
+            drop(state);
+            self.set_cc(sigp::CC_BUSY);
+            return Ok(Outcome::Handled);
+        }
+        let ram = machine.memory.last_addr().0 + 1;
+        let stopped = state.stopped;
+        let status = match order {
+            sigp::START => {
+                if stopped {
+                    state.orders.push_back(Order::Start);
+                }
+                None
+            }
+            sigp::RESTART => {
+                if stopped {
+                    state.orders.push_back(Order::Restart);
+                } else if let Err(e) = slot.injector.inject(&KvmS390Irq::new(KVM_S390_RESTART)) {
+                    log::warn!("SIGP restart of CPU {target}: {e}");
+                }
+                None
+            }
+            sigp::STOP | sigp::STOP_AND_STORE_STATUS => {
+                let store = order == sigp::STOP_AND_STORE_STATUS;
+                if stopped {
+                    if store {
+                        state
+                            .orders
+                            .push_back(Order::StoreStatus(KVM_S390_STORE_STATUS_NOADDR));
+                    }
+                } else if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(store)) {
+                    log::warn!("SIGP stop of CPU {target}: {e}");
+                }
+                None
+            }
+            sigp::INITIAL_CPU_RESET if stopped => {
+                state.orders.push_back(Order::InitialReset);
+                None
+            }
+            sigp::CPU_RESET if stopped => None,
+            sigp::SET_PREFIX if stopped => {
+                let prefix = param & 0x7fff_e000;
+                if prefix + 0x2000 > ram {
+                    Some(sigp::STATUS_INVALID_PARAMETER)
+                } else {
+                    state.orders.push_back(Order::SetPrefix(prefix));
+                    None
+                }
+            }
+            sigp::STORE_STATUS_AT_ADDRESS if stopped => {
+                state
+                    .orders
+                    .push_back(Order::StoreStatus(param & 0x7fff_fe00));
+                None
+            }
+            sigp::INITIAL_CPU_RESET
+            | sigp::CPU_RESET
+            | sigp::SET_PREFIX
+            | sigp::STORE_STATUS_AT_ADDRESS => Some(sigp::STATUS_INCORRECT_STATE),
+            _ => Some(sigp::STATUS_INVALID_ORDER),
+        };
+        drop(state);
+        slot.wake.notify_all();
+        match status {
+            Some(s) => self.sigp_status(r1, s),
+            None => self.set_cc(sigp::CC_ACCEPTED),
+        }
+        Ok(Outcome::Handled)
+    }
+
+    fn sigp_self(&mut self, order: u8, r1: u8, _param: u64) -> Result<Outcome> {
+        match order {
+            sigp::STOP | sigp::STOP_AND_STORE_STATUS => {
+                if order == sigp::STOP_AND_STORE_STATUS {
+                    if let Err(e) = self.fd.store_status(KVM_S390_STORE_STATUS_NOADDR) {
+                        log::warn!("vCPU {}: store status: {e}", self.index);
+                    }
+                }
+                self.set_cc(sigp::CC_ACCEPTED);
+                Ok(self.stop_self())
+            }
+            sigp::RESTART => {
+                self.set_cc(sigp::CC_ACCEPTED);
+                self.fd
+                    .inject(&KvmS390Irq::new(KVM_S390_RESTART))
+                    .map_err(|e| Error::hv("KVM_S390_IRQ(restart)", e))?;
+                Ok(Outcome::Handled)
+            }
+            sigp::START => {
+                self.set_cc(sigp::CC_ACCEPTED);
+                Ok(Outcome::Handled)
+            }
+            sigp::INITIAL_CPU_RESET
+            | sigp::CPU_RESET
+            | sigp::SET_PREFIX
+            | sigp::STORE_STATUS_AT_ADDRESS => {
+                self.sigp_status(r1, sigp::STATUS_INCORRECT_STATE);
+                Ok(Outcome::Handled)
+            }
+            _ => {
+                self.sigp_status(r1, sigp::STATUS_INVALID_ORDER);
+                Ok(Outcome::Handled)
+            }
+        }
+    }
+
+    fn diag(&mut self, function: u16, r3: u8) -> Result<Outcome> {
+        match function {
+            // IPL functions: subcodes 0/1 (reset), 3/4 (re-IPL) reset the machine.
+            0x308 => match self.gprs()[r3 as usize] {
+                0 | 1 | 3 | 4 => {
+                    log::debug!("vCPU {}: DIAG 0x308 re-IPL: reset", self.index);
+                    Ok(Outcome::Reset)
+                }
+                _ => {
+                    self.program_interrupt(pgm::SPECIFICATION)?;
+                    Ok(Outcome::Handled)
+                }
+            },
+            other => {
+                log::debug!(
+                    "vCPU {}: DIAG {other:#x} not served: specification exception",
+                    self.index
+                );
+                self.program_interrupt(pgm::SPECIFICATION)?;
+                Ok(Outcome::Handled)
+            }
+        }
+    }
+}
+
+impl Vcpu for KvmS390Vcpu {
+    fn run(&mut self) -> Result<VcpuExit<'_>> {
+        if !self.take_orders()? {
+            return Ok(VcpuExit::Interrupted);
+        }
+        if let Err(e) = self.fd.run() {
+            return match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => Ok(VcpuExit::Interrupted),
+                _ => Err(Error::hv("KVM_RUN", e)),
+            };
+        }
+        let reason = self.fd.run_struct().exit_reason;
+        let outcome = match reason {
+            KVM_EXIT_S390_SIEIC => self.handle_sieic()?,
+            KVM_EXIT_S390_RESET => {
+                // SAFETY: KVM_EXIT_S390_RESET fills s390_reset_flags, a plain u64.
+                let flags = unsafe { self.fd.run_struct().exit.s390_reset_flags };
+                log::debug!("vCPU {}: reset requested (flags {flags:#x})", self.index);
+                Outcome::Reset
+            }
+            KVM_EXIT_INTR => return Ok(VcpuExit::Interrupted),
+            KVM_EXIT_INTERNAL_ERROR => {
+                // SAFETY: KVM_EXIT_INTERNAL_ERROR fills `internal`, plain integers.
+                let internal = unsafe { self.fd.run_struct().exit.internal };
+                return Err(self.fault(format!(
+                    "KVM internal error, suberror {}",
+                    internal.suberror
+                )));
+            }
+            other => {
+                let run = self.fd.run_struct();
+                return Err(self.fault(format!(
+                    "unexpected KVM exit {other} at PSW {:#018x} {:#018x}",
+                    run.psw_mask, run.psw_addr
+                )));
+            }
+        };
+        Ok(match outcome {
+            Outcome::Handled => VcpuExit::Handled,
+            Outcome::Poweroff => VcpuExit::Poweroff,
+            Outcome::Reset => VcpuExit::Reset,
+        })
+    }
+}

@@ -1,0 +1,200 @@
+//! SIE intercepts as KVM reports them (`kvm_run.s390_sieic`): the interception code and
+//! the instruction's first bytes (`ipa`: bytes 0-1, `ipb`: bytes 2-5), decoded into what
+//! the backend serves. Portable, so the decoding is tested on every target.
+
+/// Interception codes (SIE state description byte `icptcode`).
+pub mod code {
+    /// An instruction the hypervisor must interpret.
+    pub const INSTRUCTION: u8 = 0x04;
+    pub const PROGRAM: u8 = 0x08;
+    pub const INSTRUCTION_AND_PROGRAM: u8 = 0x0c;
+    pub const EXTERNAL_REQUEST: u8 = 0x10;
+    pub const IO_REQUEST: u8 = 0x18;
+    /// The guest loaded a wait PSW; KVM hands disabled waits to userspace.
+    pub const WAIT: u8 = 0x1c;
+    pub const VALIDITY: u8 = 0x20;
+    /// The vCPU stopped (KVM-handled SIGP STOP).
+    pub const STOP: u8 = 0x28;
+    pub const OPERATION_EXCEPTION: u8 = 0x2c;
+}
+
+/// PSW mask bits.
+pub mod psw {
+    /// I/O, external and machine-check interruptions enabled (any of them).
+    pub const INTERRUPTS: u64 = 0x0300_0000_0000_0000 | 0x0004_0000_0000_0000;
+    /// The wait bit.
+    pub const WAIT: u64 = 0x0002_0000_0000_0000;
+    /// Problem state.
+    pub const PROBLEM_STATE: u64 = 0x0001_0000_0000_0000;
+    /// The condition code (bits 18-19).
+    pub const CC: u64 = 0x0000_3000_0000_0000;
+    pub const CC_SHIFT: u32 = 44;
+
+    /// `mask` with condition code `cc`.
+    pub fn with_cc(mask: u64, cc: u8) -> u64 {
+        (mask & !CC) | (u64::from(cc & 3) << CC_SHIFT)
+    }
+
+    /// A disabled wait: the guest halted for good.
+    pub fn is_disabled_wait(mask: u64) -> bool {
+        mask & WAIT != 0 && mask & 0x0300_0000_0000_0000 == 0
+    }
+}
+
+/// An intercepted instruction, with its register and address fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instruction {
+    /// `SERVC R1,R2` (0xb220): R1 holds the SCLP command word, R2 the SCCB address.
+    Servc { r1: u8, r2: u8 },
+    /// `SIGP R1,R3,D2(B2)` (0xae): the order is the low byte of the second-operand address,
+    /// R3 holds the CPU address, R1 (odd register of the pair) the parameter.
+    Sigp { r1: u8, r3: u8, b2: u8, d2: u16 },
+    /// `DIAG R1,R3,D2(B2)` (0x83): the function code is the second-operand address.
+    Diag { r1: u8, r3: u8, b2: u8, d2: u16 },
+    /// Any other instruction (channel I/O, ...).
+    Other { ipa: u16, ipb: u32 },
+}
+
+impl Instruction {
+    pub fn decode(ipa: u16, ipb: u32) -> Self {
+        let rs = || {
+            (
+                ((ipa >> 4) & 0xf) as u8,
+                (ipa & 0xf) as u8,
+                (ipb >> 28) as u8,
+                ((ipb >> 16) & 0xfff) as u16,
+            )
+        };
+        match ipa >> 8 {
+            0xb2 if ipa & 0xff == 0x20 => Instruction::Servc {
+                r1: ((ipb >> 20) & 0xf) as u8,
+                r2: ((ipb >> 16) & 0xf) as u8,
+            },
+            0xae => {
+                let (r1, r3, b2, d2) = rs();
+                Instruction::Sigp { r1, r3, b2, d2 }
+            }
+            0x83 => {
+                let (r1, r3, b2, d2) = rs();
+                Instruction::Diag { r1, r3, b2, d2 }
+            }
+            _ => Instruction::Other { ipa, ipb },
+        }
+    }
+}
+
+/// The second-operand address of an RS instruction: `D2 + (B2 ? GR[B2] : 0)`.
+pub fn operand_address(gprs: &[u64; 16], b2: u8, d2: u16) -> u64 {
+    let base = if b2 == 0 { 0 } else { gprs[b2 as usize & 0xf] };
+    base.wrapping_add(u64::from(d2))
+}
+
+/// SIGP orders.
+pub mod sigp {
+    pub const SENSE: u8 = 0x01;
+    pub const EXTERNAL_CALL: u8 = 0x02;
+    pub const EMERGENCY_SIGNAL: u8 = 0x03;
+    pub const START: u8 = 0x04;
+    pub const STOP: u8 = 0x05;
+    pub const RESTART: u8 = 0x06;
+    pub const STOP_AND_STORE_STATUS: u8 = 0x09;
+    pub const INITIAL_CPU_RESET: u8 = 0x0b;
+    pub const CPU_RESET: u8 = 0x0c;
+    pub const SET_PREFIX: u8 = 0x0d;
+    pub const STORE_STATUS_AT_ADDRESS: u8 = 0x0e;
+    pub const SET_ARCHITECTURE: u8 = 0x12;
+    pub const COND_EMERGENCY_SIGNAL: u8 = 0x13;
+    pub const SENSE_RUNNING: u8 = 0x15;
+
+    /// Condition codes.
+    pub const CC_ACCEPTED: u8 = 0;
+    pub const CC_STATUS_STORED: u8 = 1;
+    pub const CC_BUSY: u8 = 2;
+    pub const CC_NOT_OPERATIONAL: u8 = 3;
+
+    /// Status bits stored in R1 with `CC_STATUS_STORED`.
+    pub const STATUS_INVALID_ORDER: u32 = 0x0000_0002;
+    pub const STATUS_INVALID_PARAMETER: u32 = 0x0000_0100;
+    pub const STATUS_INCORRECT_STATE: u32 = 0x0000_0200;
+
+    /// The parameter register of a SIGP with first operand `r1` (the odd one of the pair).
+    pub fn parameter_register(r1: u8) -> usize {
+        (r1 | 1) as usize & 0xf
+    }
+}
+
+/// Program-interruption codes.
+pub mod pgm {
+    pub const OPERATION: u16 = 0x0001;
+    pub const PRIVILEGED_OPERATION: u16 = 0x0002;
+    pub const SPECIFICATION: u16 = 0x0006;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servc_sigp_and_diag_are_decoded() {
+        // servc %r2,%r3 = b220 0023
+        assert_eq!(
+            Instruction::decode(0xb220, 0x0023_0000),
+            Instruction::Servc { r1: 2, r2: 3 }
+        );
+        // sigp %r4,%r5,5(%r0) = ae45 0005
+        assert_eq!(
+            Instruction::decode(0xae45, 0x0005_0000),
+            Instruction::Sigp {
+                r1: 4,
+                r3: 5,
+                b2: 0,
+                d2: 5
+            }
+        );
+        // diag %r2,%r4,0x500 = 8324 0500
+        assert_eq!(
+            Instruction::decode(0x8324, 0x0500_0000),
+            Instruction::Diag {
+                r1: 2,
+                r3: 4,
+                b2: 0,
+                d2: 0x500
+            }
+        );
+        // sigp %r1,%r2,0x12(%r7)
+        let i = Instruction::decode(0xae12, 0x7012_0000);
+        assert_eq!(
+            i,
+            Instruction::Sigp {
+                r1: 1,
+                r3: 2,
+                b2: 7,
+                d2: 0x12
+            }
+        );
+        let mut g = [0u64; 16];
+        g[7] = 0x100;
+        assert_eq!(operand_address(&g, 7, 0x12), 0x112);
+        assert_eq!(operand_address(&g, 0, 0x12), 0x12);
+        assert_eq!(sigp::parameter_register(4), 5);
+        assert_eq!(sigp::parameter_register(5), 5);
+        // stsch = b234: not served here.
+        assert_eq!(
+            Instruction::decode(0xb234, 0x1000_0000),
+            Instruction::Other {
+                ipa: 0xb234,
+                ipb: 0x1000_0000
+            }
+        );
+    }
+
+    #[test]
+    fn psw_condition_code_and_wait() {
+        let m = 0x0000_3001_8000_0000;
+        assert_eq!(psw::with_cc(m, 0), 0x0000_0001_8000_0000);
+        assert_eq!(psw::with_cc(m, 2), 0x0000_2001_8000_0000);
+        assert!(psw::is_disabled_wait(0x0002_0001_8000_0000));
+        assert!(!psw::is_disabled_wait(0x0302_0001_8000_0000));
+        assert!(!psw::is_disabled_wait(0x0000_0001_8000_0000));
+    }
+}

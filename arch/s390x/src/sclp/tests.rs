@@ -1,0 +1,228 @@
+use super::*;
+
+fn sccb(len: u16, function: u8) -> Vec<u8> {
+    let mut b = vec![0u8; len as usize];
+    b[0..2].copy_from_slice(&len.to_be_bytes());
+    b[2] = function;
+    b
+}
+
+fn rc(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[6], b[7]])
+}
+
+#[test]
+fn read_scp_info_bytes() {
+    let mut s = Sclp::new(256 << 20, 2, SclpConsole::Vt220);
+    let mut b = sccb(4096, 0);
+    b[200] = 0xee; // beyond the answer: untouched
+    s.execute(command::READ_SCP_INFO, &mut b, &mut Vec::new());
+    let mut want = [0u8; 160];
+    want[0..8].copy_from_slice(&[0x10, 0x00, 0, 0, 0, 0, 0x00, 0x10]);
+    want[8..11].copy_from_slice(&[0x01, 0x00, 0x01]); // 256 increments of 1 MiB
+    want[16..20].copy_from_slice(&[0x00, 0x02, 0x00, 0x80]); // 2 CPUs at 128
+    want[48] = 0x08; // READ CPU INFO available
+    want[100..104].copy_from_slice(&[0, 0, 0, 1]); // rnsize2
+    want[104..112].copy_from_slice(&[0, 0, 0, 0, 0, 0, 1, 0]); // rnmax2
+    want[120..122].copy_from_slice(&[0, 1]); // highest CPU address
+    want[144] = 1; // second entry: CPU address 1
+    assert_eq!(&b[..160], &want[..]);
+    assert_eq!(b[200], 0xee);
+}
+
+#[test]
+fn big_memory_uses_bigger_increments() {
+    let s = Sclp::new(4 << 30, 1, SclpConsole::Vt220);
+    assert_eq!(s.storage_increments(), (8, 512));
+    let s = Sclp::new(1 << 40, 1, SclpConsole::Vt220);
+    assert_eq!(s.storage_increments(), (2048, 512));
+    let mut b = sccb(256, 0);
+    let mut s = s;
+    s.execute(command::READ_SCP_INFO_FORCED, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), response::NORMAL_READ_COMPLETION);
+    assert_eq!(b[10], 0); // too big for rnsize: rnsize2 says it
+    assert_eq!(&b[100..104], &[0, 0, 0x08, 0]);
+}
+
+#[test]
+fn short_sccbs_get_insufficient_length() {
+    let mut s = Sclp::new(64 << 20, 4, SclpConsole::Vt220);
+    let mut b = sccb(128 + 3 * 16, 0);
+    s.execute(command::READ_SCP_INFO, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0300);
+    let mut b = sccb(8, 0);
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0300);
+}
+
+#[test]
+fn read_cpu_info_bytes() {
+    let mut s = Sclp::new(64 << 20, 2, SclpConsole::Vt220);
+    let mut b = sccb(64, 0);
+    s.execute(command::READ_CPU_INFO, &mut b, &mut Vec::new());
+    let mut want = vec![0u8; 64];
+    want[0..8].copy_from_slice(&[0, 64, 0, 0, 0, 0, 0x00, 0x10]);
+    want[8..16].copy_from_slice(&[0, 2, 0, 16, 0, 0, 0, 48]);
+    want[32] = 1;
+    assert_eq!(b, want);
+}
+
+#[test]
+fn write_event_mask_answers_with_the_sclp_masks_and_asks_for_length_4() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    let mut b = sccb(28, 0);
+    b[10..12].copy_from_slice(&[0, 4]);
+    b[12..16].copy_from_slice(&[0x80, 0, 0, 0x40]); // guest receives op commands, VT220
+    b[16..20].copy_from_slice(&[0x40, 0, 0, 0x40]); // guest sends messages, VT220
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(
+        b,
+        [
+            0, 28, 0, 0, 0, 0, 0x00, 0x20, 0, 0, 0, 4, 0x80, 0, 0, 0x40, 0x40, 0, 0, 0x40, 0, 0, 0,
+            0x40, 0, 0, 0, 0x48
+        ]
+    );
+    assert_eq!(s.guest_masks(), (0x8000_0040, 0x4000_0040));
+
+    // Linux first tries a longer mask, then retries with 4 on 0x74f0.
+    let mut b = sccb(8 + 4 + 4 * 32, 0);
+    b[10..12].copy_from_slice(&[0, 32]);
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x74f0);
+
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::LineMode);
+    let mut b = sccb(28, 0);
+    b[10..12].copy_from_slice(&[0, 4]);
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(&b[20..28], &[0x40, 0, 0, 0, 0x80, 0, 0, 0x08]);
+}
+
+fn vt220_event(text: &[u8]) -> Vec<u8> {
+    let mut e = vec![0u8; 6];
+    e[0..2].copy_from_slice(&((6 + text.len()) as u16).to_be_bytes());
+    e[2] = event::VT220;
+    e.extend_from_slice(text);
+    e
+}
+
+#[test]
+fn write_event_data_vt220_goes_to_the_sink() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    let mut b = sccb(8, 0);
+    b.extend(vt220_event(b"hello\n"));
+    b.extend(vt220_event(b"world\n"));
+    let len = b.len() as u16;
+    b[0..2].copy_from_slice(&len.to_be_bytes());
+    let mut out = Vec::new();
+    s.execute(command::WRITE_EVENT_DATA, &mut b, &mut out);
+    assert_eq!(out, b"hello\nworld\n");
+    assert_eq!(rc(&b), 0x0020);
+    assert_eq!(b[8 + 3], 0x80);
+    assert_eq!(b[8 + 12 + 3], 0x80);
+}
+
+#[test]
+fn write_event_data_line_mode_is_ebcdic_lines() {
+    // MDB: header (12) + GO object (type 1, 8 bytes) + MTO "HI" (10 + 2).
+    let mut mdb = vec![0u8; 12];
+    mdb[2..4].copy_from_slice(&[0, 1]);
+    mdb[4..8].copy_from_slice(&[0xd4, 0xc4, 0xc2, 0x40]); // "MDB "
+    mdb[8..12].copy_from_slice(&[0, 0, 0, 1]);
+    mdb.extend([0, 8, 0, 1, 0, 0, 0, 0]);
+    mdb.extend([0, 12, 0, 4, 0x10, 0, 0, 0, 0, 0, 0xc8, 0xc9]);
+    let mdb_len = mdb.len() as u16;
+    mdb[0..2].copy_from_slice(&mdb_len.to_be_bytes());
+    let mut b = sccb(8, 0);
+    b.extend(((6 + mdb.len()) as u16).to_be_bytes());
+    b.extend([event::MESSAGE, 0, 0, 0]);
+    b.extend(&mdb);
+    let len = b.len() as u16;
+    b[0..2].copy_from_slice(&len.to_be_bytes());
+    let mut out = Vec::new();
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::LineMode);
+    s.execute(command::WRITE_EVENT_DATA, &mut b, &mut out);
+    assert_eq!(out, b"HI\n");
+    assert_eq!(rc(&b), 0x0020);
+    assert_eq!(b[11], 0x80);
+}
+
+#[test]
+fn bad_event_buffers_are_refused() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    let mut out = Vec::new();
+    // Buffer claims more than the SCCB holds.
+    let mut b = sccb(8, 0);
+    b.extend(vt220_event(b"abc"));
+    b[8..10].copy_from_slice(&[0, 40]);
+    let len = b.len() as u16;
+    b[0..2].copy_from_slice(&len.to_be_bytes());
+    s.execute(command::WRITE_EVENT_DATA, &mut b, &mut out);
+    assert_eq!(rc(&b), 0x73f0);
+    // Unknown event type.
+    let mut b = sccb(8, 0);
+    b.extend([0, 6, 0x55, 0, 0, 0]);
+    b[0..2].copy_from_slice(&14u16.to_be_bytes());
+    s.execute(command::WRITE_EVENT_DATA, &mut b, &mut out);
+    assert_eq!(rc(&b), 0x40f0);
+    assert_eq!(b[11], 0);
+    // Non-zero function code.
+    let mut b = sccb(8, 1);
+    s.execute(command::WRITE_EVENT_DATA, &mut b, &mut out);
+    assert_eq!(rc(&b), 0x40f0);
+    assert!(out.is_empty());
+    // Unknown command.
+    let mut b = sccb(8, 0);
+    s.execute(0x00ff_0001, &mut b, &mut out);
+    assert_eq!(rc(&b), 0x01f0);
+}
+
+#[test]
+fn read_event_data_without_input() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    let mut b = sccb(4096, 0x80);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(&b[..8], &[0x10, 0, 0x80, 0, 0, 0, 0x60, 0xf0]);
+    let mut b = sccb(16, 0x81);
+    b[8..12].copy_from_slice(&0x40u32.to_be_bytes());
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x60f0);
+    b[8..12].copy_from_slice(&0x4000_0000u32.to_be_bytes());
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x70f0);
+    let mut b = sccb(16, 0x55);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x40f0);
+}
+
+#[test]
+fn service_call_through_guest_memory() {
+    let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let mut s = Sclp::new(1 << 20, 1, SclpConsole::Vt220);
+    let mut b = sccb(8, 0);
+    b.extend(vt220_event(b"ok\n"));
+    b[0..2].copy_from_slice(&17u16.to_be_bytes());
+    mem.write_slice(&b, GuestAddress(0x2000)).unwrap();
+    let mut out = Vec::new();
+    let parm = s
+        .service_call(&mem, command::WRITE_EVENT_DATA, 0x2000, &mut out)
+        .unwrap();
+    assert_eq!(parm, 0x2000);
+    assert_eq!(out, b"ok\n");
+    let mut h = [0u8; 12];
+    mem.read_slice(&mut h, GuestAddress(0x2000)).unwrap();
+    assert_eq!(h, [0, 17, 0, 0, 0, 0, 0, 0x20, 0, 9, 0x1a, 0x80]);
+
+    // Misaligned, above 2 GiB, outside memory, too short, crossing a page.
+    let e = |s: &mut Sclp, a| s.service_call(&mem, command::READ_SCP_INFO, a, &mut Vec::new());
+    assert_eq!(e(&mut s, 0x2004), Err(ServiceError::Specification));
+    assert_eq!(e(&mut s, 0x8000_0000), Err(ServiceError::Specification));
+    assert_eq!(e(&mut s, 0x10_0000), Err(ServiceError::Addressing));
+    mem.write_slice(&[0, 4], GuestAddress(0x3000)).unwrap();
+    assert_eq!(e(&mut s, 0x3000), Err(ServiceError::Specification));
+    assert_eq!(ServiceError::Addressing.program_code(), 5);
+    mem.write_slice(&[0x10, 0], GuestAddress(0x3ff8)).unwrap();
+    assert_eq!(e(&mut s, 0x3ff8), Ok(0x3ff8));
+    let mut h = [0u8; 8];
+    mem.read_slice(&mut h, GuestAddress(0x3ff8)).unwrap();
+    assert_eq!(h, [0x10, 0, 0, 0, 0, 0, 0x01, 0x00]);
+}
