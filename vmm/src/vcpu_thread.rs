@@ -65,6 +65,14 @@ pub fn spawn<V: Vcpu + 'static>(
 /// the repeat).
 pub fn stop_all(threads: Vec<JoinHandle<()>>) {
     for t in threads {
+        // The vCPU that saw the guest's reset or poweroff is already on its way out: give
+        // it a moment before signalling.
+        for _ in 0..100 {
+            if t.is_finished() {
+                break;
+            }
+            std::thread::yield_now();
+        }
         while !t.is_finished() {
             if let Err(e) = t.kill(kick_signal()) {
                 log::debug!("kicking {:?}: {e}", t.thread().name());

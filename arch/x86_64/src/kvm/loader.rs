@@ -91,7 +91,8 @@ fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Er
 }
 
 /// The GDT whose descriptors the vCPU's segment registers are loaded from (so a guest that
-/// reloads a selector gets the same segment), an empty IDT and identity page tables.
+/// reloads a selector gets the same segment), an empty IDT and, for the 64-bit entry,
+/// identity page tables.
 fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
     let table: Vec<u8> = gdt::boot_gdt(long_mode)
         .iter()
@@ -101,7 +102,10 @@ fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
         .map_err(guest_write("GDT"))?;
     mem.write_slice(&0u64.to_le_bytes(), GuestAddress(IDT_ADDR))
         .map_err(guest_write("IDT"))?;
-    paging::write_identity_tables(mem).map_err(guest_write("page tables"))?;
+    // PVH enters with paging off: page tables only for the 64-bit entry.
+    if long_mode {
+        paging::write_identity_tables(mem).map_err(guest_write("page tables"))?;
+    }
     Ok(())
 }
 
