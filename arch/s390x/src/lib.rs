@@ -5,6 +5,7 @@
 //! qemu-s390x included; the KVM glue ([`kvm::ioctls`] and the backend) exists only on s390x
 //! hosts. kvm-ioctls does not build for s390x, hence our own ioctl layer in [`kvm`].
 
+pub mod css;
 pub mod ebcdic;
 pub mod intercept;
 pub mod ipl;
