@@ -19,7 +19,9 @@ pub struct PlatformDevice {
 }
 
 /// The fixed devices of a machine. `None` means the architecture has no such device
-/// (s390x has no UART: its console is SCLP, served by the backend).
+/// (s390x has no UART: its console is SCLP, served by the backend). The VMM places each
+/// device present here on its bus; backends that describe devices to the guest (the arm64
+/// FDT) describe exactly these.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Platform {
     /// The 16550 UART the kernel's `console=ttyS0` talks to.
@@ -28,4 +30,7 @@ pub struct Platform {
     pub i8042: Option<PlatformDevice>,
     /// The boot timer guests write milestones to (see `devices::boot_timer`).
     pub boot_timer: Option<PlatformDevice>,
+    /// A PL031 real-time clock on MMIO (arm64; x86 guests read the CMOS RTC instead, which
+    /// Polyvisor does not model yet).
+    pub rtc: Option<PlatformDevice>,
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
-use devices::legacy::{Serial16550, I8042};
+use devices::legacy::{RtcPl031, Serial16550, I8042};
 use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
@@ -227,6 +227,10 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             &dev,
             Arc::new(Mutex::new(I8042::new(control.clone()))),
         )?;
+    }
+    if let Some(dev) = platform.rtc {
+        // The PL031 model raises no interrupt (no alarm), so it takes no line.
+        place(&mut buses, &dev, Arc::new(Mutex::new(RtcPl031::new())))?;
     }
     if let Some(dev) = platform.boot_timer {
         let timer = BootTimer::new(crate::process_start());

@@ -163,6 +163,7 @@ impl Hypervisor for KvmX86 {
                 serial: Some(COM1),
                 i8042: Some(I8042),
                 boot_timer: Some(BOOT_TIMER),
+                rtc: None,
             },
             cpuid,
             vcpus: config.vcpus,
