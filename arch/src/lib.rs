@@ -17,7 +17,9 @@
 //!   registered; `create_vcpus` does `KVM_ARM_VCPU_INIT` with PSCI, powers secondaries off and
 //!   initialises the vGIC once all vCPUs exist.
 //!   PSCI `SYSTEM_OFF`/`SYSTEM_RESET` arrive as system events and become `Poweroff`/`Reset`;
-//!   `CPU_ON` is handled by KVM. Interrupt lines are irqfds on GIC SPIs.
+//!   `CPU_ON` is handled by KVM. Interrupt lines are irqfds on GIC SPIs (GSI n = SPI n);
+//!   KVM refuses `KVM_IRQFD` with `EAGAIN` until the vGIC is initialised, so lines handed
+//!   out before `create_vcpus` are bound at its end (triggers in between stay pending).
 //! - **s390x** (own KVM layer, no kvm-ioctls): memory slots 1 MiB aligned; `Vm::load`
 //!   writes the kernel at 0 and the IPL parameter area; `create_vcpus` does the initial reset
 //!   and sets the 64-bit PSW. SIE intercepts (SCLP `SERVC`, `SIGP`, `DIAG 0x500`, channel
@@ -86,7 +88,9 @@ pub trait Vm: Send + Sync {
     /// The platform devices this architecture's guests expect, and where.
     fn platform(&self) -> &Platform;
     /// An interrupt line for device interrupt `irq` (a GSI, SPI or I/O interrupt number as
-    /// [`Platform`] or the device allocator assigned it).
+    /// [`Platform`] or the device allocator assigned it). A line may be taken before
+    /// [`Vm::create_vcpus`]; the backend makes sure what it triggers meanwhile is delivered
+    /// once the interrupt controller is ready.
     fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>>;
     /// Hand over the sink for a console the backend serves itself, one that is no device
     /// on a bus (s390x: the SCLP console). Returns `false`, dropping `out`, when the
