@@ -30,7 +30,8 @@ pub struct Platform {
     pub i8042: Option<PlatformDevice>,
     /// The boot timer guests write milestones to (see `devices::boot_timer`).
     pub boot_timer: Option<PlatformDevice>,
-    /// A PL031 real-time clock on MMIO (arm64; x86 guests read the CMOS RTC instead, which
-    /// Polyvisor does not model yet).
+    /// A PL031 real-time clock on MMIO (arm64).
     pub rtc: Option<PlatformDevice>,
+    /// An MC146818 CMOS RTC/NVRAM at an index/data port pair (x86 ports 0x70/0x71).
+    pub cmos: Option<PlatformDevice>,
 }

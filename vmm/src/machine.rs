@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
-use devices::legacy::{RtcPl031, Serial16550, I8042};
+use devices::legacy::{Cmos, CmosMemory, RtcPl031, Serial16550, I8042};
 use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
@@ -222,11 +222,27 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         }
     }
     if let Some(dev) = platform.i8042 {
+        let line = dev
+            .irq
+            .map(|irq| vm.interrupt_line(irq))
+            .transpose()
+            .map_err(Error::Backend)?;
         place(
             &mut buses,
             &dev,
-            Arc::new(Mutex::new(I8042::new(control.clone()))),
+            Arc::new(Mutex::new(I8042::new(control.clone(), line))),
         )?;
+    }
+    if let Some(dev) = platform.cmos {
+        let (below_4g, above_4g) = vm.layout().ram.iter().fold((0, 0), |(lo, hi), r| {
+            if r.start < 1 << 32 {
+                (lo + r.size, hi)
+            } else {
+                (lo, hi + r.size)
+            }
+        });
+        let cmos = Cmos::new(CmosMemory { below_4g, above_4g });
+        place(&mut buses, &dev, Arc::new(Mutex::new(cmos)))?;
     }
     if let Some(dev) = platform.rtc {
         // The PL031 model raises no interrupt (no alarm), so it takes no line.

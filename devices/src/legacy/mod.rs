@@ -1,9 +1,11 @@
 //! Legacy platform devices, wrapped from vm-superio where it has them.
 
+pub mod cmos;
 pub mod i8042;
 pub mod rtc;
 pub mod serial;
 
+pub use cmos::{Cmos, CmosMemory};
 pub use i8042::I8042;
 pub use rtc::RtcPl031;
 pub use serial::Serial16550;

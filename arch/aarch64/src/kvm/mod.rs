@@ -114,6 +114,7 @@ impl Hypervisor for KvmArm64 {
             platform: Platform {
                 serial: Some(layout::UART),
                 rtc: Some(layout::RTC),
+                cmos: None,
                 boot_timer: Some(layout::BOOT_TIMER),
                 ..Default::default()
             },

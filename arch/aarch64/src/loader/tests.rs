@@ -183,6 +183,7 @@ fn check_loaded(format: KernelFormat, kernel_bytes: &[u8], img: &[u8]) {
     let platform = Platform {
         serial: Some(UART),
         rtc: Some(RTC),
+        cmos: None,
         ..Default::default()
     };
     let machine = Machine {

@@ -20,7 +20,7 @@ use crate::layout::{self, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, MIN_MEMORY};
 pub use loader::BootEntry;
 pub use vcpu::KvmVcpu;
 
-/// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64.
+/// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64, ISA IRQ 1.
 const COM1: PlatformDevice = PlatformDevice {
     bus: BusKind::Pio,
     base: 0x3f8,
@@ -31,6 +31,13 @@ const I8042: PlatformDevice = PlatformDevice {
     bus: BusKind::Pio,
     base: 0x60,
     len: 5,
+    irq: Some(1),
+};
+/// CMOS RTC/NVRAM: index port 0x70, data port 0x71.
+const CMOS: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x70,
+    len: 2,
     irq: None,
 };
 
@@ -164,6 +171,7 @@ impl Hypervisor for KvmX86 {
                 i8042: Some(I8042),
                 boot_timer: Some(BOOT_TIMER),
                 rtc: None,
+                cmos: Some(CMOS),
             },
             cpuid,
             vcpus: config.vcpus,
