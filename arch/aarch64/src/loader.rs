@@ -174,30 +174,42 @@ fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Er
     }
 }
 
-/// Read the whole kernel image, decompressing a gzip one.
-fn read_kernel(request: &mut BootRequest, limit: u64) -> Result<Vec<u8>> {
+/// The kernel as read so far: a raw Image stays in its file (only the header is read
+/// here; it is streamed into guest memory once placed), a gzip one is decompressed.
+struct Kernel {
+    header: ImageHeader,
+    len: u64,
+    decompressed: Option<Vec<u8>>,
+}
+
+fn read_kernel(request: &mut BootRequest, limit: u64) -> Result<Kernel> {
     let kpath = request.kernel.path.display().to_string();
+    let kerr = |e: String| Error::Kernel(format!("{kpath}: {e}"));
     let file = &mut request.kernel.file;
     file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::Kernel(format!("{kpath}: {e}")))?;
+        .map_err(|e| kerr(e.to_string()))?;
     match request.kernel.format {
         KernelFormat::Arm64Image => {
-            if request.kernel.size > limit {
-                return Err(Error::Kernel(format!(
-                    "{kpath}: {} bytes are more than the guest's RAM",
-                    request.kernel.size
-                )));
-            }
-            let mut image = Vec::with_capacity(request.kernel.size as usize);
-            file.read_to_end(&mut image)
-                .map_err(|e| Error::Kernel(format!("{kpath}: reading: {e}")))?;
-            Ok(image)
+            let mut head = Vec::with_capacity(IMAGE_HEADER_SIZE);
+            file.take(IMAGE_HEADER_SIZE as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| kerr(format!("reading: {e}")))?;
+            Ok(Kernel {
+                header: parse_image_header(&head).map_err(kerr)?,
+                len: request.kernel.size,
+                decompressed: None,
+            })
         }
         KernelFormat::Gzip => {
-            gunzip(&mut *file, limit).map_err(|e| Error::Kernel(format!("{kpath}: {e}")))
+            let image = gunzip(&mut *file, limit).map_err(kerr)?;
+            Ok(Kernel {
+                header: parse_image_header(&image).map_err(kerr)?,
+                len: image.len() as u64,
+                decompressed: Some(image),
+            })
         }
-        other => Err(Error::Kernel(format!(
-            "{kpath}: {other:?} kernels do not boot on aarch64 (use an arm64 Image or a gzip-compressed one)"
+        other => Err(kerr(format!(
+            "{other:?} kernels do not boot on aarch64 (use an arm64 Image or a gzip-compressed one)"
         ))),
     }
 }
@@ -215,17 +227,28 @@ pub fn load(
         .ram
         .first()
         .ok_or_else(|| Error::Config("the guest has no RAM".into()))?;
-    let image = read_kernel(request, layout.ram_bytes())?;
-    let header = parse_image_header(&image).map_err(|e| Error::Kernel(format!("{kpath}: {e}")))?;
+    let kernel = read_kernel(request, layout.ram_bytes())?;
     let placement = place(
         ram,
-        &header,
-        image.len() as u64,
+        &kernel.header,
+        kernel.len,
         request.initrd.as_ref().map(|i| i.size),
     )?;
-    mem.write_slice(&image, GuestAddress(placement.kernel_addr))
-        .map_err(guest_write("kernel"))?;
-    drop(image);
+    let kernel_at = GuestAddress(placement.kernel_addr);
+    match kernel.decompressed {
+        Some(image) => mem
+            .write_slice(&image, kernel_at)
+            .map_err(guest_write("kernel"))?,
+        None => {
+            let file = &mut request.kernel.file;
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| {
+                    mem.read_exact_volatile_from(kernel_at, file, kernel.len as usize)
+                        .map_err(std::io::Error::other)
+                })
+                .map_err(|e| Error::Kernel(format!("{kpath}: reading: {e}")))?;
+        }
+    }
 
     if let (Some(initrd), Some((addr, size))) = (request.initrd.as_mut(), placement.initrd) {
         let path = initrd.path.display().to_string();
