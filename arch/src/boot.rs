@@ -12,7 +12,8 @@ pub enum KernelFormat {
     Elf64,
     /// arm64 `Image` ("ARM\x64" at 0x38).
     Arm64Image,
-    /// gzip-compressed image (Debian's arm64 `vmlinuz`).
+    /// gzip-compressed arm64 `Image.gz` (Debian 12's arm64 `vmlinuz` is an uncompressed
+    /// `Image`, recognised as [`KernelFormat::Arm64Image`]).
     Gzip,
     /// s390x image (an IPL-able kernel with its entry at 0x10000).
     S390Image,
