@@ -22,6 +22,8 @@ const COMMAND: u64 = 4;
 const STATUS_OBF: u8 = 0x01;
 const STATUS_SYS: u8 = 0x04;
 const STATUS_CMD: u8 = 0x08;
+/// Set when the keyboard is NOT inhibited by the keylock switch.
+const STATUS_UNLOCKED: u8 = 0x10;
 
 const CMD_READ_CTR: u8 = 0x20;
 const CMD_WRITE_CTR: u8 = 0x60;
@@ -67,6 +69,8 @@ enum DataTarget {
     Ctr,
     OutputPort,
     KbdBuffer,
+    /// "Write AUX output buffer" (0xd3), Linux's AUX loopback probe.
+    AuxLoopback,
     Discard,
 }
 
@@ -95,7 +99,7 @@ impl I8042 {
     }
 
     fn status(&self) -> u8 {
-        let mut s = STATUS_SYS;
+        let mut s = STATUS_SYS | STATUS_UNLOCKED;
         if !self.output.is_empty() {
             s |= STATUS_OBF;
         }
@@ -146,7 +150,8 @@ impl I8042 {
             CMD_READ_OUTPUT_PORT => self.respond(&[OUTPUT_PORT_DEFAULT]),
             CMD_WRITE_OUTPUT_PORT => self.data_target = DataTarget::OutputPort,
             CMD_WRITE_KBD_BUFFER => self.data_target = DataTarget::KbdBuffer,
-            CMD_WRITE_AUX_BUFFER | CMD_WRITE_AUX => self.data_target = DataTarget::Discard,
+            CMD_WRITE_AUX_BUFFER => self.data_target = DataTarget::AuxLoopback,
+            CMD_WRITE_AUX => self.data_target = DataTarget::Discard,
             // 0xf0..=0xff pulse output-port lines low for 6 µs; bit 0 is the reset line.
             CMD_RESET_CPU => self.reset("command 0xfe"),
             0xf0..=0xff if cmd & OUTPUT_PORT_RESET_LINE == 0 => self.reset("output pulse"),
@@ -163,6 +168,9 @@ impl I8042 {
             }
             DataTarget::OutputPort | DataTarget::Discard => {}
             DataTarget::KbdBuffer => self.respond(&[value]),
+            // The byte comes back without the AUX-data status bit: a controller without
+            // an AUX port. Linux sees that at once instead of waiting for a timeout.
+            DataTarget::AuxLoopback => self.respond(&[value]),
             DataTarget::Keyboard => match value {
                 KBD_CMD_RESET => self.respond(&[KBD_ACK, KBD_SELF_TEST_PASSED]),
                 KBD_CMD_IDENTIFY => self.respond(&[KBD_ACK, KBD_ID[0], KBD_ID[1]]),
@@ -295,6 +303,12 @@ mod tests {
         k.write(COMMAND, &[CMD_WRITE_AUX]);
         k.write(DATA, &[0xf4]);
         assert_eq!(read(&mut k, COMMAND) & STATUS_OBF, 0, "no AUX answer");
+        k.write(COMMAND, &[CMD_WRITE_AUX_BUFFER]);
+        k.write(DATA, &[0x5a]);
+        let status = read(&mut k, COMMAND);
+        assert_eq!(status & (STATUS_OBF | 0x20), STATUS_OBF, "echo, not AUX data");
+        assert_ne!(status & STATUS_UNLOCKED, 0, "keylock off");
+        assert_eq!(read(&mut k, DATA), 0x5a);
         for _ in 0..40 {
             k.write(DATA, &[0xf4]); // more answers than the buffer keeps
         }
