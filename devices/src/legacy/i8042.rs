@@ -306,7 +306,11 @@ mod tests {
         k.write(COMMAND, &[CMD_WRITE_AUX_BUFFER]);
         k.write(DATA, &[0x5a]);
         let status = read(&mut k, COMMAND);
-        assert_eq!(status & (STATUS_OBF | 0x20), STATUS_OBF, "echo, not AUX data");
+        assert_eq!(
+            status & (STATUS_OBF | 0x20),
+            STATUS_OBF,
+            "echo, not AUX data"
+        );
         assert_ne!(status & STATUS_UNLOCKED, 0, "keylock off");
         assert_eq!(read(&mut k, DATA), 0x5a);
         for _ in 0..40 {
