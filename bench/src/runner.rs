@@ -288,6 +288,9 @@ mod tests {
         };
         assert_eq!(r.status.code(), Some(3));
         assert!(r.marks.contains_key(&5));
-        assert!(r.mark_ms(5).unwrap() <= r.exit_ms() + 1.0);
+        // No ordering check between the mark and the exit: the mark is stamped when the
+        // reader thread sees it, which on a loaded machine (or under qemu-user) can come
+        // after the process was reaped.
+        assert!(r.mark_ms(5).unwrap() >= 0.0 && r.exit_ms() > 0.0);
     }
 }
