@@ -7,7 +7,8 @@
 //!
 //! # Checked against the three architectures
 //! - **x86_64** (KVM, `arch-x86_64`): `create_vm` makes the VM with an in-kernel irqchip and
-//!   PIT; `Vm::load` places a bzImage/ELF, the zero page or PVH start info, the MP table;
+//!   PIT; `Vm::load` places a bzImage/ELF, the zero page or PVH start info, the MP table
+//!   and the (hardware-reduced) ACPI tables;
 //!   vCPU 0 gets boot registers, the others wait for INIT/SIPI in the kernel. Port and MMIO
 //!   exits become `IoIn`/`IoOut`/`MmioRead`/`MmioWrite`; a triple fault becomes `Reset`.
 //!   Interrupt lines are irqfds bound to GSIs; [`Platform`] says COM1 is port 0x3f8, IRQ 4.

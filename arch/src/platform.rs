@@ -34,4 +34,7 @@ pub struct Platform {
     pub rtc: Option<PlatformDevice>,
     /// An MC146818 CMOS RTC/NVRAM at an index/data port pair (x86 ports 0x70/0x71).
     pub cmos: Option<PlatformDevice>,
+    /// The hardware-reduced ACPI sleep control, sleep status and reset registers the
+    /// FADT points at (`devices::legacy::AcpiPm`; x86 ports 0x600..=0x602).
+    pub acpi_pm: Option<PlatformDevice>,
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
-use devices::legacy::{Cmos, CmosMemory, RtcPl031, Serial16550, I8042};
+use devices::legacy::{AcpiPm, Cmos, CmosMemory, RtcPl031, Serial16550, I8042};
 use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
@@ -243,6 +243,13 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         });
         let cmos = Cmos::new(CmosMemory { below_4g, above_4g });
         place(&mut buses, &dev, Arc::new(Mutex::new(cmos)))?;
+    }
+    if let Some(dev) = platform.acpi_pm {
+        place(
+            &mut buses,
+            &dev,
+            Arc::new(Mutex::new(AcpiPm::new(control.clone()))),
+        )?;
     }
     if let Some(dev) = platform.rtc {
         // The PL031 model raises no interrupt (no alarm), so it takes no line.

@@ -13,10 +13,11 @@
 //! | 0x20000..0x30000    | kernel command line                       |
 //! | 0x9fc00..0xa0000    | MP table (in the EBDA)                    |
 //! | 0xa0000..0x100000   | legacy VGA/BIOS hole, not RAM in the e820 |
+//! | 0xe0000..0x100000   | ACPI tables, RSDP first (BIOS area)       |
 //! | 1 MiB..             | kernel; initrd at the top of low RAM      |
 //! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
 
-use arch::MemoryLayout;
+use arch::{BusKind, MemoryLayout, Platform, PlatformDevice};
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const IDT_ADDR: u64 = 0x520;
@@ -35,6 +36,14 @@ pub const CMDLINE_MAX_SIZE: usize = 0x10000;
 pub const EBDA_START: u64 = 0x9fc00;
 pub const MPTABLE_ADDR: u64 = EBDA_START;
 pub const HIGH_MEMORY_START: u64 = 0x10_0000;
+/// The BIOS area, where a guest without EFI scans for the RSDP (on 16-byte boundaries);
+/// the ACPI tables follow it, up to 1 MiB. Reserved in the e820, used by nothing else.
+pub const ACPI_TABLES_START: u64 = 0xe_0000;
+pub const ACPI_TABLES_END: u64 = HIGH_MEMORY_START;
+pub const RSDP_ADDR: u64 = ACPI_TABLES_START;
+/// First of the hardware-reduced ACPI registers (`devices::legacy::acpi_pm`): sleep
+/// control 0x600, sleep status 0x601, reset 0x602.
+pub const ACPI_PM_PORT: u16 = 0x600;
 
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 pub const MMIO_HOLE_SIZE: u64 = (1 << 32) - MMIO_HOLE_START;
@@ -45,6 +54,55 @@ pub const LAPIC_ADDR: u64 = 0xfee0_0000;
 /// KVM needs three pages for the VMX TSS and one for the identity map, inside the hole.
 pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
 pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
+
+/// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64, ISA IRQ 1.
+const COM1: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x3f8,
+    len: 8,
+    irq: Some(4),
+};
+const I8042: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x60,
+    len: 5,
+    irq: Some(1),
+};
+/// CMOS RTC/NVRAM: index port 0x70, data port 0x71.
+const CMOS: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x70,
+    len: 2,
+    irq: None,
+};
+
+/// The hardware-reduced ACPI sleep control/status and reset registers the FADT names.
+const ACPI_PM: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: ACPI_PM_PORT as u64,
+    len: devices::legacy::acpi_pm::WINDOW,
+    irq: None,
+};
+
+/// The boot timer: first page of the MMIO hole.
+const BOOT_TIMER: PlatformDevice = PlatformDevice {
+    bus: BusKind::Mmio,
+    base: BOOT_TIMER_ADDR,
+    len: devices::boot_timer::BOOT_TIMER_WINDOW,
+    irq: None,
+};
+
+/// The fixed devices of an x86 guest (the ACPI tables' DSDT describes the port ones).
+pub fn platform() -> Platform {
+    Platform {
+        serial: Some(COM1),
+        i8042: Some(I8042),
+        boot_timer: Some(BOOT_TIMER),
+        rtc: None,
+        cmos: Some(CMOS),
+        acpi_pm: Some(ACPI_PM),
+    }
+}
 
 /// The smallest guest that can hold the boot structures, a kernel and its stack.
 pub const MIN_MEMORY: u64 = 4 << 20;
@@ -117,6 +175,7 @@ mod tests {
             (PD_ADDR, 0x1000),
             (CMDLINE_ADDR, CMDLINE_MAX_SIZE as u64),
             (MPTABLE_ADDR, 0x400),
+            (ACPI_TABLES_START, ACPI_TABLES_END - ACPI_TABLES_START),
         ];
         for (i, a) in areas.iter().enumerate() {
             assert!(a.0 + a.1 <= HIGH_MEMORY_START);

@@ -1,8 +1,10 @@
 //! The x86_64 backend.
 //!
-//! Portable pieces (memory map, GDT, page tables, MP table, CPUID policy) compile and are
-//! tested on every target; the KVM glue in [`kvm`] exists only on x86_64 hosts.
+//! Portable pieces (memory map, GDT, page tables, MP table, ACPI tables, CPUID policy)
+//! compile and are tested on every target; the KVM glue in [`kvm`] exists only on x86_64
+//! hosts.
 
+pub mod acpi;
 pub mod cpuid;
 pub mod gdt;
 pub mod layout;

@@ -1,10 +1,12 @@
 //! Legacy platform devices, wrapped from vm-superio where it has them.
 
+pub mod acpi_pm;
 pub mod cmos;
 pub mod i8042;
 pub mod rtc;
 pub mod serial;
 
+pub use acpi_pm::AcpiPm;
 pub use cmos::{Cmos, CmosMemory};
 pub use i8042::I8042;
 pub use rtc::RtcPl031;

@@ -115,6 +115,7 @@ impl Hypervisor for KvmArm64 {
                 serial: Some(layout::UART),
                 rtc: Some(layout::RTC),
                 cmos: None,
+                acpi_pm: None,
                 boot_timer: Some(layout::BOOT_TIMER),
                 ..Default::default()
             },

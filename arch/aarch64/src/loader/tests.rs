@@ -184,6 +184,7 @@ fn check_loaded(format: KernelFormat, kernel_bytes: &[u8], img: &[u8]) {
         serial: Some(UART),
         rtc: Some(RTC),
         cmos: None,
+        acpi_pm: None,
         ..Default::default()
     };
     let machine = Machine {

@@ -184,6 +184,7 @@ fn write_zero_page(
     params.hdr.boot_flag = KERNEL_BOOT_FLAG_MAGIC;
     params.hdr.header = KERNEL_HDR_MAGIC;
     params.hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
+    params.acpi_rsdp_addr = RSDP_ADDR;
     params.hdr.cmdline_size = cmdline_len as u32;
     if params.hdr.kernel_alignment == 0 {
         params.hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
@@ -242,6 +243,7 @@ fn write_pvh_start_info(
         cmdline_paddr: CMDLINE_ADDR,
         memmap_paddr: PVH_MEMMAP_ADDR,
         memmap_entries: memmap.len() as u32,
+        rsdp_paddr: RSDP_ADDR,
         ..Default::default()
     };
     let mut modules = Vec::new();

@@ -6,8 +6,7 @@ mod vcpu;
 use std::sync::Arc;
 
 use arch::{
-    BootRequest, BusKind, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, PlatformDevice,
-    Result, Vm, VmConfig,
+    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vm, VmConfig,
 };
 use devices::InterruptLine;
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
@@ -19,35 +18,6 @@ use crate::cpuid::CpuidEntry;
 use crate::layout::{self, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, MIN_MEMORY};
 pub use loader::BootEntry;
 pub use vcpu::KvmVcpu;
-
-/// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64, ISA IRQ 1.
-const COM1: PlatformDevice = PlatformDevice {
-    bus: BusKind::Pio,
-    base: 0x3f8,
-    len: 8,
-    irq: Some(4),
-};
-const I8042: PlatformDevice = PlatformDevice {
-    bus: BusKind::Pio,
-    base: 0x60,
-    len: 5,
-    irq: Some(1),
-};
-/// CMOS RTC/NVRAM: index port 0x70, data port 0x71.
-const CMOS: PlatformDevice = PlatformDevice {
-    bus: BusKind::Pio,
-    base: 0x70,
-    len: 2,
-    irq: None,
-};
-
-/// The boot timer: first page of the MMIO hole.
-const BOOT_TIMER: PlatformDevice = PlatformDevice {
-    bus: BusKind::Mmio,
-    base: layout::BOOT_TIMER_ADDR,
-    len: devices::boot_timer::BOOT_TIMER_WINDOW,
-    irq: None,
-};
 
 /// Capabilities this backend cannot run without.
 const REQUIRED_CAPS: &[(Cap, &str)] = &[
@@ -166,13 +136,7 @@ impl Hypervisor for KvmX86 {
             fd,
             memory,
             layout,
-            platform: Platform {
-                serial: Some(COM1),
-                i8042: Some(I8042),
-                boot_timer: Some(BOOT_TIMER),
-                rtc: None,
-                cmos: Some(CMOS),
-            },
+            platform: layout::platform(),
             cpuid,
             vcpus: config.vcpus,
             entry: None,
@@ -245,6 +209,13 @@ impl Vm for KvmVm {
                 reason: e.to_string(),
             }
         })?;
+        // The MP table stays: it is what a guest booted with `acpi=off` finds.
+        crate::acpi::write(&self.memory, layout::RSDP_ADDR, self.vcpus, &self.platform).map_err(
+            |e| Error::GuestWrite {
+                what: "ACPI tables",
+                reason: e.to_string(),
+            },
+        )?;
         self.entry = Some(entry);
         Ok(())
     }
