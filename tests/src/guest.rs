@@ -34,6 +34,7 @@ pub mod start_info {
     pub const NR_MODULES: i32 = 12;
     pub const MODLIST_PADDR: i32 = 16;
     pub const CMDLINE_PADDR: i32 = 24;
+    pub const RSDP_PADDR: i32 = 32;
     pub const MEMMAP_PADDR: i32 = 40;
     pub const MEMMAP_ENTRIES: i32 = 48;
     /// `struct hvm_memmap_table_entry`: addr u64, size u64, type u32, reserved u32.

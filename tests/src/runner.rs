@@ -279,6 +279,17 @@ impl RunOutput {
         );
     }
 
+    /// Panics unless the guest powered off: exit code 0, `guest powered off` on stderr, no
+    /// panic.
+    pub fn assert_guest_poweroff(&self) {
+        self.assert_no_panic();
+        assert_eq!(self.code, Some(0), "expected exit code 0\n{self}");
+        assert!(
+            self.stderr.contains("guest powered off"),
+            "expected `guest powered off` on stderr\n{self}"
+        );
+    }
+
     /// Panics unless stdout contains `text`.
     pub fn assert_stdout_contains(&self, text: &str) {
         assert!(
