@@ -69,6 +69,19 @@ impl MemoryLayout {
         })
     }
 
+    /// Map anonymous host memory for every RAM range.
+    pub fn allocate(&self) -> crate::Result<crate::GuestMemory> {
+        let ranges: Vec<(vm_memory::GuestAddress, usize)> = self
+            .ram
+            .iter()
+            .map(|r| (vm_memory::GuestAddress(r.start), r.size as usize))
+            .collect();
+        crate::GuestMemory::from_ranges(&ranges).map_err(|e| crate::Error::GuestMemory {
+            bytes: self.ram_bytes(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Total RAM in bytes.
     pub fn ram_bytes(&self) -> u64 {
         self.ram.iter().map(|r| r.size).sum()
@@ -117,6 +130,30 @@ mod tests {
         );
         assert_eq!(l.ram_bytes(), 4 * GIB);
         assert_eq!(l.low_ram_end(), 3 * GIB);
+    }
+
+    #[test]
+    fn allocates_each_range() {
+        use vm_memory::GuestMemoryBackend;
+        let l = MemoryLayout::split_around_hole(0, 8 << 20, 4 << 20, 4 << 20).unwrap();
+        let mem = l.allocate().unwrap();
+        assert_eq!(mem.num_regions(), 2);
+        assert_eq!(
+            crate::VmConfig {
+                memory_bytes: 1 << 20,
+                vcpus: 1
+            }
+            .check(4 << 20, 8)
+            .unwrap_err()
+            .to_string(),
+            "invalid VM configuration: guest memory must be at least 4 MiB"
+        );
+        let ok = crate::VmConfig {
+            memory_bytes: 8 << 20,
+            vcpus: 8,
+        };
+        assert!(ok.check(4 << 20, 8).is_ok());
+        assert!(ok.check(4 << 20, 7).is_err());
     }
 
     #[test]

@@ -64,6 +64,23 @@ pub struct VmConfig {
     pub vcpus: u32,
 }
 
+impl VmConfig {
+    /// Check the request against a backend's limits: at least `min_memory` bytes of RAM,
+    /// 1..=`max_vcpus` vCPUs.
+    pub fn check(&self, min_memory: u64, max_vcpus: u32) -> Result<()> {
+        if self.memory_bytes < min_memory {
+            return Err(Error::Config(format!(
+                "guest memory must be at least {} MiB",
+                min_memory >> 20
+            )));
+        }
+        if self.vcpus == 0 || self.vcpus > max_vcpus {
+            return Err(Error::Config(format!("vCPU count must be 1..={max_vcpus}")));
+        }
+        Ok(())
+    }
+}
+
 /// A hypervisor on this host (an open `/dev/kvm`).
 pub trait Hypervisor: Sized + Send + Sync {
     type Vm: Vm;

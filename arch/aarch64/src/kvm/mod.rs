@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex};
 use arch::{
     BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vm, VmConfig,
 };
+use arch_kvm::IrqfdLine;
 use devices::InterruptLine;
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::fdt::{GicVersion, VirtioMmioNode};
 use crate::layout::{self, MIN_MEMORY};
@@ -44,16 +42,9 @@ impl Hypervisor for KvmArm64 {
     }
 
     fn open() -> Result<Self> {
-        let kvm = Kvm::new().map_err(|e| Error::OpenHypervisor {
-            path: "/dev/kvm",
-            source: e.into(),
-        })?;
-        for (cap, name) in REQUIRED_CAPS {
-            if !kvm.check_extension(*cap) {
-                return Err(Error::MissingCapability(name));
-            }
-        }
-        Ok(Self { kvm })
+        Ok(Self {
+            kvm: arch_kvm::open(REQUIRED_CAPS)?,
+        })
     }
 
     fn max_vcpus(&self) -> u32 {
@@ -61,49 +52,15 @@ impl Hypervisor for KvmArm64 {
     }
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
-        if config.memory_bytes < MIN_MEMORY {
-            return Err(Error::Config(format!(
-                "guest memory must be at least {} MiB",
-                MIN_MEMORY >> 20
-            )));
-        }
-        if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
-            return Err(Error::Config(format!(
-                "vCPU count must be 1..={}",
-                self.max_vcpus()
-            )));
-        }
+        config.check(MIN_MEMORY, self.max_vcpus())?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
             Error::Config(format!(
                 "{} bytes of memory do not fit the address space",
                 config.memory_bytes
             ))
         })?;
-        let memory = map_guest_memory(&layout)?;
-
-        let fd = self
-            .kvm
-            .create_vm()
-            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
-        for (slot, region) in memory.iter().enumerate() {
-            let host = region
-                .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_err(|e| Error::GuestMemory {
-                    bytes: region.len(),
-                    reason: e.to_string(),
-                })?;
-            let slot_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-            };
-            // SAFETY: the region is a live anonymous mapping owned by `memory`, which the
-            // returned KvmVm keeps for as long as the VM (and so the slot) exists.
-            unsafe { fd.set_user_memory_region(slot_desc) }
-                .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
-        }
+        let memory = layout.allocate()?;
+        let fd = arch_kvm::create_vm(&self.kvm, &memory)?;
         let gic = Vgic::create(&fd, config.vcpus)?;
         log::debug!("vGIC {:?} for {} vCPUs", gic.version(), config.vcpus);
 
@@ -129,18 +86,6 @@ impl Hypervisor for KvmArm64 {
     }
 }
 
-fn map_guest_memory(layout: &MemoryLayout) -> Result<GuestMemory> {
-    let ranges: Vec<(GuestAddress, usize)> = layout
-        .ram
-        .iter()
-        .map(|r| (GuestAddress(r.start), r.size as usize))
-        .collect();
-    GuestMemory::from_ranges(&ranges).map_err(|e| Error::GuestMemory {
-        bytes: layout.ram_bytes(),
-        reason: e.to_string(),
-    })
-}
-
 /// A KVM VM with an in-kernel vGIC (v3, else v2).
 pub struct KvmVm {
     fd: VmFd,
@@ -151,7 +96,7 @@ pub struct KvmVm {
     /// irqfds asked for before the vGIC was initialised: KVM refuses `KVM_IRQFD` until
     /// then (`EAGAIN`), so they are registered at the end of `create_vcpus`. A trigger in
     /// between stays counted in the eventfd and is injected once registered.
-    pending_irqfds: Mutex<Vec<(EventFd, u32)>>,
+    pending_irqfds: Mutex<Vec<(Arc<IrqfdLine>, u32)>>,
     gic_ready: bool,
     virtio: Vec<VirtioMmioNode>,
     vcpus: u32,
@@ -166,27 +111,9 @@ impl KvmVm {
         self.virtio.push(node);
     }
 
-    fn register_irqfd(&self, event: &EventFd, spi: u32) -> Result<()> {
-        self.fd
-            .register_irqfd(event, spi)
-            .map_err(|e| Error::hv("KVM_IRQFD", e))
-    }
-
     /// The GIC the guest got.
     pub fn gic_version(&self) -> GicVersion {
         self.gic.version()
-    }
-}
-
-/// An interrupt line backed by an irqfd bound to a GIC SPI (KVM's default arm64 routing
-/// maps GSI n to SPI n, INTID 32 + n).
-struct IrqfdLine {
-    event: EventFd,
-}
-
-impl InterruptLine for IrqfdLine {
-    fn trigger(&self) -> std::io::Result<()> {
-        self.event.write(1)
     }
 }
 
@@ -212,17 +139,17 @@ impl Vm for KvmVm {
                 layout::GIC_NR_SPIS
             )));
         }
-        let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::hv("eventfd", e))?;
+        // KVM's default arm64 routing maps GSI n to SPI n (INTID 32 + n).
+        let line = Arc::new(IrqfdLine::new()?);
         if self.gic_ready {
-            self.register_irqfd(&event, irq)?;
+            line.bind(&self.fd, irq)?;
         } else {
-            let kvm_side = event.try_clone().map_err(|e| Error::hv("eventfd dup", e))?;
             self.pending_irqfds
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((kvm_side, irq));
+                .push((line.clone(), irq));
         }
-        Ok(Arc::new(IrqfdLine { event }))
+        Ok(line)
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
@@ -257,8 +184,8 @@ impl Vm for KvmVm {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        for (event, spi) in &pending {
-            self.register_irqfd(event, *spi)?;
+        for (line, spi) in &pending {
+            line.bind(&self.fd, *spi)?;
         }
         Ok(vcpus)
     }

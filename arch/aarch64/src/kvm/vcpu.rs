@@ -4,7 +4,6 @@
 use arch::{Error, Result, Vcpu, VcpuExit};
 use kvm_bindings::{
     kvm_vcpu_init, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_SYSTEM_EVENT_CRASH,
-    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit as KvmExit, VcpuFd, VmFd};
 
@@ -49,41 +48,14 @@ impl KvmVcpu {
 impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         let index = self.index;
-        match self.fd.run() {
-            Ok(exit) => Ok(match exit {
-                KvmExit::MmioRead(addr, data) => VcpuExit::MmioRead { addr, data },
-                KvmExit::MmioWrite(addr, data) => VcpuExit::MmioWrite { addr, data },
-                // PSCI SYSTEM_OFF / SYSTEM_RESET (and a crash report, which a board resets
-                // on) arrive as system events.
-                KvmExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => VcpuExit::Poweroff,
-                KvmExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => VcpuExit::Reset,
-                KvmExit::SystemEvent(KVM_SYSTEM_EVENT_CRASH, _) => {
-                    log::warn!("vCPU {index}: the guest reported a crash (PSCI); resetting");
-                    VcpuExit::Reset
-                }
-                KvmExit::Intr => VcpuExit::Interrupted,
-                KvmExit::FailEntry(reason, cpu) => {
-                    return Err(Error::VcpuFault {
-                        vcpu: index,
-                        reason: format!(
-                            "KVM could not enter the guest (reason {reason:#x}, cpu {cpu})"
-                        ),
-                    })
-                }
-                KvmExit::InternalError => {
-                    return Err(Error::VcpuFault {
-                        vcpu: index,
-                        reason: "KVM internal error".into(),
-                    })
-                }
-                other => {
-                    log::warn!("vCPU {index}: unexpected exit {other:?}; resuming");
-                    VcpuExit::Handled
-                }
-            }),
-            Err(e) if e.errno() == libc::EINTR => Ok(VcpuExit::Interrupted),
-            Err(e) if e.errno() == libc::EAGAIN => Ok(VcpuExit::Handled),
-            Err(e) => Err(Error::hv("KVM_RUN", e)),
-        }
+        arch_kvm::map_run(index, self.fd.run(), |exit| match exit {
+            // PSCI SYSTEM_OFF / SYSTEM_RESET arrive as system events (mapped in arch-kvm);
+            // a crash report is one too, and a board resets on it.
+            KvmExit::SystemEvent(KVM_SYSTEM_EVENT_CRASH, _) => {
+                log::warn!("vCPU {index}: the guest reported a crash (PSCI); resetting");
+                Some(VcpuExit::Reset)
+            }
+            _ => None,
+        })
     }
 }

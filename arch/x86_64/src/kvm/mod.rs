@@ -9,10 +9,8 @@ use arch::{
     BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vm, VmConfig,
 };
 use devices::InterruptLine;
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::cpuid::CpuidEntry;
 use crate::layout::{self, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, MIN_MEMORY};
@@ -42,16 +40,9 @@ impl Hypervisor for KvmX86 {
     }
 
     fn open() -> Result<Self> {
-        let kvm = Kvm::new().map_err(|e| Error::OpenHypervisor {
-            path: "/dev/kvm",
-            source: e.into(),
-        })?;
-        for (cap, name) in REQUIRED_CAPS {
-            if !kvm.check_extension(*cap) {
-                return Err(Error::MissingCapability(name));
-            }
-        }
-        Ok(Self { kvm })
+        Ok(Self {
+            kvm: arch_kvm::open(REQUIRED_CAPS)?,
+        })
     }
 
     fn max_vcpus(&self) -> u32 {
@@ -59,53 +50,20 @@ impl Hypervisor for KvmX86 {
     }
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
-        if config.memory_bytes < MIN_MEMORY {
-            return Err(Error::Config(format!(
-                "guest memory must be at least {} MiB",
-                MIN_MEMORY >> 20
-            )));
-        }
-        if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
-            return Err(Error::Config(format!(
-                "vCPU count must be 1..={}",
-                self.max_vcpus()
-            )));
-        }
+        config.check(MIN_MEMORY, self.max_vcpus())?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
             Error::Config(format!(
                 "{} bytes of memory do not fit the address space",
                 config.memory_bytes
             ))
         })?;
-        let memory = map_guest_memory(&layout)?;
-
-        let fd = self
-            .kvm
-            .create_vm()
-            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
+        let memory = layout.allocate()?;
+        let fd = arch_kvm::create_vm(&self.kvm, &memory)?;
+        // Both before any vCPU exists, inside the MMIO hole.
         fd.set_identity_map_address(KVM_IDENTITY_MAP_ADDR)
             .map_err(|e| Error::hv("KVM_SET_IDENTITY_MAP_ADDR", e))?;
         fd.set_tss_address(KVM_TSS_ADDR as usize)
             .map_err(|e| Error::hv("KVM_SET_TSS_ADDR", e))?;
-        for (slot, region) in memory.iter().enumerate() {
-            let host = region
-                .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_err(|e| Error::GuestMemory {
-                    bytes: region.len(),
-                    reason: e.to_string(),
-                })?;
-            let slot_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-            };
-            // SAFETY: the region is a live anonymous mapping owned by `memory`, which the
-            // returned KvmVm keeps for as long as the VM (and so the slot) exists.
-            unsafe { fd.set_user_memory_region(slot_desc) }
-                .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
-        }
         fd.create_irq_chip()
             .map_err(|e| Error::hv("KVM_CREATE_IRQCHIP", e))?;
         let pit = kvm_pit_config {
@@ -144,18 +102,6 @@ impl Hypervisor for KvmX86 {
     }
 }
 
-fn map_guest_memory(layout: &MemoryLayout) -> Result<GuestMemory> {
-    let ranges: Vec<(GuestAddress, usize)> = layout
-        .ram
-        .iter()
-        .map(|r| (GuestAddress(r.start), r.size as usize))
-        .collect();
-    GuestMemory::from_ranges(&ranges).map_err(|e| Error::GuestMemory {
-        bytes: layout.ram_bytes(),
-        reason: e.to_string(),
-    })
-}
-
 /// A KVM VM with an in-kernel LAPIC/IOAPIC/PIC and PIT.
 pub struct KvmVm {
     fd: VmFd,
@@ -165,17 +111,6 @@ pub struct KvmVm {
     cpuid: Vec<CpuidEntry>,
     vcpus: u32,
     entry: Option<BootEntry>,
-}
-
-/// An interrupt line backed by an irqfd bound to a GSI.
-struct IrqfdLine {
-    event: EventFd,
-}
-
-impl InterruptLine for IrqfdLine {
-    fn trigger(&self) -> std::io::Result<()> {
-        self.event.write(1)
-    }
 }
 
 impl Vm for KvmVm {
@@ -194,11 +129,7 @@ impl Vm for KvmVm {
     }
 
     fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>> {
-        let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::hv("eventfd", e))?;
-        self.fd
-            .register_irqfd(&event, irq)
-            .map_err(|e| Error::hv("KVM_IRQFD", e))?;
-        Ok(Arc::new(IrqfdLine { event }))
+        arch_kvm::IrqfdLine::bound(&self.fd, irq)
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {

@@ -38,9 +38,6 @@ const APIC_LVT1: usize = 0x360;
 const APIC_MODE_NMI: u32 = 0x4;
 const APIC_MODE_EXTINT: u32 = 0x7;
 
-const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
-const KVM_SYSTEM_EVENT_RESET: u32 = 2;
-
 /// One vCPU of a [`KvmVm`].
 pub struct KvmVcpu {
     fd: VcpuFd,
@@ -241,45 +238,13 @@ fn kvm_seg(s: Segment) -> kvm_segment {
 
 impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
-        let index = self.index;
-        match self.fd.run() {
-            Ok(exit) => {
-                Ok(match exit {
-                    KvmExit::IoIn(port, data) => VcpuExit::IoIn { port, data },
-                    KvmExit::IoOut(port, data) => VcpuExit::IoOut { port, data },
-                    KvmExit::MmioRead(addr, data) => VcpuExit::MmioRead { addr, data },
-                    KvmExit::MmioWrite(addr, data) => VcpuExit::MmioWrite { addr, data },
-                    // A triple fault: a PC resets.
-                    KvmExit::Shutdown => VcpuExit::Reset,
-                    KvmExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => VcpuExit::Poweroff,
-                    KvmExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => VcpuExit::Reset,
-                    KvmExit::Intr => VcpuExit::Interrupted,
-                    // With the in-kernel LAPIC, HLT is handled by KVM; a stray HLT exit just
-                    // means "run again".
-                    KvmExit::Hlt | KvmExit::IrqWindowOpen => VcpuExit::Handled,
-                    KvmExit::FailEntry(reason, cpu) => {
-                        return Err(Error::VcpuFault {
-                            vcpu: index,
-                            reason: format!(
-                            "KVM could not enter the guest (hardware reason {reason:#x}, cpu {cpu})"
-                        ),
-                        })
-                    }
-                    KvmExit::InternalError => return Err(Error::VcpuFault {
-                        vcpu: index,
-                        reason:
-                            "KVM internal error (the host could not emulate a guest instruction)"
-                                .into(),
-                    }),
-                    other => {
-                        log::warn!("vCPU {index}: unexpected exit {other:?}; resuming");
-                        VcpuExit::Handled
-                    }
-                })
-            }
-            Err(e) if e.errno() == libc::EINTR => Ok(VcpuExit::Interrupted),
-            Err(e) if e.errno() == libc::EAGAIN => Ok(VcpuExit::Handled),
-            Err(e) => Err(Error::hv("KVM_RUN", e)),
-        }
+        arch_kvm::map_run(self.index, self.fd.run(), |exit| match exit {
+            // A triple fault: a PC resets.
+            KvmExit::Shutdown => Some(VcpuExit::Reset),
+            // With the in-kernel LAPIC, HLT is handled by KVM; a stray HLT exit just means
+            // "run again".
+            KvmExit::Hlt | KvmExit::IrqWindowOpen => Some(VcpuExit::Handled),
+            _ => None,
+        })
     }
 }
