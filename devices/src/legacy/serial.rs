@@ -9,9 +9,6 @@ use vm_superio::Serial;
 use crate::bus::BusDevice;
 use crate::interrupt::{InterruptLine, SuperioTrigger};
 
-/// Size of the 16550's register window (eight byte-wide registers).
-pub const SERIAL_REGISTER_WINDOW: u64 = 8;
-
 /// A 16550A UART whose transmitter writes to `out` and whose interrupt is `line`.
 pub struct Serial16550 {
     uart: Serial<SuperioTrigger, NoEvents, Box<dyn Write + Send>>,
