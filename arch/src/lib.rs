@@ -41,9 +41,10 @@ pub mod platform;
 pub mod unsupported;
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use devices::InterruptLine;
+use devices::virtio::VirtioDevice;
+use devices::{BusDevice, InterruptLine};
 use vm_memory::GuestMemoryMmap;
 
 pub use boot::{BootRequest, KernelFormat};
@@ -79,6 +80,14 @@ impl VmConfig {
         }
         Ok(())
     }
+}
+
+/// A virtio transport on the MMIO bus, for the VMM to place.
+pub struct VirtioTransport {
+    /// Its register window (and interrupt, for the record).
+    pub window: PlatformDevice,
+    /// The transport, with the device inside.
+    pub device: Arc<Mutex<dyn BusDevice>>,
 }
 
 /// A hypervisor on this host (an open `/dev/kvm`).
@@ -117,6 +126,24 @@ pub trait Vm: Send + Sync {
     fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
         drop(out);
         false
+    }
+    /// Attach a virtio device, before [`Vm::load`] (the firmware tables describe it). The
+    /// backend picks the transport its guests expect: virtio-mmio (described in the FDT or
+    /// the DSDT) comes back as a [`VirtioTransport`] for the VMM to place on its MMIO bus;
+    /// a transport the backend serves itself (s390x virtio-ccw in its channel subsystem)
+    /// returns `None`. A backend without a virtio transport yet refuses with
+    /// [`Error::Unsupported`] (the default).
+    fn add_virtio_device(
+        &mut self,
+        device: Box<dyn VirtioDevice>,
+    ) -> Result<Option<VirtioTransport>> {
+        Err(Error::Unsupported {
+            arch: std::env::consts::ARCH,
+            what: format!(
+                "virtio device type {} (no virtio transport on this architecture yet)",
+                device.device_type()
+            ),
+        })
     }
     /// Load the kernel, initrd and command line, and write the firmware tables.
     fn load(&mut self, request: &mut BootRequest) -> Result<()>;

@@ -9,6 +9,7 @@ pub mod boot_timer;
 pub mod bus;
 pub mod interrupt;
 pub mod legacy;
+pub mod virtio;
 pub mod vm_control;
 
 pub use bus::{Bus, BusDevice, BusError, BusRange};
