@@ -9,9 +9,11 @@ pub mod boot_timer;
 pub mod bus;
 pub mod interrupt;
 pub mod legacy;
+pub mod power_button;
 pub mod virtio;
 pub mod vm_control;
 
 pub use bus::{Bus, BusDevice, BusError, BusRange};
 pub use interrupt::InterruptLine;
+pub use power_button::PowerButton;
 pub use vm_control::{VmControl, VmExitReason};

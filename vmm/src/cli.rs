@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    parse_console, parse_cpus, parse_disk, parse_net, parse_size, Config, ConsoleMode, DiskConfig,
+    parse_console, parse_cpus, parse_disk, parse_net, parse_shutdown_timeout, parse_size, Config, ConsoleMode, DiskConfig,
     NetConfig,
 };
 
@@ -79,6 +79,12 @@ pub struct RunArgs {
     /// Serial console: `tty` (stdout; stdin when it is a terminal or pipe), `off`, or `file=PATH`.
     #[arg(long, value_name = "tty|off|file=PATH", default_value = "tty", value_parser = parse_console)]
     pub console: ConsoleMode,
+
+    /// On SIGTERM, press the guest's power button (arm64: GPIO power key) and wait up to
+    /// SECONDS for it to power off before stopping it; 0 stops it at once. Machines without a
+    /// power button stop at once.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_shutdown_timeout)]
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Write the completion script for `shell` to `out`.
@@ -127,6 +133,7 @@ impl RunArgs {
             nets: self.net,
             rng: self.rng,
             console: self.console,
+            shutdown_timeout: self.shutdown_timeout,
         };
         config.check_host_memory(&self.memory)?;
         Ok(config)
@@ -153,6 +160,7 @@ mod tests {
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
         assert_eq!(c.console, ConsoleMode::Tty);
         assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
     }
 
     #[test]
@@ -178,6 +186,8 @@ mod tests {
             "--rng",
             "--console",
             "off",
+            "--shutdown-timeout",
+            "30",
         ])
         .unwrap()
         .command
@@ -194,6 +204,7 @@ mod tests {
         assert_eq!(c.nets[0].tap, "tap0");
         assert!(c.rng);
         assert_eq!(c.console, ConsoleMode::Off);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Config {
     pub nets: Vec<NetConfig>,
     pub rng: bool,
     pub console: ConsoleMode,
+    /// How long SIGTERM waits for the guest to power off after its power button is pressed.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// A configuration error: the flag, the value and what is wrong with it.
@@ -183,6 +185,21 @@ pub fn parse_net(s: &str) -> Result<NetConfig, String> {
 }
 
 /// Parse `tty`, `off` or `file=PATH`.
+/// Longest `--shutdown-timeout`: an hour.
+pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
+
+/// Parse `--shutdown-timeout`: whole seconds, 0..=3600.
+pub fn parse_shutdown_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected whole seconds, 0..={MAX_SHUTDOWN_TIMEOUT_SECS}"))?;
+    if secs > MAX_SHUTDOWN_TIMEOUT_SECS {
+        return Err(format!("at most {MAX_SHUTDOWN_TIMEOUT_SECS} seconds"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 pub fn parse_console(s: &str) -> Result<ConsoleMode, String> {
     match s {
         "tty" => Ok(ConsoleMode::Tty),
@@ -297,6 +314,17 @@ mod tests {
         assert!(parse_net("mac=52:54:00:12:34:56").is_err());
 
         assert_eq!(parse_console("tty"), Ok(ConsoleMode::Tty));
+        assert_eq!(
+            parse_shutdown_timeout("0"),
+            Ok(std::time::Duration::ZERO)
+        );
+        assert_eq!(
+            parse_shutdown_timeout("3600"),
+            Ok(std::time::Duration::from_secs(3600))
+        );
+        assert!(parse_shutdown_timeout("3601").is_err());
+        assert!(parse_shutdown_timeout("-1").is_err());
+        assert!(parse_shutdown_timeout("1.5").is_err());
         assert_eq!(parse_console("off"), Ok(ConsoleMode::Off));
         assert_eq!(
             parse_console("file=/tmp/x"),

@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
-use devices::legacy::{AcpiPm, Cmos, CmosMemory, RtcPl031, Serial16550, I8042};
-use devices::{Bus, BusDevice, BusRange, VmControl, VmExitReason};
+use devices::legacy::{
+    AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031, Serial16550, I8042,
+};
+use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
 use crate::console;
@@ -49,8 +51,12 @@ pub enum Error {
     Input { flag: &'static str, message: String },
     #[error("{0}")]
     Guest(String),
-    #[error("stopped by {}; the guest was shut down without its cooperation", crate::signals::name(*.0))]
-    Stopped(i32),
+    #[error("stopped by {}; {}", crate::signals::name(*.signal), stop_detail(*.waited))]
+    Stopped {
+        signal: i32,
+        /// How long the guest had after its power button was pressed, if it was.
+        waited: Option<std::time::Duration>,
+    },
 }
 
 impl Error {
@@ -64,7 +70,7 @@ impl Error {
             | Error::NotYet { .. }
             | Error::Input { .. } => 2,
             // The shell convention for "killed by signal N".
-            Error::Stopped(sig) => 128 + sig,
+            Error::Stopped { signal, .. } => 128 + signal,
             Error::Backend(
                 arch::Error::Kernel(_)
                 | arch::Error::Initrd(_)
@@ -73,6 +79,17 @@ impl Error {
             ) => 2,
             _ => 1,
         }
+    }
+}
+
+fn stop_detail(waited: Option<std::time::Duration>) -> String {
+    match waited {
+        Some(w) => format!(
+            "the guest did not power off within {:.1} s of its power button press and was \
+             shut down without its cooperation",
+            w.as_secs_f64()
+        ),
+        None => "the guest was shut down without its cooperation".into(),
     }
 }
 
@@ -255,6 +272,16 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         // The PL031 model raises no interrupt (no alarm), so it takes no line.
         place(&mut buses, &dev, Arc::new(Mutex::new(RtcPl031::new())))?;
     }
+    let mut power_button: Option<Box<dyn PowerButton>> = None;
+    if let Some(dev) = platform.gpio {
+        let line = match dev.irq {
+            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
+            None => return Err(Error::Guest("the platform's GPIO has no interrupt".into())),
+        };
+        let gpio = Arc::new(Mutex::new(Pl061::new(line)));
+        place(&mut buses, &dev, gpio.clone())?;
+        power_button = Some(Box::new(Pl061PowerKey(gpio)));
+    }
     if let Some(dev) = platform.boot_timer {
         let timer = BootTimer::new(crate::process_start());
         place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
@@ -276,7 +303,13 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         }
     }
 
-    let reason = crate::signals::wait_for_exit(&control);
+    let ending = crate::signals::wait_for_exit(
+        &control,
+        &crate::signals::GracefulStop {
+            button: power_button.as_deref(),
+            timeout: config.shutdown_timeout,
+        },
+    );
     vcpu_thread::stop_all(threads);
     drop(input_guard);
     log::debug!(
@@ -284,10 +317,13 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         buses.pio.unclaimed_accesses(),
         buses.mmio.unclaimed_accesses()
     );
-    match reason {
+    match ending.reason {
         VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
         VmExitReason::Reset => Ok(RunOutcome::Reset),
-        VmExitReason::Signal(sig) => Err(Error::Stopped(sig)),
+        VmExitReason::Signal(signal) => Err(Error::Stopped {
+            signal,
+            waited: ending.waited,
+        }),
         VmExitReason::Error(m) => Err(Error::Guest(m)),
     }
 }

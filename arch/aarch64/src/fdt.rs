@@ -3,7 +3,8 @@
 //! It describes: RAM (`/memory`), one `cpu@` node per vCPU (`enable-method = "psci"`, `reg`
 //! = MPIDR affinity), PSCI 0.2 over HVC, the architected timer's PPIs, the GIC (v3, or v2),
 //! `/chosen` (command line, initrd, stdout path), the 16550 UART, the PL031 RTC with the
-//! APB clock it names, and any virtio-mmio devices.
+//! APB clock it names, the PL061 GPIO controller with a `gpio-keys` power key on its line 3
+//! (`KEY_POWER`, what the VMM presses on SIGTERM), and any virtio-mmio devices.
 //!
 //! # Adding virtio-mmio devices
 //! A virtio-mmio transport the VMM places on the MMIO bus appears to the guest through a
@@ -62,11 +63,20 @@ pub struct FdtConfig<'a> {
     pub initrd: Option<(u64, u64)>,
     pub serial: Option<PlatformDevice>,
     pub rtc: Option<PlatformDevice>,
+    /// The PL061 whose line [`POWER_KEY_LINE`] is the power key.
+    pub gpio: Option<PlatformDevice>,
     pub virtio: &'a [VirtioMmioNode],
 }
 
 const PHANDLE_GIC: u32 = 1;
 const PHANDLE_APB_PCLK: u32 = 2;
+const PHANDLE_GPIO: u32 = 3;
+
+/// The GPIO line of the power key, and the input event it reports (as QEMU `virt`; the
+/// same numbers as `devices::legacy::pl061`, which the VMM presses).
+pub const POWER_KEY_LINE: u32 = 3;
+const KEY_POWER: u32 = 116;
+const GPIO_ACTIVE_HIGH: u32 = 0;
 
 /// Interrupt specifier cells (`#interrupt-cells = 3`): type, number, flags.
 const GIC_FDT_IRQ_TYPE_SPI: u32 = 0;
@@ -106,6 +116,9 @@ pub fn build(cfg: &FdtConfig) -> FdtResult<Vec<u8>> {
     }
     if let Some(rtc) = cfg.rtc {
         rtc_node(&mut fdt, &rtc)?;
+    }
+    if let Some(gpio) = cfg.gpio {
+        gpio_nodes(&mut fdt, &gpio)?;
     }
     for dev in cfg.virtio {
         virtio_node(&mut fdt, dev)?;
@@ -274,6 +287,35 @@ fn rtc_node(fdt: &mut FdtWriter, rtc: &PlatformDevice) -> FdtResult<()> {
     fdt.property_u32("clocks", PHANDLE_APB_PCLK)?;
     fdt.property_string("clock-names", "apb_pclk")?;
     fdt.end_node(node)
+}
+
+/// The PL061 (an AMBA PrimeCell like the PL031) and the `gpio-keys` node that makes its
+/// line 3 the power key. Its interrupt is an irqfd pulse, hence edge-triggered.
+fn gpio_nodes(fdt: &mut FdtWriter, gpio: &PlatformDevice) -> FdtResult<()> {
+    let node = fdt.begin_node(&format!("pl061@{:x}", gpio.base))?;
+    fdt.property_string_list(
+        "compatible",
+        vec!["arm,pl061".to_string(), "arm,primecell".to_string()],
+    )?;
+    fdt.property_array_u64("reg", &[gpio.base, gpio.len])?;
+    if let Some(irq) = gpio.irq {
+        fdt.property_array_u32("interrupts", &spi(irq, IRQ_TYPE_EDGE_RISING))?;
+    }
+    fdt.property_null("gpio-controller")?;
+    fdt.property_u32("#gpio-cells", 2)?;
+    fdt.property_u32("clocks", PHANDLE_APB_PCLK)?;
+    fdt.property_string("clock-names", "apb_pclk")?;
+    fdt.property_phandle(PHANDLE_GPIO)?;
+    fdt.end_node(node)?;
+
+    let keys = fdt.begin_node("gpio-keys")?;
+    fdt.property_string("compatible", "gpio-keys")?;
+    let key = fdt.begin_node("poweroff")?;
+    fdt.property_string("label", "GPIO Key Poweroff")?;
+    fdt.property_u32("linux,code", KEY_POWER)?;
+    fdt.property_array_u32("gpios", &[PHANDLE_GPIO, POWER_KEY_LINE, GPIO_ACTIVE_HIGH])?;
+    fdt.end_node(key)?;
+    fdt.end_node(keys)
 }
 
 fn virtio_node(fdt: &mut FdtWriter, dev: &VirtioMmioNode) -> FdtResult<()> {

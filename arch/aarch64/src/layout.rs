@@ -41,6 +41,10 @@ pub const RTC_SIZE: u64 = 0x1000;
 pub const RTC_SPI: u32 = 2;
 pub const BOOT_TIMER_BASE: u64 = 0x0902_0000;
 pub const BOOT_TIMER_SIZE: u64 = 0x1000;
+/// The PL061 GPIO controller carrying the power key.
+pub const GPIO_BASE: u64 = 0x0903_0000;
+pub const GPIO_SIZE: u64 = 0x1000;
+pub const GPIO_SPI: u32 = 3;
 
 /// virtio-mmio devices: slot `n` at `VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_SIZE`, SPI
 /// `VIRTIO_MMIO_FIRST_SPI + n` (see [`crate::fdt::VirtioMmioNode`]).
@@ -80,6 +84,13 @@ pub const RTC: PlatformDevice = PlatformDevice {
     base: RTC_BASE,
     len: RTC_SIZE,
     irq: Some(RTC_SPI),
+};
+
+pub const GPIO: PlatformDevice = PlatformDevice {
+    bus: BusKind::Mmio,
+    base: GPIO_BASE,
+    len: GPIO_SIZE,
+    irq: Some(GPIO_SPI),
 };
 
 pub const BOOT_TIMER: PlatformDevice = PlatformDevice {

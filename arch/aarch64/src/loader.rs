@@ -268,6 +268,7 @@ pub fn load(
         initrd: placement.initrd,
         serial: machine.platform.serial,
         rtc: machine.platform.rtc,
+        gpio: machine.platform.gpio,
         virtio: machine.virtio,
     })
     .map_err(|e| Error::GuestWrite {

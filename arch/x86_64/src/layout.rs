@@ -101,6 +101,7 @@ pub fn platform() -> Platform {
         rtc: None,
         cmos: Some(CMOS),
         acpi_pm: Some(ACPI_PM),
+        gpio: None,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::layout::{RTC, RTC_SPI, UART, UART_SPI};
+use crate::layout::{GPIO, GPIO_SPI, RTC, RTC_SPI, UART, UART_SPI};
 
 /// Properties by `"<node path>:<name>"`, read back from the blob's structure block.
 fn read_fdt(blob: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -86,6 +86,7 @@ fn config(vcpus: u32, gic: GicVersion, virtio: &[VirtioMmioNode]) -> FdtConfig<'
         initrd: Some((0x4f00_0000, 0x12345)),
         serial: Some(UART),
         rtc: Some(RTC),
+        gpio: Some(GPIO),
         virtio,
     }
 }
@@ -156,6 +157,31 @@ fn gicv3_machine_blob() {
         "the clock the RTC names exists"
     );
     assert_eq!(str_prop(&p, "/apb-pclk:compatible"), "fixed-clock\0");
+
+    let gpio = "/pl061@9030000";
+    assert_eq!(
+        str_prop(&p, &format!("{gpio}:compatible")),
+        "arm,pl061\0arm,primecell\0"
+    );
+    assert_eq!(u64s(&p[&format!("{gpio}:reg")]), [0x0903_0000, 0x1000]);
+    assert_eq!(cells(&p[&format!("{gpio}:interrupts")]), [0, GPIO_SPI, 1]);
+    assert!(p[&format!("{gpio}:gpio-controller")].is_empty());
+    assert_eq!(cells(&p[&format!("{gpio}:#gpio-cells")]), [2]);
+    assert_eq!(cells(&p[&format!("{gpio}:clocks")]), [PHANDLE_APB_PCLK]);
+    assert_eq!(cells(&p[&format!("{gpio}:phandle")]), [PHANDLE_GPIO]);
+    assert_eq!(str_prop(&p, "/gpio-keys:compatible"), "gpio-keys\0");
+    let key = "/gpio-keys/poweroff";
+    assert_eq!(cells(&p[&format!("{key}:linux,code")]), [116], "KEY_POWER");
+    assert_eq!(
+        cells(&p[&format!("{key}:gpios")]),
+        [PHANDLE_GPIO, 3, 0],
+        "line 3 of the PL061, active high"
+    );
+    assert_eq!(
+        u32::from(devices::legacy::pl061::POWER_KEY_LINE),
+        POWER_KEY_LINE,
+        "the FDT and the device model agree on the line"
+    );
 }
 
 #[test]
@@ -203,11 +229,12 @@ fn machine_without_serial_or_rtc() {
     let mut cfg = config(1, GicVersion::V3, &[]);
     cfg.serial = None;
     cfg.rtc = None;
+    cfg.gpio = None;
     let p = read_fdt(&build(&cfg).unwrap());
     assert!(!p.contains_key("/chosen:stdout-path"));
     assert!(!p
         .keys()
-        .any(|k| k.starts_with("/uart@") || k.starts_with("/rtc@")));
+        .any(|k| k.starts_with("/uart@") || k.starts_with("/rtc@") || k.contains("gpio")));
 }
 
 /// An independent check: Debian's `dtc` must accept the blob and decompile it to the
@@ -269,6 +296,11 @@ fn dtc_decompiles_the_blob() {
         "compatible = \"arm,pl031\\0arm,primecell\";",
         "clock-names = \"apb_pclk\";",
         "compatible = \"fixed-clock\";",
+        "pl061@9030000 {",
+        "compatible = \"arm,pl061\\0arm,primecell\";",
+        "gpio-controller;",
+        "gpios = <0x03 0x03 0x00>;",
+        "linux,code = <0x74>;",
         "virtio_mmio@a000200 {",
         "compatible = \"virtio,mmio\";",
         "interrupts = <0x00 0x11 0x01>;",

@@ -71,6 +71,7 @@ impl Hypervisor for KvmArm64 {
             platform: Platform {
                 serial: Some(layout::UART),
                 rtc: Some(layout::RTC),
+                gpio: Some(layout::GPIO),
                 cmos: None,
                 acpi_pm: None,
                 boot_timer: Some(layout::BOOT_TIMER),
