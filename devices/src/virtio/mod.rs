@@ -15,6 +15,13 @@
 
 use std::sync::Arc;
 
+pub mod mmio;
+pub mod rng;
+#[cfg(test)]
+pub(crate) mod test_util;
+
+pub use mmio::MmioTransport;
+pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
 
 /// Guest memory as devices see it (the same mapping every backend creates).
