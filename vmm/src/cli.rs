@@ -20,7 +20,9 @@ pub const DEFAULT_MEMORY: &str = "512M";
     about = "Polyvisor: a virtual machine monitor for Linux guests on x86_64, aarch64 and s390x KVM hosts",
     after_help = "Exit status: 0 when the guest powers off or resets, 1 when the VMM fails, \
                   2 for an invalid command line or configuration, 128+N when signal N \
-                  (SIGTERM, SIGINT, SIGHUP) stopped the VM.\n\
+                  (SIGTERM, SIGINT, SIGHUP) stopped the VM without the guest powering off. \
+                  SIGTERM first presses the guest's power button where the machine has one \
+                  (arm64) and waits --shutdown-timeout seconds for it to power off.\n\
                   Logs go to stderr (POLYVISOR_LOG=error|warn|info|debug|trace sets the level); \
                   the guest's serial console goes to stdout."
 )]
