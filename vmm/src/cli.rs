@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    parse_console, parse_cpus, parse_disk, parse_net, parse_shutdown_timeout, parse_size, Config, ConsoleMode, DiskConfig,
-    NetConfig,
+    parse_console, parse_cpus, parse_disk, parse_net, parse_shutdown_timeout, parse_size, Config,
+    ConsoleMode, DiskConfig, NetConfig,
 };
 
 /// Default guest memory when `--memory` is not given.

@@ -314,10 +314,7 @@ mod tests {
         assert!(parse_net("mac=52:54:00:12:34:56").is_err());
 
         assert_eq!(parse_console("tty"), Ok(ConsoleMode::Tty));
-        assert_eq!(
-            parse_shutdown_timeout("0"),
-            Ok(std::time::Duration::ZERO)
-        );
+        assert_eq!(parse_shutdown_timeout("0"), Ok(std::time::Duration::ZERO));
         assert_eq!(
             parse_shutdown_timeout("3600"),
             Ok(std::time::Duration::from_secs(3600))

@@ -188,7 +188,11 @@ mod tests {
         guest.join().unwrap();
         assert_eq!(end.reason, VmExitReason::Poweroff);
         assert_eq!(button.presses.load(Ordering::SeqCst), 1);
-        assert_eq!(button.releases.load(Ordering::SeqCst), 1, "released after 200 ms");
+        assert_eq!(
+            button.releases.load(Ordering::SeqCst),
+            1,
+            "released after 200 ms"
+        );
     }
 
     #[test]
