@@ -1,5 +1,6 @@
 //! Legacy platform devices, wrapped from vm-superio where it has them.
 
+pub mod acpi_ged;
 pub mod acpi_pm;
 pub mod cmos;
 pub mod i8042;
@@ -7,6 +8,7 @@ pub mod pl061;
 pub mod rtc;
 pub mod serial;
 
+pub use acpi_ged::{AcpiGed, AcpiGedPowerButton};
 pub use acpi_pm::AcpiPm;
 pub use cmos::{Cmos, CmosMemory};
 pub use i8042::I8042;
