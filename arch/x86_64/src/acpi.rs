@@ -6,7 +6,9 @@
 //! has `\_S5` and the [`Platform`]'s port devices (COM1, the i8042, the CMOS RTC): a
 //! hardware-reduced guest has no legacy PIC, so Linux gives an ISA device an interrupt
 //! only when the firmware describes it (its drivers' hard-coded IRQ 4, 1 or 8 have no
-//! interrupt descriptor otherwise and `request_irq` fails).
+//! interrupt descriptor otherwise and `request_irq` fails). Each virtio-mmio device is a
+//! `LNRO0005` device (what Linux's `virtio_mmio` driver matches through ACPI) with its
+//! register window and interrupt.
 //! All of them sit in the BIOS area, RSDP first on a 16-byte boundary, where a guest
 //! without EFI scans for it; the PVH start info and the zero page also point at it.
 //!
@@ -17,7 +19,9 @@
 //! type has no interrupt source override or local APIC NMI entries, hence the MADT is laid
 //! out by hand on top of `Sdt`.
 
-use acpi_tables::aml::{Device, EISAName, Interrupt, Name, Package, Path, ResourceTemplate, IO};
+use acpi_tables::aml::{
+    Device, EISAName, Interrupt, Memory32Fixed, Name, Package, Path, ResourceTemplate, IO,
+};
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::rsdp::Rsdp;
@@ -70,11 +74,25 @@ pub enum Error {
     NoRoom { base: u64, len: usize },
     #[error("the platform has no ACPI sleep control register on a port")]
     NoSleepControl,
+    #[error(
+        "virtio-mmio device {index} at {base:#x} is not a 32-bit MMIO window with an interrupt"
+    )]
+    BadVirtioWindow { index: usize, base: u64 },
 }
 
-/// The tables as one image to copy to guest memory at `base`, the RSDP first, for `cpus`
-/// CPUs and the devices of `platform`.
-pub fn build(base: u64, cpus: u32, platform: &Platform) -> Result<Vec<u8>, Error> {
+/// What the tables describe.
+#[derive(Clone, Copy, Debug)]
+pub struct Machine<'a> {
+    pub cpus: u32,
+    pub platform: &'a Platform,
+    /// virtio-mmio transports, in slot order (`_UID` = index).
+    pub virtio: &'a [PlatformDevice],
+}
+
+/// The tables as one image to copy to guest memory at `base`, the RSDP first, for the
+/// CPUs and devices of `machine`.
+pub fn build(base: u64, machine: &Machine) -> Result<Vec<u8>, Error> {
+    let Machine { cpus, platform, .. } = *machine;
     if cpus == 0 || cpus > MAX_CPUS {
         return Err(Error::TooManyCpus(cpus));
     }
@@ -92,7 +110,7 @@ pub fn build(base: u64, cpus: u32, platform: &Platform) -> Result<Vec<u8>, Error
     };
     image.place(&vec![0; Rsdp::len()]); // filled in once the XSDT's address is known
 
-    let dsdt = image.place(dsdt(platform).as_slice());
+    let dsdt = image.place(dsdt(platform, &virtio_devices(machine.virtio)?).as_slice());
     let fadt = image.place(&aml_bytes(&fadt(dsdt, pm_port)));
     let madt = image.place(madt(cpus).as_slice());
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
@@ -112,13 +130,8 @@ pub fn build(base: u64, cpus: u32, platform: &Platform) -> Result<Vec<u8>, Error
 }
 
 /// Write the tables of [`build`] at `base` (the RSDP's address).
-pub fn write<M: GuestMemoryBackend>(
-    mem: &M,
-    base: u64,
-    cpus: u32,
-    platform: &Platform,
-) -> Result<(), Error> {
-    let bytes = build(base, cpus, platform)?;
+pub fn write<M: GuestMemoryBackend>(mem: &M, base: u64, machine: &Machine) -> Result<(), Error> {
+    let bytes = build(base, machine)?;
     mem.write_slice(&bytes, GuestAddress(base))
         .map_err(|_| Error::NoRoom {
             base,
@@ -223,14 +236,64 @@ fn port_devices(platform: &Platform) -> Vec<PortDevice> {
     devices
 }
 
-/// The DSDT: `\_S5` (SLP_TYP 5 for the sleep control register) and the port devices.
-fn dsdt(platform: &Platform) -> Sdt {
+/// A virtio-mmio transport as the DSDT describes it: `\_SB_.VRnn`, `_HID "LNRO0005"`,
+/// `_UID` n, `_CRS` with its register window and an edge-triggered active-high interrupt.
+struct VirtioMmioDevice {
+    uid: u8,
+    base: u32,
+    len: u32,
+    gsi: u32,
+}
+
+impl VirtioMmioDevice {
+    fn aml(&self) -> Vec<u8> {
+        let path = format!("\\_SB_.VR{:02}", self.uid);
+        let mem = Memory32Fixed::new(true, self.base, self.len);
+        let irq = Interrupt::new(true, true, false, false, self.gsi);
+        let crs = ResourceTemplate::new(vec![&mem, &irq]);
+        let (hid, uid, crs) = (
+            Name::new(Path::new("_HID"), &"LNRO0005"),
+            Name::new(Path::new("_UID"), &self.uid),
+            Name::new(Path::new("_CRS"), &crs),
+        );
+        aml_bytes(&Device::new(Path::new(&path), vec![&hid, &uid, &crs]))
+    }
+}
+
+fn virtio_devices(windows: &[PlatformDevice]) -> Result<Vec<VirtioMmioDevice>, Error> {
+    windows
+        .iter()
+        .enumerate()
+        .map(|(index, w)| {
+            let bad = || Error::BadVirtioWindow {
+                index,
+                base: w.base,
+            };
+            Ok(VirtioMmioDevice {
+                uid: u8::try_from(index)
+                    .ok()
+                    .filter(|&u| u < 100)
+                    .ok_or_else(bad)?,
+                base: u32::try_from(w.base).map_err(|_| bad())?,
+                len: u32::try_from(w.len).map_err(|_| bad())?,
+                gsi: w.irq.filter(|_| w.bus == BusKind::Mmio).ok_or_else(bad)?,
+            })
+        })
+        .collect()
+}
+
+/// The DSDT: `\_S5` (SLP_TYP 5 for the sleep control register), the port devices and the
+/// virtio-mmio devices.
+fn dsdt(platform: &Platform, virtio: &[VirtioMmioDevice]) -> Sdt {
     let s5 = Name::new(
         Path::new("\\_S5_"),
         &Package::new(vec![&acpi_pm::SLP_TYP_S5, &0u8]),
     );
     let mut aml = aml_bytes(&s5);
     for dev in port_devices(platform) {
+        aml.extend_from_slice(&dev.aml());
+    }
+    for dev in virtio {
         aml.extend_from_slice(&dev.aml());
     }
     let mut sdt = Sdt::new(

@@ -16,6 +16,7 @@
 //! | 0xe0000..0x100000   | ACPI tables, RSDP first (BIOS area)       |
 //! | 1 MiB..             | kernel; initrd at the top of low RAM      |
 //! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
+//! | 0xd000_0000..+8 * 0x200 | virtio-mmio slots (in the hole), GSI 16 + slot; DSDT `LNRO0005` |
 
 use arch::{BusKind, MemoryLayout, Platform, PlatformDevice};
 
@@ -51,6 +52,14 @@ pub const MMIO_HOLE_SIZE: u64 = (1 << 32) - MMIO_HOLE_START;
 pub const BOOT_TIMER_ADDR: u64 = MMIO_HOLE_START;
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 pub const LAPIC_ADDR: u64 = 0xfee0_0000;
+/// virtio-mmio devices: slot `n` at `VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_SIZE`, I/O APIC
+/// pin (GSI) `VIRTIO_MMIO_FIRST_GSI + n`. Pins 16..=23 are the I/O APIC's own: no ISA
+/// device, MADT override or legacy PIC input shares them, so the DSDT's interrupt
+/// descriptor (edge, active high: the line is an irqfd, which pulses) alone decides.
+pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
+pub const VIRTIO_MMIO_SIZE: u64 = devices::virtio::mmio::MMIO_WINDOW;
+pub const VIRTIO_MMIO_SLOTS: u32 = 8;
+pub const VIRTIO_MMIO_FIRST_GSI: u32 = 16;
 /// KVM needs three pages for the VMX TSS and one for the identity map, inside the hole.
 pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
 pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
@@ -103,6 +112,16 @@ pub fn platform() -> Platform {
         acpi_pm: Some(ACPI_PM),
         gpio: None,
     }
+}
+
+/// Slot `n` of the virtio-mmio window, or `None` past the last slot.
+pub fn virtio_mmio_slot(n: u32) -> Option<PlatformDevice> {
+    (n < VIRTIO_MMIO_SLOTS).then(|| PlatformDevice {
+        bus: BusKind::Mmio,
+        base: VIRTIO_MMIO_BASE + u64::from(n) * VIRTIO_MMIO_SIZE,
+        len: VIRTIO_MMIO_SIZE,
+        irq: Some(VIRTIO_MMIO_FIRST_GSI + n),
+    })
 }
 
 /// The smallest guest that can hold the boot structures, a kernel and its stack.
@@ -185,6 +204,15 @@ mod tests {
             }
         }
         const { assert!(BOOT_STACK_POINTER < PML4_ADDR) };
+        // The virtio window sits in the MMIO hole, clear of the boot timer's page and the
+        // I/O APIC, LAPIC and KVM's TSS pages; its GSIs are I/O APIC pins (24 in KVM's).
+        let last = virtio_mmio_slot(VIRTIO_MMIO_SLOTS - 1).unwrap();
+        assert!(virtio_mmio_slot(VIRTIO_MMIO_SLOTS).is_none());
+        const { assert!(VIRTIO_MMIO_BASE >= BOOT_TIMER_ADDR + 0x1000) };
+        assert!(last.base + last.len <= KVM_IDENTITY_MAP_ADDR);
+        assert!(last.base + last.len <= IOAPIC_ADDR);
+        assert_eq!(last.irq, Some(23));
+        assert_eq!(virtio_mmio_slot(1).unwrap().base, 0xd000_0200);
         assert_eq!(PVH_MEMMAP_MAX_ENTRIES, 165);
     }
 

@@ -7,9 +7,11 @@ mod vcpu;
 use std::sync::{Arc, Mutex};
 
 use arch::{
-    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vm, VmConfig,
+    BootRequest, BusKind, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, PlatformDevice,
+    Result, VirtioTransport, Vm, VmConfig,
 };
 use arch_kvm::IrqfdLine;
+use devices::virtio::{MmioTransport, VirtioDevice};
 use devices::InterruptLine;
 use kvm_ioctls::{Cap, Kvm, VmFd};
 
@@ -151,6 +153,33 @@ impl Vm for KvmVm {
                 .push((line.clone(), irq));
         }
         Ok(line)
+    }
+
+    /// virtio-mmio in the next free slot of the virtio window, described in the FDT,
+    /// interrupting through the slot's SPI.
+    fn add_virtio_device(
+        &mut self,
+        device: Box<dyn VirtioDevice>,
+    ) -> Result<Option<VirtioTransport>> {
+        let slot = self.virtio.len() as u32;
+        let node = VirtioMmioNode::slot(slot).ok_or_else(|| {
+            Error::Config(format!(
+                "at most {} virtio devices fit the virtio-mmio window",
+                layout::VIRTIO_MMIO_SLOTS
+            ))
+        })?;
+        let line = self.interrupt_line(node.spi)?;
+        let transport = MmioTransport::new(device, self.memory.clone(), line);
+        self.add_virtio_mmio(node);
+        Ok(Some(VirtioTransport {
+            window: PlatformDevice {
+                bus: BusKind::Mmio,
+                base: node.base,
+                len: node.size,
+                irq: Some(node.spi),
+            },
+            device: Arc::new(Mutex::new(transport)),
+        }))
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {

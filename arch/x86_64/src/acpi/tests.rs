@@ -1,5 +1,5 @@
 use super::*;
-use crate::layout::{platform, ACPI_TABLES_START, RSDP_ADDR};
+use crate::layout::{platform, virtio_mmio_slot, ACPI_TABLES_START, RSDP_ADDR};
 
 fn sum(b: &[u8]) -> u8 {
     b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
@@ -30,8 +30,16 @@ fn table<'a>(image: &'a [u8], addr: u64, signature: &[u8; 4]) -> &'a [u8] {
     t
 }
 
+fn machine(cpus: u32, platform: &Platform) -> Machine<'_> {
+    Machine {
+        cpus,
+        platform,
+        virtio: &[],
+    }
+}
+
 fn image(cpus: u32) -> Vec<u8> {
-    build(RSDP_ADDR, cpus, &platform()).unwrap()
+    build(RSDP_ADDR, &machine(cpus, &platform())).unwrap()
 }
 
 /// (FADT, MADT) addresses from the XSDT the RSDP points at.
@@ -203,19 +211,22 @@ fn madt_has_each_cpu_the_ioapic_isa_irqs_and_nmi() {
 
 #[test]
 fn limits() {
-    assert_eq!(build(RSDP_ADDR, 0, &platform()), Err(Error::TooManyCpus(0)));
     assert_eq!(
-        build(RSDP_ADDR, MAX_CPUS + 1, &platform()),
+        build(RSDP_ADDR, &machine(0, &platform())),
+        Err(Error::TooManyCpus(0))
+    );
+    assert_eq!(
+        build(RSDP_ADDR, &machine(MAX_CPUS + 1, &platform())),
         Err(Error::TooManyCpus(MAX_CPUS + 1))
     );
-    let big = build(RSDP_ADDR, MAX_CPUS, &platform()).unwrap();
+    let big = build(RSDP_ADDR, &machine(MAX_CPUS, &platform())).unwrap();
     assert!(RSDP_ADDR + big.len() as u64 <= ACPI_TABLES_END);
     assert!(matches!(
-        build(RSDP_ADDR + 8, 1, &platform()),
+        build(RSDP_ADDR + 8, &machine(1, &platform())),
         Err(Error::NoRoom { .. })
     ));
     assert!(matches!(
-        build(ACPI_TABLES_END - 0x100, 1, &platform()),
+        build(ACPI_TABLES_END - 0x100, &machine(1, &platform())),
         Err(Error::NoRoom { .. })
     ));
 }
@@ -226,15 +237,102 @@ fn needs_the_sleep_control_register() {
         acpi_pm: None,
         ..platform()
     };
-    assert_eq!(build(RSDP_ADDR, 1, &no_pm), Err(Error::NoSleepControl));
+    assert_eq!(
+        build(RSDP_ADDR, &machine(1, &no_pm)),
+        Err(Error::NoSleepControl)
+    );
 }
 
 #[test]
 fn write_puts_the_image_in_guest_memory() {
     let mem =
         vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-    write(&mem, RSDP_ADDR, 2, &platform()).unwrap();
+    write(&mem, RSDP_ADDR, &machine(2, &platform())).unwrap();
     let mut sig = [0u8; 8];
     mem.read_slice(&mut sig, GuestAddress(RSDP_ADDR)).unwrap();
     assert_eq!(&sig, b"RSD PTR ");
+}
+
+#[test]
+fn dsdt_describes_virtio_mmio_devices_for_linux() {
+    let virtio = [virtio_mmio_slot(0).unwrap(), virtio_mmio_slot(1).unwrap()];
+    let platform = platform();
+    let t = build(
+        RSDP_ADDR,
+        &Machine {
+            cpus: 1,
+            platform: &platform,
+            virtio: &virtio,
+        },
+    )
+    .unwrap();
+    let dsdt = dsdt(&t);
+    let without = image(1);
+    let mut at = dsdt.len() - 2 * 67;
+    assert_eq!(
+        dsdt.len(),
+        self::dsdt(&without).len() + 2 * 67,
+        "67 bytes each"
+    );
+    for (uid, (base, gsi)) in [(0xd000_0000u32, 16u8), (0xd000_0200, 17)]
+        .into_iter()
+        .enumerate()
+    {
+        let b = base.to_le_bytes();
+        let expect: Vec<u8> = [
+            // Device (\_SB_.VR0n): ExtOpPrefix DeviceOp, PkgLength 65 (two bytes), path
+            &[0x5b, 0x82, 0x41, 0x04, b'\\', 0x2e][..],
+            b"_SB_VR0",
+            &[b'0' + uid as u8],
+            // Name (_HID, "LNRO0005")
+            &[0x08],
+            b"_HID",
+            &[0x0d],
+            b"LNRO0005\0",
+            // Name (_UID, n): Zero / One
+            &[0x08],
+            b"_UID",
+            &[uid as u8],
+            // Name (_CRS, ResourceTemplate () {...}): Buffer (23 bytes)
+            &[0x08],
+            b"_CRS",
+            &[0x11, 0x1a, 0x0a, 0x17],
+            // Memory32Fixed (ReadWrite, base, 0x200)
+            &[0x86, 9, 0, 1, b[0], b[1], b[2], b[3], 0x00, 0x02, 0, 0],
+            // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
+            &[0x89, 6, 0, 0x03, 1, gsi, 0, 0, 0],
+            // End tag
+            &[0x79, 0],
+        ]
+        .concat();
+        assert_eq!(dsdt[at..at + 67], expect[..], "VR0{uid}");
+        at += 67;
+    }
+}
+
+#[test]
+fn virtio_windows_must_fit_32_bits_and_have_an_interrupt() {
+    let platform = platform();
+    let high = PlatformDevice {
+        base: 1 << 32,
+        ..virtio_mmio_slot(0).unwrap()
+    };
+    let no_irq = PlatformDevice {
+        irq: None,
+        ..virtio_mmio_slot(0).unwrap()
+    };
+    for (bad, index) in [
+        (vec![high], 0),
+        (vec![virtio_mmio_slot(0).unwrap(), no_irq], 1),
+    ] {
+        let m = Machine {
+            cpus: 1,
+            platform: &platform,
+            virtio: &bad,
+        };
+        assert!(
+            matches!(build(RSDP_ADDR, &m), Err(Error::BadVirtioWindow { index: i, .. }) if i == index),
+            "{bad:x?}"
+        );
+    }
 }

@@ -3,11 +3,13 @@
 mod loader;
 mod vcpu;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arch::{
-    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vm, VmConfig,
+    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, PlatformDevice, Result,
+    VirtioTransport, Vm, VmConfig,
 };
+use devices::virtio::{MmioTransport, VirtioDevice};
 use devices::InterruptLine;
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VmFd};
@@ -96,6 +98,7 @@ impl Hypervisor for KvmX86 {
             layout,
             platform: layout::platform(),
             cpuid,
+            virtio: Vec::new(),
             vcpus: config.vcpus,
             entry: None,
         })
@@ -109,6 +112,8 @@ pub struct KvmVm {
     layout: MemoryLayout,
     platform: Platform,
     cpuid: Vec<CpuidEntry>,
+    /// virtio-mmio windows handed out, in slot order; the DSDT describes them.
+    virtio: Vec<PlatformDevice>,
     vcpus: u32,
     entry: Option<BootEntry>,
 }
@@ -132,6 +137,29 @@ impl Vm for KvmVm {
         arch_kvm::IrqfdLine::bound(&self.fd, irq)
     }
 
+    /// virtio-mmio in the next free slot of the virtio window (described in the DSDT),
+    /// interrupting through the slot's I/O APIC pin.
+    fn add_virtio_device(
+        &mut self,
+        device: Box<dyn VirtioDevice>,
+    ) -> Result<Option<VirtioTransport>> {
+        let slot = self.virtio.len() as u32;
+        let window = layout::virtio_mmio_slot(slot).ok_or_else(|| {
+            Error::Config(format!(
+                "at most {} virtio devices fit the virtio-mmio window",
+                layout::VIRTIO_MMIO_SLOTS
+            ))
+        })?;
+        let gsi = window.irq.unwrap_or(layout::VIRTIO_MMIO_FIRST_GSI + slot);
+        let line = self.interrupt_line(gsi)?;
+        let transport = MmioTransport::new(device, self.memory.clone(), line);
+        self.virtio.push(window);
+        Ok(Some(VirtioTransport {
+            window,
+            device: Arc::new(Mutex::new(transport)),
+        }))
+    }
+
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
         let entry = loader::load(&self.memory, &self.layout, request)?;
         crate::mptable::write(&self.memory, layout::MPTABLE_ADDR, self.vcpus).map_err(|e| {
@@ -141,12 +169,17 @@ impl Vm for KvmVm {
             }
         })?;
         // The MP table stays: it is what a guest booted with `acpi=off` finds.
-        crate::acpi::write(&self.memory, layout::RSDP_ADDR, self.vcpus, &self.platform).map_err(
-            |e| Error::GuestWrite {
+        let machine = crate::acpi::Machine {
+            cpus: self.vcpus,
+            platform: &self.platform,
+            virtio: &self.virtio,
+        };
+        crate::acpi::write(&self.memory, layout::RSDP_ADDR, &machine).map_err(|e| {
+            Error::GuestWrite {
                 what: "ACPI tables",
                 reason: e.to_string(),
-            },
-        )?;
+            }
+        })?;
         self.entry = Some(entry);
         Ok(())
     }
