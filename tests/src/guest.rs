@@ -87,6 +87,34 @@ pub fn print_hex32(a: &mut Asm, r: Reg) {
     a.loop_to(digit); // loop digit
 }
 
+/// The selectors of [`load_flat_gdt`]'s GDT: flat 32-bit code and data.
+pub const FLAT_CODE32: u16 = 0x08;
+pub const FLAT_DATA32: u16 = 0x10;
+
+/// Loads the guest's own GDT at `gdt` (flat 32-bit code at [`FLAT_CODE32`], data at
+/// [`FLAT_DATA32`], as Linux's PVH entry does before it takes interrupts; its descriptor
+/// at `gdt_desc`) and reloads every segment register from it, so interrupt delivery does
+/// not depend on the VMM's boot GDT. Clobbers eax. 32-bit protected mode only.
+pub fn load_flat_gdt(a: &mut Asm, gdt: u32, gdt_desc: u32) {
+    use crate::asm::Mem;
+    a.mov_mem_imm32(Mem::Abs(gdt), 0); // null descriptor
+    a.mov_mem_imm32(Mem::Abs(gdt + 4), 0);
+    a.mov_mem_imm32(Mem::Abs(gdt + 8), 0x0000_ffff); // 0x08: base 0, limit 0xfffff
+    a.mov_mem_imm32(Mem::Abs(gdt + 12), 0x00cf_9b00); // G, D=32-bit, P, code r/x accessed
+    a.mov_mem_imm32(Mem::Abs(gdt + 16), 0x0000_ffff); // 0x10: base 0, limit 0xfffff
+    a.mov_mem_imm32(Mem::Abs(gdt + 20), 0x00cf_9300); // G, B=32-bit, P, data r/w accessed
+    a.mov_mem_imm32(Mem::Abs(gdt_desc), (gdt << 16) | 23); // limit 23, base 15:0
+    a.mov_mem_imm32(Mem::Abs(gdt_desc + 4), gdt >> 16); // base 31:16
+    a.lgdt(Mem::Abs(gdt_desc)); // lgdt [gdt_desc]
+    let reloaded = a.label();
+    a.jmp_far(FLAT_CODE32, reloaded); // jmp 0x08:reloaded
+    a.bind(reloaded);
+    a.mov_imm(Reg::Eax, FLAT_DATA32.into()); // eax = 0x10
+    a.mov_ds_ax(); // mov ds, ax
+    a.mov_es_ax(); // mov es, ax
+    a.mov_ss_ax(); // mov ss, ax
+}
+
 /// Resets the machine through the i8042 (`out 0x64, 0xFE`); if that returns, halts forever.
 pub fn reset_i8042(a: &mut Asm) {
     a.mov_al(0xfe); // mov al, 0xfe: pulse reset line

@@ -229,3 +229,18 @@ fn cpus_not_a_number() {
 fn unknown_flag() {
     run_with_good_kernel(&["--frobnicate"]).assert_clean_error(CONFIG, &["--frobnicate"]);
 }
+
+#[test]
+fn disk_and_net_are_refused_naming_the_flag() {
+    let out = run_with_good_kernel(&["--disk", "path=/nonexistent.img"]);
+    out.assert_clean_error(CONFIG, &["--disk", "virtio-blk", "not available"]);
+    let out = run_with_good_kernel(&["--net", "tap=pv0"]);
+    out.assert_clean_error(CONFIG, &["--net", "virtio-net", "not available"]);
+}
+
+#[test]
+fn rng_is_accepted() {
+    let out = run_with_good_kernel(&["--rng"]);
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok");
+}

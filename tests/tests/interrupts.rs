@@ -5,7 +5,8 @@
 #![cfg(target_arch = "x86_64")]
 
 use polyvisor_tests::guest::{
-    print, print_hex32, pvh_asm, pvh_kernel, reset_i8042, COM1, SCRATCH, SCRATCH_STACK_TOP,
+    load_flat_gdt, print, print_hex32, pvh_asm, pvh_kernel, reset_i8042, COM1, FLAT_CODE32,
+    SCRATCH, SCRATCH_STACK_TOP,
 };
 use polyvisor_tests::{run_kernel, Cond, Mem, Reg};
 
@@ -15,9 +16,8 @@ const IDT_DESC: u32 = SCRATCH + 0x10; // limit u16 + base u32 for lidt
 const IDT: u32 = SCRATCH + 0x1000; // 0x2000: the IDT
 const GDT_DESC: u32 = SCRATCH + 0x20; // limit u16 + base u32 for lgdt
 const GDT: u32 = SCRATCH + 0x800; // the guest's own GDT
-/// The guest's selectors: flat 32-bit code and data.
-const CODE32: u16 = 0x08;
-const DATA32: u16 = 0x10;
+/// The guest's code selector.
+const CODE32: u16 = FLAT_CODE32;
 /// Vector the IOAPIC delivers the serial IRQ on.
 const VECTOR: u32 = 0x40;
 /// Serial IRQ line = IOAPIC pin.
@@ -35,26 +35,8 @@ const MCR_DTR_RTS_OUT2: u8 = 0x0b;
 /// Bounded wait for the interrupt (3-instruction loop).
 const IRQ_SPINS: u32 = 1_000_000;
 
-/// Loads the guest's own GDT (flat 32-bit code at 0x08, data at 0x10, as Linux's PVH entry
-/// does before it takes interrupts) and reloads every segment register from it, so
-/// interrupt delivery does not depend on the VMM's boot GDT.
 fn load_own_gdt(a: &mut polyvisor_tests::Asm) {
-    a.mov_mem_imm32(Mem::Abs(GDT), 0); // null descriptor
-    a.mov_mem_imm32(Mem::Abs(GDT + 4), 0);
-    a.mov_mem_imm32(Mem::Abs(GDT + 8), 0x0000_ffff); // 0x08: base 0, limit 0xfffff
-    a.mov_mem_imm32(Mem::Abs(GDT + 12), 0x00cf_9b00); // G, D=32-bit, P, code r/x accessed
-    a.mov_mem_imm32(Mem::Abs(GDT + 16), 0x0000_ffff); // 0x10: base 0, limit 0xfffff
-    a.mov_mem_imm32(Mem::Abs(GDT + 20), 0x00cf_9300); // G, B=32-bit, P, data r/w accessed
-    a.mov_mem_imm32(Mem::Abs(GDT_DESC), (GDT << 16) | 23); // limit 23, base 15:0
-    a.mov_mem_imm32(Mem::Abs(GDT_DESC + 4), GDT >> 16); // base 31:16
-    a.lgdt(Mem::Abs(GDT_DESC)); // lgdt [GDT_DESC]
-    let reloaded = a.label();
-    a.jmp_far(CODE32, reloaded); // jmp 0x08:reloaded
-    a.bind(reloaded);
-    a.mov_imm(Reg::Eax, DATA32.into()); // eax = 0x10
-    a.mov_ds_ax(); // mov ds, ax
-    a.mov_es_ax(); // mov es, ax
-    a.mov_ss_ax(); // mov ss, ax
+    load_flat_gdt(a, GDT, GDT_DESC);
 }
 
 /// Sets up an IDT gate for [`VECTOR`], routes IOAPIC pin 4 there, enables the UART's

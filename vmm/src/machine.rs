@@ -2,11 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, Vm, VmConfig};
+use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
     AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031, Serial16550, I8042,
 };
+use devices::virtio::Rng;
 use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
@@ -141,13 +142,27 @@ fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
             what: "virtio-net",
         });
     }
-    if config.rng {
-        return Err(Error::NotYet {
-            flag: "--rng",
-            what: "virtio-rng",
-        });
-    }
     Ok(())
+}
+
+/// Attach the virtio devices the flags ask for (before `load`: the firmware tables
+/// describe them). Returns the transports the VMM places on its MMIO bus.
+fn add_virtio_devices<V: Vm>(vm: &mut V, config: &Config) -> Result<Vec<VirtioTransport>, Error> {
+    let mut transports = Vec::new();
+    if config.rng {
+        let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
+        match vm.add_virtio_device(Box::new(rng)) {
+            Ok(transport) => transports.extend(transport),
+            Err(arch::Error::Unsupported { .. }) => {
+                return Err(Error::NotYet {
+                    flag: "--rng",
+                    what: "virtio-rng (no virtio transport on this architecture)",
+                })
+            }
+            Err(e) => return Err(Error::Backend(e)),
+        }
+    }
+    Ok(transports)
 }
 
 fn place(
@@ -199,6 +214,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             vcpus: config.cpus,
         })
         .map_err(|e| backend_error(e, config))?;
+    let virtio = add_virtio_devices(&mut vm, config)?;
     let mut request = BootRequest {
         kernel,
         initrd,
@@ -282,6 +298,9 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         place(&mut buses, &dev, gpio.clone())?;
         power_button = Some(Box::new(Pl061PowerKey(gpio)));
     }
+    for transport in virtio {
+        place(&mut buses, &transport.window, transport.device)?;
+    }
     if let Some(dev) = platform.boot_timer {
         let timer = BootTimer::new(crate::process_start());
         place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
@@ -325,5 +344,64 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             waited: ending.waited,
         }),
         VmExitReason::Error(m) => Err(Error::Guest(m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// A backend without a virtio transport (s390x until virtio-ccw): the trait's default.
+    struct NoVirtio;
+
+    impl Vm for NoVirtio {
+        type Vcpu = arch::unsupported::Never;
+        fn memory(&self) -> &arch::GuestMemory {
+            unimplemented!()
+        }
+        fn layout(&self) -> &arch::MemoryLayout {
+            unimplemented!()
+        }
+        fn platform(&self) -> &arch::Platform {
+            unimplemented!()
+        }
+        fn interrupt_line(&self, _irq: u32) -> arch::Result<Arc<dyn devices::InterruptLine>> {
+            unimplemented!()
+        }
+        fn load(&mut self, _request: &mut BootRequest) -> arch::Result<()> {
+            unimplemented!()
+        }
+        fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
+            unimplemented!()
+        }
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let argv = ["polyvisor", "run", "--kernel", "/k"].iter().chain(args);
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a run command")
+        };
+        run.into_config().unwrap()
+    }
+
+    #[test]
+    fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
+        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"])) else {
+            panic!("--rng accepted without a transport")
+        };
+        assert_eq!(e.exit_code(), 2);
+        let line = e.to_string();
+        assert!(line.starts_with("--rng: virtio-rng"), "{line}");
+        assert!(line.contains("not available"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn no_virtio_flags_add_nothing() {
+        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]))
+            .unwrap()
+            .is_empty());
     }
 }
