@@ -127,7 +127,9 @@ pub mod sigp {
 pub mod pgm {
     pub const OPERATION: u16 = 0x0001;
     pub const PRIVILEGED_OPERATION: u16 = 0x0002;
+    pub const ADDRESSING: u16 = 0x0005;
     pub const SPECIFICATION: u16 = 0x0006;
+    pub const OPERAND: u16 = 0x0015;
 }
 
 #[cfg(test)]

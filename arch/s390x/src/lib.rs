@@ -11,6 +11,7 @@ pub mod intercept;
 pub mod ipl;
 pub mod kvm;
 pub mod sclp;
+pub mod virtio_ccw;
 
 #[cfg(target_arch = "s390x")]
 mod backend;

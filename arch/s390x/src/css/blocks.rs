@@ -3,8 +3,6 @@
 //! SCSW, measurement address), the operation-request block (ORB), the interruption-response
 //! block (IRB), channel-command words (CCW, formats 0 and 1) and the subchannel identifier in
 //! GR1. Big-endian byte layouts, built and parsed explicitly; nothing here touches KVM.
-//! Groundwork for virtio-ccw: no subchannel is served yet (KVM answers channel I/O with
-//! condition code 3 while `KVM_CAP_S390_CSS_SUPPORT` stays disabled).
 
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
@@ -73,6 +71,26 @@ impl Pmcw {
     pub const FLAG_ENABLED: u16 = 0x0080;
     pub const FLAG_DEVNO_VALID: u16 = 0x0001;
     pub const ISC_MASK: u16 = 0x3800;
+    /// Limit mode, measurement-mode enable, multipath mode.
+    pub const FLAG_LM: u16 = 0x0060;
+    pub const FLAG_MME: u16 = 0x0018;
+    pub const FLAG_MP: u16 = 0x0004;
+    /// Reserved flag bits: set in an MSCH operand, they make it invalid.
+    pub const FLAG_RESERVED: u16 = 0x0700;
+    /// The flags MSCH may change.
+    pub const FLAG_MODIFIABLE: u16 =
+        Self::ISC_MASK | Self::FLAG_ENABLED | Self::FLAG_LM | Self::FLAG_MME | Self::FLAG_MP;
+    /// Characteristics: measurement-block format control, extended-measurement-word mode,
+    /// concurrent sense.
+    pub const CHARS_MBFC: u32 = 0x0000_0004;
+    pub const CHARS_XMWME: u32 = 0x0000_0002;
+    pub const CHARS_CSENSE: u32 = 0x0000_0001;
+    /// Reserved characteristic bits (the subchannel type 0x00e0_0000 is read-only).
+    pub const CHARS_RESERVED: u32 = 0xff1f_fff8;
+
+    pub fn enabled(&self) -> bool {
+        self.flags & Self::FLAG_ENABLED != 0
+    }
 
     pub fn isc(&self) -> u8 {
         ((self.flags & Self::ISC_MASK) >> 11) as u8
@@ -126,7 +144,21 @@ impl Scsw {
     pub const FCTL_START: u16 = 0x4000;
     pub const FCTL_HALT: u16 = 0x2000;
     pub const FCTL_CLEAR: u16 = 0x1000;
+    pub const FCTL_MASK: u16 = 0x7000;
+    pub const ACTL_RESUME_PENDING: u16 = 0x0800;
     pub const ACTL_START_PENDING: u16 = 0x0400;
+    pub const ACTL_HALT_PENDING: u16 = 0x0200;
+    pub const ACTL_CLEAR_PENDING: u16 = 0x0100;
+    pub const ACTL_SUSPENDED: u16 = 0x0020;
+    pub const ACTL_MASK: u16 = 0x0fe0;
+    pub const STCTL_INTERMEDIATE: u16 = 0x0008;
+    pub const STCTL_MASK: u16 = 0x001f;
+    /// `flags`: ESW format (0x0400), CCW format 1 (0x0080), extended control (0x0002),
+    /// path not operational (0x0001).
+    pub const FLAG_ESWF: u16 = 0x0400;
+    pub const FLAG_FORMAT1: u16 = 0x0080;
+    pub const FLAG_ECTL: u16 = 0x0002;
+    pub const FLAG_PNO: u16 = 0x0001;
     pub const STCTL_ALERT: u16 = 0x0010;
     pub const STCTL_PRIMARY: u16 = 0x0004;
     pub const STCTL_SECONDARY: u16 = 0x0002;
@@ -209,6 +241,18 @@ impl Orb {
     pub const CTRL0_FORMAT1: u16 = 0x0080;
     pub const CTRL0_SUSPEND: u16 = 0x0800;
     pub const CTRL0_KEY: u16 = 0xf000;
+    /// 64-bit IDAWs (else 31-bit) and 2K IDAW blocks (else 4K, with 64-bit IDAWs).
+    pub const CTRL0_C64: u16 = 0x0002;
+    pub const CTRL0_I2K: u16 = 0x0001;
+    /// Must be zero.
+    pub const CTRL0_RESERVED: u16 = 0x0004;
+    /// MIDA (not provided here) and the reserved bits.
+    pub const CTRL1_UNSUPPORTED: u8 = 0x40 | 0x3e;
+
+    /// Whether the ORB asks for something invalid or not provided (operand exception).
+    pub fn is_valid(&self) -> bool {
+        self.ctrl0 & Self::CTRL0_RESERVED == 0 && self.ctrl1 & Self::CTRL1_UNSUPPORTED == 0
+    }
 
     /// Parse; `None` for what the architecture makes invalid here (an address with the top
     /// bit set, or a channel program not on a doubleword boundary).

@@ -1,0 +1,403 @@
+//! The virtio-ccw transport (virtio 1.2 §4.3): a [`VirtioDevice`] behind a subchannel.
+//! The driver configures it with channel commands (SET_VIRTIO_REV, READ_FEAT/WRITE_FEAT,
+//! READ_CONF/WRITE_CONF, WRITE_STATUS/READ_STATUS, READ_VQ_CONF, SET_VQ, SET_IND,
+//! SET_CONF_IND), notifies queues with DIAG 0x500, and is interrupted through classic
+//! indicators: a bit per queue in a big-endian doubleword the driver names, then an
+//! unsolicited I/O interrupt (alert status) on the subchannel. Adapter interrupts
+//! (SET_IND_ADAPTER) are refused with command reject, so drivers fall back to classic
+//! indicators. Transport structures are big-endian; feature words and the device's
+//! configuration space are little-endian, as the specification says.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use devices::virtio::{features, status, Queue, QueueT, VirtioDevice, VirtioInterrupt};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileMemory as _};
+
+use crate::css::{CcwDevice, CcwError, DataStream, Subchannel};
+use crate::GuestMemory;
+
+/// Channel commands of virtio-ccw.
+pub mod command {
+    pub const WRITE_FEAT: u8 = 0x11;
+    pub const READ_FEAT: u8 = 0x12;
+    pub const SET_VQ: u8 = 0x13;
+    pub const WRITE_CONF: u8 = 0x21;
+    pub const READ_CONF: u8 = 0x22;
+    pub const WRITE_STATUS: u8 = 0x31;
+    pub const READ_VQ_CONF: u8 = 0x32;
+    pub const VDEV_RESET: u8 = 0x33;
+    pub const SET_IND: u8 = 0x43;
+    pub const SET_CONF_IND: u8 = 0x53;
+    pub const READ_STATUS: u8 = 0x72;
+    pub const SET_IND_ADAPTER: u8 = 0x73;
+    pub const SET_VIRTIO_REV: u8 = 0x83;
+}
+
+/// Control-unit type of virtio-ccw devices (SENSE ID); the model is the device type.
+pub const CU_TYPE: u16 = 0x3832;
+/// Highest transport revision: 1 = virtio 1.x, 2 = adds READ_STATUS.
+pub const MAX_REVISION: u16 = 2;
+/// Largest configuration-space access served.
+const MAX_CONFIG: usize = 256;
+/// SET_VQ's revision-1 block: desc(8) reserved(4) index(2) num(2) avail(8) used(8).
+const VQ_INFO_LEN: usize = 32;
+
+/// The guest addresses of the driver's indicators (0: not set yet).
+#[derive(Debug, Default)]
+struct Indicators {
+    queues: AtomicU64,
+    config: AtomicU64,
+}
+
+/// Set `mask` (a bit as the guest numbers it in a big-endian doubleword) at `addr`,
+/// atomically when the doubleword is aligned.
+fn set_indicator(mem: &GuestMemory, addr: u64, mask: u64) {
+    let be_mask = u64::from_ne_bytes(mask.to_be_bytes());
+    if let Ok(slice) = mem.get_slice(GuestAddress(addr), 8) {
+        if let Ok(word) = slice.get_atomic_ref::<AtomicU64>(0) {
+            word.fetch_or(be_mask, Ordering::SeqCst);
+            return;
+        }
+    }
+    let mut b = [0u8; 8];
+    if mem.read_slice(&mut b, GuestAddress(addr)).is_err() {
+        log::debug!("virtio-ccw: indicator at {addr:#x} outside guest memory");
+        return;
+    }
+    let v = u64::from_be_bytes(b) | mask;
+    let _ = mem.write_slice(&v.to_be_bytes(), GuestAddress(addr));
+}
+
+/// How a virtio-ccw device interrupts its driver.
+pub struct CcwInterrupt {
+    mem: GuestMemory,
+    indicators: Arc<Indicators>,
+    subchannel: Arc<Subchannel>,
+}
+
+impl VirtioInterrupt for CcwInterrupt {
+    fn signal_used_queue(&self, index: u16) {
+        let addr = self.indicators.queues.load(Ordering::Acquire);
+        if addr == 0 || index >= 64 {
+            return;
+        }
+        set_indicator(&self.mem, addr, 1 << index);
+        self.subchannel.alert();
+    }
+
+    fn signal_config_changed(&self) {
+        let addr = self.indicators.config.load(Ordering::Acquire);
+        if addr == 0 {
+            return;
+        }
+        set_indicator(&self.mem, addr, 1);
+        self.subchannel.alert();
+    }
+}
+
+/// What the driver configured for one queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct QueueConfig {
+    desc: u64,
+    avail: u64,
+    used: u64,
+    num: u16,
+}
+
+/// A virtio device on a subchannel.
+pub struct VirtioCcw {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemory,
+    interrupt: Arc<CcwInterrupt>,
+    indicators: Arc<Indicators>,
+    revision: Option<u16>,
+    status: u8,
+    driver_features: u64,
+    queues: Vec<QueueConfig>,
+    active: bool,
+}
+
+fn reject(what: &str) -> CcwError {
+    log::debug!("virtio-ccw: {what}: command reject");
+    CcwError::CommandReject
+}
+
+impl VirtioCcw {
+    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemory, sch: Arc<Subchannel>) -> Self {
+        let indicators = Arc::new(Indicators::default());
+        let queues = vec![QueueConfig::default(); device.queue_max_sizes().len()];
+        Self {
+            interrupt: Arc::new(CcwInterrupt {
+                mem: mem.clone(),
+                indicators: indicators.clone(),
+                subchannel: sch,
+            }),
+            device,
+            mem,
+            indicators,
+            revision: None,
+            status: 0,
+            driver_features: 0,
+            queues,
+            active: false,
+        }
+    }
+
+    /// The negotiated revision (0, legacy, until SET_VIRTIO_REV).
+    pub fn revision(&self) -> u16 {
+        self.revision.unwrap_or(0)
+    }
+
+    pub fn status(&self) -> u8 {
+        self.status
+    }
+
+    /// Back to the state after plugging in, except for the revision.
+    fn reset(&mut self) {
+        self.device.reset();
+        self.status = 0;
+        self.driver_features = 0;
+        self.active = false;
+        self.queues
+            .iter_mut()
+            .for_each(|q| *q = QueueConfig::default());
+        self.indicators.queues.store(0, Ordering::Release);
+        self.indicators.config.store(0, Ordering::Release);
+    }
+
+    fn set_revision(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        if data.count() < 4 {
+            return Err(CcwError::ProgramCheck);
+        }
+        let mut b = [0u8; 4];
+        data.read(&mut b)?;
+        let (rev, len) = (
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        );
+        if self.revision.is_some() || rev > MAX_REVISION || len != 0 || self.status != 0 {
+            return Err(reject("SET_VIRTIO_REV"));
+        }
+        self.revision = Some(rev);
+        Ok(())
+    }
+
+    fn read_features(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(5)?;
+        let mut index = [0u8; 1];
+        data.skip(4);
+        data.read(&mut index)?;
+        let offered = self.device.device_features();
+        let word = match index[0] {
+            0 => offered as u32,
+            1 if self.revision() >= 1 => (offered >> 32) as u32,
+            _ => 0,
+        };
+        data.rewind();
+        data.write(&word.to_le_bytes())?;
+        data.skip(1);
+        Ok(())
+    }
+
+    fn write_features(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(5)?;
+        let mut b = [0u8; 5];
+        data.read(&mut b)?;
+        let word = u64::from(u32::from_le_bytes(b[..4].try_into().unwrap()));
+        let f = &mut self.driver_features;
+        match b[4] {
+            0 => *f = (*f & !0xffff_ffff) | word,
+            1 if self.revision.unwrap_or(0) >= 1 => *f = (*f & 0xffff_ffff) | (word << 32),
+            _ => {}
+        }
+        *f &= self.device.device_features();
+        self.device.set_driver_features(*f);
+        Ok(())
+    }
+
+    fn config(&mut self, write: bool, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        let n = data.count().min(MAX_CONFIG);
+        let mut buf = vec![0u8; n];
+        if write {
+            data.read(&mut buf)?;
+            self.device.write_config(0, &buf);
+        } else {
+            self.device.read_config(0, &mut buf);
+            data.write(&buf)?;
+        }
+        Ok(())
+    }
+
+    fn set_vq(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        if self.revision() == 0 {
+            // The legacy layout (one address, ring alignment) is for legacy devices only.
+            return Err(reject("SET_VQ in revision 0"));
+        }
+        data.expect(VQ_INFO_LEN)?;
+        let mut b = [0u8; VQ_INFO_LEN];
+        data.read(&mut b)?;
+        let be64 = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+        let index = usize::from(u16::from_be_bytes([b[12], b[13]]));
+        let cfg = QueueConfig {
+            desc: be64(0),
+            num: u16::from_be_bytes([b[14], b[15]]),
+            avail: be64(16),
+            used: be64(24),
+        };
+        let max = *self
+            .device
+            .queue_max_sizes()
+            .get(index)
+            .ok_or(CcwError::ProgramCheck)?;
+        if cfg.desc != 0 && (cfg.num == 0 || cfg.num > max) {
+            log::debug!("virtio-ccw: queue {index} size {} (max {max})", cfg.num);
+            return Err(CcwError::ProgramCheck);
+        }
+        self.queues[index] = if cfg.desc == 0 {
+            QueueConfig::default()
+        } else {
+            cfg
+        };
+        Ok(())
+    }
+
+    fn read_vq_conf(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(4)?;
+        let mut b = [0u8; 2];
+        data.read(&mut b)?;
+        let index = usize::from(u16::from_be_bytes(b));
+        let num = self
+            .device
+            .queue_max_sizes()
+            .get(index)
+            .copied()
+            .unwrap_or(0);
+        data.write(&num.to_be_bytes())
+    }
+
+    fn set_indicator(&mut self, config: bool, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(8)?;
+        let mut b = [0u8; 8];
+        data.read(&mut b)?;
+        let addr = u64::from_be_bytes(b);
+        if addr == 0 || addr % 8 != 0 || self.mem.get_slice(GuestAddress(addr), 8).is_err() {
+            return Err(CcwError::ProgramCheck);
+        }
+        let slot = if config {
+            &self.indicators.config
+        } else {
+            &self.indicators.queues
+        };
+        slot.store(addr, Ordering::Release);
+        Ok(())
+    }
+
+    fn write_status(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(1)?;
+        let mut b = [0u8; 1];
+        data.read(&mut b)?;
+        let new = b[0];
+        if new == 0 {
+            self.reset();
+            return Ok(());
+        }
+        let added = new & !self.status;
+        if added & status::FEATURES_OK != 0 && self.driver_features & features::VERSION_1 == 0 {
+            return Err(reject("FEATURES_OK without VERSION_1"));
+        }
+        self.status = new;
+        if added & status::DRIVER_OK != 0 && !self.active {
+            if let Err(e) = self.activate() {
+                log::warn!("virtio-ccw: device type {}: {e}", self.device.device_type());
+                self.status |= status::DEVICE_NEEDS_RESET;
+            }
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self) -> Result<(), String> {
+        let event_idx = self.driver_features & features::RING_EVENT_IDX != 0;
+        let mut queues = Vec::with_capacity(self.queues.len());
+        for (i, (cfg, &max)) in self
+            .queues
+            .iter()
+            .zip(self.device.queue_max_sizes())
+            .enumerate()
+        {
+            let mut q = Queue::new(max).map_err(|e| format!("queue {i}: {e}"))?;
+            q.try_set_size(cfg.num)
+                .map_err(|e| format!("queue {i} size {}: {e}", cfg.num))?;
+            q.try_set_desc_table_address(GuestAddress(cfg.desc))
+                .map_err(|e| format!("queue {i} descriptors {:#x}: {e}", cfg.desc))?;
+            q.try_set_avail_ring_address(GuestAddress(cfg.avail))
+                .map_err(|e| format!("queue {i} available ring {:#x}: {e}", cfg.avail))?;
+            q.try_set_used_ring_address(GuestAddress(cfg.used))
+                .map_err(|e| format!("queue {i} used ring {:#x}: {e}", cfg.used))?;
+            q.set_event_idx(event_idx);
+            q.set_ready(cfg.desc != 0);
+            if !q.is_valid(&self.mem) {
+                return Err(format!(
+                    "queue {i} is not configured or not in guest memory"
+                ));
+            }
+            queues.push(q);
+        }
+        let interrupt: Arc<dyn VirtioInterrupt> = self.interrupt.clone();
+        self.device
+            .activate(self.mem.clone(), interrupt, queues)
+            .map_err(|e| e.to_string())?;
+        self.active = true;
+        Ok(())
+    }
+}
+
+impl CcwDevice for VirtioCcw {
+    fn sense_id(&self) -> [u8; 8] {
+        let [t0, t1] = CU_TYPE.to_be_bytes();
+        [0xff, t0, t1, self.device.device_type() as u8, 0, 0, 0, 0]
+    }
+
+    fn execute(&mut self, cmd: u8, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        match cmd {
+            command::SET_VIRTIO_REV => self.set_revision(data),
+            command::READ_FEAT => self.read_features(data),
+            command::WRITE_FEAT => self.write_features(data),
+            command::READ_CONF => self.config(false, data),
+            command::WRITE_CONF => self.config(true, data),
+            command::SET_VQ => self.set_vq(data),
+            command::READ_VQ_CONF => self.read_vq_conf(data),
+            command::SET_IND => self.set_indicator(false, data),
+            command::SET_CONF_IND => self.set_indicator(true, data),
+            command::WRITE_STATUS => self.write_status(data),
+            command::READ_STATUS if self.revision() >= 2 => {
+                data.expect(1)?;
+                data.write(&[self.status])
+            }
+            command::VDEV_RESET => {
+                self.reset();
+                Ok(())
+            }
+            command::SET_IND_ADAPTER => Err(reject("SET_IND_ADAPTER (no adapter interrupts)")),
+            other => Err(reject(&format!("command {other:#04x}"))),
+        }
+    }
+
+    fn disabled(&mut self) {
+        self.reset();
+        self.revision = None;
+    }
+
+    fn notify(&mut self, queue: u16) -> bool {
+        if usize::from(queue) >= self.queues.len() {
+            return false;
+        }
+        if self.active {
+            self.device.queue_notify(queue);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
