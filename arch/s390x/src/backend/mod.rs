@@ -9,15 +9,18 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use arch::{
     BootRequest, Error, GuestMemory, Hypervisor, KernelFormat, MemoryLayout, Platform, RamRange,
-    Result, Vm, VmConfig,
+    Result, VirtioTransport, Vm, VmConfig,
 };
+use devices::virtio::VirtioDevice;
 use devices::InterruptLine;
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
+use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
 use crate::ipl::{self, IplError};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
 use crate::sclp::{Sclp, SclpConsole};
+use crate::virtio_ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
 /// Memory slots must start and end on a segment (1 MiB) boundary, in the guest and in the
@@ -115,8 +118,11 @@ impl Hypervisor for KvmS390 {
         // (it lives as long as the process) and is used only as this guest's memory.
         unsafe { vm.set_user_memory_region(&slot) }
             .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
+        let vm = Arc::new(vm);
+        let sink = Arc::new(KvmIoSink { vm: vm.clone() });
         Ok(KvmS390Vm {
-            vm: Arc::new(vm),
+            css: Some(ChannelSubsystem::new(memory.clone(), sink)),
+            vm,
             memory,
             layout: MemoryLayout {
                 ram: vec![RamRange {
@@ -179,9 +185,36 @@ fn map_guest_memory(size: usize) -> Result<(GuestMemory, u64)> {
     Ok((memory, aligned as u64))
 }
 
+/// I/O interrupts into KVM's floating interrupt queue.
+struct KvmIoSink {
+    vm: Arc<VmFd>,
+}
+
+impl IoInterruptSink for KvmIoSink {
+    fn inject(&self, irq: IoInterrupt) {
+        inject_io(&self.vm, irq);
+    }
+}
+
+/// Make an I/O interrupt pending in KVM (`KVM_S390_INT_IO`, classic: not an adapter
+/// interrupt; parm = subchannel identifier, parm64 = interruption parameter and word).
+fn inject_io(vm: &VmFd, irq: IoInterrupt) {
+    let ssid = ((irq.subchannel_id >> 1) & 3) as u8;
+    let kirq = KvmS390Interrupt {
+        type_: kvm_s390_int_io(false, 0, ssid, irq.subchannel_nr),
+        parm: irq.schid(),
+        parm64: (u64::from(irq.parm) << 32) | u64::from(irq.word),
+    };
+    if let Err(e) = vm.inject_floating(&kirq) {
+        log::warn!("I/O interrupt for {:#010x}: {e}", irq.schid());
+    }
+}
+
 /// A KVM VM on s390x.
 pub struct KvmS390Vm {
     vm: Arc<VmFd>,
+    /// The channel subsystem until the vCPUs take it over.
+    css: Option<ChannelSubsystem>,
     memory: GuestMemory,
     layout: MemoryLayout,
     platform: Platform,
@@ -230,6 +263,29 @@ impl Vm for KvmS390Vm {
     fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
         *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
         true
+    }
+
+    fn add_virtio_device(
+        &mut self,
+        device: Box<dyn VirtioDevice>,
+    ) -> Result<Option<VirtioTransport>> {
+        let kind = device.device_type();
+        let css = self
+            .css
+            .as_mut()
+            .ok_or_else(|| Error::Config("virtio device added after the vCPUs".into()))?;
+        let mem = self.memory.clone();
+        let id = css
+            .add_device(|sch| Box::new(VirtioCcw::new(device, mem, sch)))
+            .ok_or_else(|| Error::Config("no free subchannel".into()))?;
+        log::info!(
+            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x} (device 0.{}.{:04x})",
+            id.ssid,
+            id.number,
+            id.ssid,
+            id.number
+        );
+        Ok(None)
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
@@ -296,6 +352,25 @@ impl Vm for KvmS390Vm {
             });
             fds.push(fd);
         }
+        let css = self
+            .css
+            .take()
+            .ok_or_else(|| Error::Config("create_vcpus twice".into()))?;
+        if !css.is_empty() {
+            // Channel I/O now reaches userspace (without it KVM answers cc 3 itself, which
+            // is all a machine without devices needs).
+            for (cap, name) in [
+                (KVM_CAP_S390_CSS_SUPPORT, "KVM_CAP_S390_CSS_SUPPORT"),
+                (KVM_CAP_S390_MEM_OP, "KVM_CAP_S390_MEM_OP"),
+            ] {
+                if self.vm.check_extension(cap) <= 0 {
+                    return Err(Error::MissingCapability(name));
+                }
+            }
+            self.vm
+                .enable_cap(KVM_CAP_S390_CSS_SUPPORT)
+                .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_CSS_SUPPORT)", e))?;
+        }
         let console = self
             .console
             .lock()
@@ -312,6 +387,8 @@ impl Vm for KvmS390Vm {
             )),
             console: Mutex::new(console),
             cpus: slots,
+            css,
+            normal_reset: self.vm.check_extension(KVM_CAP_S390_VCPU_RESETS) > 0,
         });
         Ok(fds
             .into_iter()
@@ -327,6 +404,7 @@ enum Order {
     Start,
     Restart,
     InitialReset,
+    CpuReset,
     SetPrefix(u64),
     StoreStatus(u64),
 }
@@ -356,6 +434,9 @@ struct Machine {
     sclp: Mutex<Sclp>,
     console: Mutex<Box<dyn Write + Send>>,
     cpus: Vec<CpuSlot>,
+    css: ChannelSubsystem,
+    /// KVM_S390_NORMAL_RESET is there (KVM_CAP_S390_VCPU_RESETS).
+    normal_reset: bool,
 }
 
 impl Machine {

@@ -7,10 +7,11 @@ use std::time::Duration;
 use arch::{Error, Result, Vcpu, VcpuExit};
 use vm_memory::GuestMemoryBackend as _;
 
-use super::{Machine, Order};
+use super::{inject_io, Machine, Order};
+use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, OperandMemory};
 use crate::intercept::{code, operand_address, pgm, psw, sigp, Instruction};
 use crate::kvm::bindings::*;
-use crate::kvm::ioctls::VcpuFd;
+use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
 
 /// How long a stopped vCPU waits for an order before letting the VMM look at it again.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
@@ -23,6 +24,41 @@ pub struct KvmS390Vcpu {
     index: u32,
     machine: Arc<Machine>,
     unknown: u32,
+}
+
+/// Instruction operands through KVM: logical addresses as the vCPU translates them, access
+/// exceptions made pending by KVM.
+struct GuestOperands<'a> {
+    fd: &'a VcpuFd,
+    ar: u8,
+}
+
+impl GuestOperands<'_> {
+    fn access(&self, addr: u64, buf: LogicalBuf<'_>) -> std::result::Result<(), AccessFault> {
+        match self.fd.logical_access(addr, self.ar, buf) {
+            Ok(0) => Ok(()),
+            Ok(code) => {
+                log::debug!("operand at {addr:#x}: program exception {code:#x}");
+                Err(AccessFault)
+            }
+            Err(e) => {
+                log::warn!("KVM_S390_MEM_OP at {addr:#x}: {e}: addressing exception");
+                if let Err(e) = self.fd.inject(&KvmS390Irq::program(pgm::ADDRESSING)) {
+                    log::warn!("KVM_S390_IRQ(program): {e}");
+                }
+                Err(AccessFault)
+            }
+        }
+    }
+}
+
+impl OperandMemory for GuestOperands<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> std::result::Result<(), AccessFault> {
+        self.access(addr, LogicalBuf::Read(buf))
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> std::result::Result<(), AccessFault> {
+        self.access(addr, LogicalBuf::Write(data))
+    }
 }
 
 /// What an intercept handler decided.
@@ -98,6 +134,16 @@ impl KvmS390Vcpu {
                     .fd
                     .initial_reset()
                     .map_err(|e| Error::hv("KVM_S390_INITIAL_RESET", e))?,
+                Order::CpuReset if machine.normal_reset => self
+                    .fd
+                    .normal_reset()
+                    .map_err(|e| Error::hv("KVM_S390_NORMAL_RESET", e))?,
+                Order::CpuReset => {
+                    log::debug!(
+                        "vCPU {}: CPU reset without KVM_S390_NORMAL_RESET",
+                        self.index
+                    );
+                }
                 Order::SetPrefix(prefix) => {
                     let run = self.fd.run_struct_mut();
                     run.s.regs.prefix = prefix;
@@ -188,6 +234,10 @@ impl KvmS390Vcpu {
                 let function = (operand_address(&self.gprs(), b2, d2) & 0xffff) as u16;
                 self.diag(function, r3)
             }
+            Instruction::Other { ipa, ipb } if IoInstruction::decode(ipa, ipb).is_some() => {
+                let io = IoInstruction::decode(ipa, ipb).unwrap();
+                self.io_instruction(io, None)
+            }
             Instruction::Other { ipa, ipb } => {
                 log::debug!(
                     "vCPU {}: instruction {ipa:#06x} {ipb:#010x} not served: operation exception",
@@ -197,6 +247,55 @@ impl KvmS390Vcpu {
                 Ok(Outcome::Handled)
             }
         }
+    }
+
+    /// A channel-subsystem instruction; `dequeued` is the I/O interrupt KVM took off its
+    /// queue for a TSCH (it goes back if the instruction does not complete).
+    fn io_instruction(
+        &mut self,
+        io: IoInstruction,
+        dequeued: Option<IoInterrupt>,
+    ) -> Result<Outcome> {
+        let gprs = self.gprs();
+        let addr = io.operand(&gprs);
+        let machine = self.machine.clone();
+        let mut operands = GuestOperands {
+            fd: &self.fd,
+            ar: if io.op == IoOp::Chsc { io.r1 } else { io.b2 },
+        };
+        let outcome = machine.css.execute(io.op, gprs[1], addr, &mut operands);
+        match outcome {
+            IoOutcome::Cc(cc) => self.set_cc(cc),
+            IoOutcome::Unchanged => {}
+            IoOutcome::Program(code) => {
+                log::debug!(
+                    "vCPU {}: {:?} {:#x} {addr:#x}: program exception {code:#x}",
+                    self.index,
+                    io.op,
+                    gprs[1]
+                );
+                self.program_interrupt(code)?;
+            }
+            IoOutcome::Faulted => {}
+        }
+        if let (Some(irq), IoOutcome::Program(_) | IoOutcome::Faulted) = (dequeued, outcome) {
+            inject_io(&machine.vm, irq);
+        }
+        Ok(Outcome::Handled)
+    }
+
+    /// KVM_EXIT_S390_TSCH: TEST SUBCHANNEL after KVM dequeued the subchannel's interrupt.
+    fn handle_tsch(&mut self) -> Result<Outcome> {
+        // SAFETY: KVM_EXIT_S390_TSCH fills the s390_tsch member; plain integers.
+        let t = unsafe { self.fd.run_struct().exit.s390_tsch };
+        let dequeued = (t.dequeued != 0).then_some(IoInterrupt {
+            subchannel_id: t.subchannel_id,
+            subchannel_nr: t.subchannel_nr,
+            parm: t.io_int_parm,
+            word: t.io_int_word,
+        });
+        let io = IoInstruction::decode(0xb235, t.ipb).expect("TSCH decodes");
+        self.io_instruction(io, dequeued)
     }
 
     fn servc(&mut self, r1: u8, r2: u8) -> Result<Outcome> {
@@ -300,11 +399,21 @@ impl KvmS390Vcpu {
                 }
                 None
             }
-            sigp::INITIAL_CPU_RESET if stopped => {
-                state.orders.push_back(Order::InitialReset);
+            // A reset leaves the CPU stopped: a running one is stopped first; the order
+            // applies on its own thread.
+            sigp::INITIAL_CPU_RESET | sigp::CPU_RESET => {
+                state.orders.push_back(if order == sigp::CPU_RESET {
+                    Order::CpuReset
+                } else {
+                    Order::InitialReset
+                });
+                if !stopped {
+                    if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(false)) {
+                        log::warn!("SIGP reset of CPU {target}: stop: {e}");
+                    }
+                }
                 None
             }
-            sigp::CPU_RESET if stopped => None,
             sigp::SET_PREFIX if stopped => {
                 let prefix = param & 0x7fff_e000;
                 if prefix + 0x2000 > ram {
@@ -320,10 +429,7 @@ impl KvmS390Vcpu {
                     .push_back(Order::StoreStatus(param & 0x7fff_fe00));
                 None
             }
-            sigp::INITIAL_CPU_RESET
-            | sigp::CPU_RESET
-            | sigp::SET_PREFIX
-            | sigp::STORE_STATUS_AT_ADDRESS => Some(sigp::STATUS_INCORRECT_STATE),
+            sigp::SET_PREFIX | sigp::STORE_STATUS_AT_ADDRESS => Some(sigp::STATUS_INCORRECT_STATE),
             _ => Some(sigp::STATUS_INVALID_ORDER),
         };
         drop(state);
@@ -373,6 +479,14 @@ impl KvmS390Vcpu {
 
     fn diag(&mut self, function: u16, r3: u8) -> Result<Outcome> {
         match function {
+            // KVM hypercalls; subcode 3 in GR1 is the virtio-ccw notification: GR2 names
+            // the subchannel, GR3 the queue; the result goes to GR2.
+            0x500 if self.gprs()[1] == 3 => {
+                let g = self.gprs();
+                let rc = self.machine.css.notify(g[2], g[3]);
+                self.set_gpr(2, rc as u64);
+                Ok(Outcome::Handled)
+            }
             // IPL functions: subcodes 0/1 (reset), 3/4 (re-IPL) reset the machine.
             0x308 => match self.gprs()[r3 as usize] {
                 0 | 1 | 3 | 4 => {
@@ -410,6 +524,7 @@ impl Vcpu for KvmS390Vcpu {
         let reason = self.fd.run_struct().exit_reason;
         let outcome = match reason {
             KVM_EXIT_S390_SIEIC => self.handle_sieic()?,
+            KVM_EXIT_S390_TSCH => self.handle_tsch()?,
             KVM_EXIT_S390_RESET => {
                 // SAFETY: KVM_EXIT_S390_RESET fills s390_reset_flags, a plain u64.
                 let flags = unsafe { self.fd.run_struct().exit.s390_reset_flags };

@@ -63,6 +63,8 @@ pub const KVM_SET_MP_STATE: u64 = iow(0x99, std::mem::size_of::<KvmMpState>());
 pub const KVM_GET_ONE_REG: u64 = iow(0xab, std::mem::size_of::<KvmOneReg>());
 pub const KVM_SET_ONE_REG: u64 = iow(0xac, std::mem::size_of::<KvmOneReg>());
 pub const KVM_S390_IRQ: u64 = iow(0xb4, std::mem::size_of::<KvmS390Irq>());
+pub const KVM_S390_MEM_OP: u64 = iow(0xb1, std::mem::size_of::<KvmS390MemOp>());
+pub const KVM_S390_NORMAL_RESET: u64 = io(0xc3);
 
 pub const KVM_API_VERSION: i32 = 12;
 
@@ -79,6 +81,7 @@ pub const KVM_CAP_SYNC_REGS: u32 = 74;
 pub const KVM_CAP_S390_CSS_SUPPORT: u32 = 85;
 pub const KVM_CAP_S390_IRQCHIP: u32 = 99;
 pub const KVM_CAP_S390_USER_SIGP: u32 = 106;
+pub const KVM_CAP_S390_MEM_OP: u32 = 108;
 pub const KVM_CAP_S390_USER_STSI: u32 = 109;
 pub const KVM_CAP_S390_INJECT_IRQ: u32 = 113;
 pub const KVM_CAP_S390_VCPU_RESETS: u32 = 179;
@@ -117,6 +120,17 @@ pub const KVM_S390_RESTART: u32 = 0xfffe_0003;
 pub const KVM_S390_INT_SERVICE: u32 = 0xffff_2401;
 pub const KVM_S390_INT_EMERGENCY: u32 = 0xffff_1201;
 pub const KVM_S390_INT_EXTERNAL_CALL: u32 = 0xffff_1202;
+
+/// `KVM_S390_INT_IO(ai, cssid, ssid, schid)`: the interrupt type of an I/O interrupt.
+pub const fn kvm_s390_int_io(ai: bool, cssid: u8, ssid: u8, schid: u16) -> u32 {
+    (schid as u32) | ((ssid as u32) << 16) | ((cssid as u32) << 18) | ((ai as u32) << 26)
+}
+
+/// `kvm_s390_mem_op.op`: logical (DAT, prefixing) reads and writes for the vCPU.
+pub const KVM_S390_MEMOP_LOGICAL_READ: u32 = 0;
+pub const KVM_S390_MEMOP_LOGICAL_WRITE: u32 = 1;
+/// `kvm_s390_mem_op.flags`: make the access exception pending for the vCPU.
+pub const KVM_S390_MEMOP_F_INJECT_EXCEPTION: u64 = 1 << 1;
 
 // MP states.
 pub const KVM_MP_STATE_STOPPED: u32 = 5;
@@ -243,6 +257,20 @@ impl KvmS390Irq {
     }
 }
 
+/// `struct kvm_s390_mem_op` (the 32-byte union after `buf` holds `ar` and `key`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmS390MemOp {
+    pub gaddr: u64,
+    pub flags: u64,
+    pub size: u32,
+    pub op: u32,
+    pub buf: u64,
+    pub ar: u8,
+    pub key: u8,
+    pub reserved: [u8; 30],
+}
+
 /// `struct kvm_mp_state`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -321,6 +349,19 @@ pub struct KvmS390Sieic {
     pub ipb: u32,
 }
 
+/// `kvm_run.s390_tsch` (KVM_EXIT_S390_TSCH): the I/O interrupt KVM dequeued for the
+/// subchannel in GR1, if any, and the instruction's `ipb`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmS390Tsch {
+    pub subchannel_id: u16,
+    pub subchannel_nr: u16,
+    pub io_int_parm: u32,
+    pub io_int_word: u32,
+    pub ipb: u32,
+    pub dequeued: u8,
+}
+
 /// `kvm_run.s390_stsi`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -348,6 +389,7 @@ pub union KvmRunExit {
     pub s390_sieic: KvmS390Sieic,
     pub s390_reset_flags: u64,
     pub s390_stsi: KvmS390Stsi,
+    pub s390_tsch: KvmS390Tsch,
     pub internal: KvmInternalError,
     pub fail_entry_hardware_entry_failure_reason: u64,
     pub padding: [u8; 256],
@@ -404,6 +446,9 @@ mod tests {
         assert_eq!(offset_of!(KvmS390Sieic, ipb), 4);
         assert_eq!(offset_of!(KvmS390Stsi, fc), 0xa);
         assert_eq!(offset_of!(KvmS390Stsi, sel2), 0xc);
+        assert_eq!(offset_of!(KvmS390Tsch, io_int_word), 8);
+        assert_eq!(offset_of!(KvmS390Tsch, dequeued), 0x10);
+        assert_eq!(size_of::<KvmS390Tsch>(), 0x14);
     }
 
     #[test]
@@ -431,6 +476,9 @@ mod tests {
         assert_eq!(size_of::<KvmRegs>(), 0x80);
         assert_eq!(size_of::<KvmSregs>(), 0xc0);
         assert_eq!(offset_of!(KvmSregs, crs), 0x40);
+        assert_eq!(size_of::<KvmS390MemOp>(), 0x40);
+        assert_eq!(offset_of!(KvmS390MemOp, buf), 0x18);
+        assert_eq!(offset_of!(KvmS390MemOp, ar), 0x20);
     }
 
     #[test]
@@ -455,6 +503,11 @@ mod tests {
         assert_eq!(KVM_SET_REGS, 0x4080_ae82);
         assert_eq!(KVM_GET_SREGS, 0x80c0_ae83);
         assert_eq!(KVM_SET_SREGS, 0x40c0_ae84);
+        assert_eq!(KVM_S390_MEM_OP, 0x4040_aeb1);
+        assert_eq!(KVM_S390_NORMAL_RESET, 0xaec3);
+        // KVM_S390_INT_IO(0, 0, 0, 2) and the adapter-interrupt bit.
+        assert_eq!(kvm_s390_int_io(false, 0, 0, 2), 2);
+        assert_eq!(kvm_s390_int_io(true, 0, 1, 0), 0x0401_0000);
         assert_eq!(KVM_REG_S390_CPU_TIMER, 0x5030_0000_0000_0003);
     }
 

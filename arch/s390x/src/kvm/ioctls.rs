@@ -52,6 +52,12 @@ fn owned_fd(fd: i32) -> File {
     unsafe { File::from_raw_fd(fd) }
 }
 
+/// The buffer of a [`VcpuFd::logical_access`].
+pub enum LogicalBuf<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
 /// An open `/dev/kvm`.
 pub struct Kvm {
     fd: File,
@@ -187,6 +193,33 @@ impl VcpuFd {
 
     pub fn initial_reset(&self) -> io::Result<()> {
         ioctl_val(self.fd.as_raw_fd(), KVM_S390_INITIAL_RESET, 0).map(|_| ())
+    }
+
+    /// `KVM_S390_NORMAL_RESET` (the CPU reset of SIGP; needs KVM_CAP_S390_VCPU_RESETS).
+    pub fn normal_reset(&self) -> io::Result<()> {
+        ioctl_val(self.fd.as_raw_fd(), KVM_S390_NORMAL_RESET, 0).map(|_| ())
+    }
+
+    /// `KVM_S390_MEM_OP` on guest logical address `gaddr` (through access register `ar`),
+    /// reading into or writing from `buf`; access exceptions are made pending for the
+    /// vCPU. `Ok(0)`: done; `Ok(code)`: an access exception with that program code.
+    pub fn logical_access(&self, gaddr: u64, ar: u8, buf: LogicalBuf<'_>) -> io::Result<i32> {
+        let (op, ptr, len) = match buf {
+            LogicalBuf::Read(b) => (KVM_S390_MEMOP_LOGICAL_READ, b.as_mut_ptr(), b.len()),
+            LogicalBuf::Write(b) => (KVM_S390_MEMOP_LOGICAL_WRITE, b.as_ptr() as *mut u8, b.len()),
+        };
+        let mop = KvmS390MemOp {
+            gaddr,
+            flags: KVM_S390_MEMOP_F_INJECT_EXCEPTION,
+            size: len as u32,
+            op,
+            buf: ptr as u64,
+            ar,
+            ..Default::default()
+        };
+        // KVM_S390_MEM_OP is _IOW: the kernel reads `mop`, then reads or writes `size` bytes
+        // at `buf`, which is the live buffer borrowed in `buf` (mutably for reads).
+        ioctl_write(self.fd.as_raw_fd(), KVM_S390_MEM_OP, &mop)
     }
 
     pub fn set_initial_psw(&self, psw: &KvmS390Psw) -> io::Result<()> {
