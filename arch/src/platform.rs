@@ -40,4 +40,7 @@ pub struct Platform {
     /// A PL061 GPIO controller whose line 3 is the guest's power key (`gpio-keys`,
     /// `KEY_POWER`; arm64). The VMM presses it on SIGTERM.
     pub gpio: Option<PlatformDevice>,
+    /// An ACPI Generic Event Device on MMIO whose event bit 0 is the guest's power button
+    /// (the DSDT's `ACPI0013` and `PNP0C0C`; x86). The VMM presses it on SIGTERM.
+    pub acpi_ged: Option<PlatformDevice>,
 }

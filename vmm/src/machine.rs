@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
-    AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031, Serial16550, I8042,
+    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031,
+    Serial16550, I8042,
 };
 use devices::virtio::Rng;
 use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
@@ -297,6 +298,19 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         let gpio = Arc::new(Mutex::new(Pl061::new(line)));
         place(&mut buses, &dev, gpio.clone())?;
         power_button = Some(Box::new(Pl061PowerKey(gpio)));
+    }
+    if let Some(dev) = platform.acpi_ged {
+        let line = match dev.irq {
+            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
+            None => {
+                return Err(Error::Guest(
+                    "the platform's ACPI GED has no interrupt".into(),
+                ))
+            }
+        };
+        let ged = Arc::new(Mutex::new(AcpiGed::new(line)));
+        place(&mut buses, &dev, ged.clone())?;
+        power_button = Some(Box::new(AcpiGedPowerButton(ged)));
     }
     for transport in virtio {
         place(&mut buses, &transport.window, transport.device)?;

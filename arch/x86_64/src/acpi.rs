@@ -8,7 +8,8 @@
 //! only when the firmware describes it (its drivers' hard-coded IRQ 4, 1 or 8 have no
 //! interrupt descriptor otherwise and `request_irq` fails). Each virtio-mmio device is a
 //! `LNRO0005` device (what Linux's `virtio_mmio` driver matches through ACPI) with its
-//! register window and interrupt.
+//! register window and interrupt. The power button is a `PNP0C0C` device notified by a
+//! Generic Event Device (see [`ged`]).
 //! All of them sit in the BIOS area, RSDP first on a 16-byte boundary, where a guest
 //! without EFI scans for it; the PVH start info and the zero page also point at it.
 //!
@@ -282,6 +283,15 @@ fn virtio_devices(windows: &[PlatformDevice]) -> Result<Vec<VirtioMmioDevice>, E
         .collect()
 }
 
+/// The GED of `platform`, when it has one on 32-bit MMIO with an interrupt.
+fn power_button(platform: &Platform) -> Option<ged::Ged> {
+    let dev = platform.acpi_ged.filter(|d| d.bus == BusKind::Mmio)?;
+    Some(ged::Ged {
+        base: u32::try_from(dev.base).ok()?,
+        gsi: dev.irq?,
+    })
+}
+
 /// The DSDT: `\_S5` (SLP_TYP 5 for the sleep control register), the port devices and the
 /// virtio-mmio devices.
 fn dsdt(platform: &Platform, virtio: &[VirtioMmioDevice]) -> Sdt {
@@ -292,6 +302,9 @@ fn dsdt(platform: &Platform, virtio: &[VirtioMmioDevice]) -> Sdt {
     let mut aml = aml_bytes(&s5);
     for dev in port_devices(platform) {
         aml.extend_from_slice(&dev.aml());
+    }
+    if let Some(ged) = power_button(platform) {
+        aml.extend_from_slice(&ged.aml());
     }
     for dev in virtio {
         aml.extend_from_slice(&dev.aml());
@@ -357,6 +370,8 @@ fn madt(cpus: u32) -> Sdt {
     sdt.write_bytes(36, &body);
     sdt
 }
+
+mod ged;
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@
 //! | 0xa0000..0x100000   | legacy VGA/BIOS hole, not RAM in the e820 |
 //! | 0xe0000..0x100000   | ACPI tables, RSDP first (BIOS area)       |
 //! | 1 MiB..             | kernel; initrd at the top of low RAM      |
-//! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
+//! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, ACPI GED 0xc000_1000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
 //! | 0xd000_0000..+8 * 0x200 | virtio-mmio slots (in the hole), GSI 16 + slot; DSDT `LNRO0005` |
 
 use arch::{BusKind, MemoryLayout, Platform, PlatformDevice};
@@ -50,6 +50,9 @@ pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 pub const MMIO_HOLE_SIZE: u64 = (1 << 32) - MMIO_HOLE_START;
 /// Boot timer (one page): guests write 123 here when init starts.
 pub const BOOT_TIMER_ADDR: u64 = MMIO_HOLE_START;
+/// The ACPI Generic Event Device's event register (the power button), on ISA IRQ / GSI 5.
+pub const ACPI_GED_ADDR: u64 = MMIO_HOLE_START + 0x1000;
+pub const ACPI_GED_GSI: u32 = 5;
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 pub const LAPIC_ADDR: u64 = 0xfee0_0000;
 /// virtio-mmio devices: slot `n` at `VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_SIZE`, I/O APIC
@@ -93,6 +96,14 @@ const ACPI_PM: PlatformDevice = PlatformDevice {
     irq: None,
 };
 
+/// The ACPI GED: the power button SIGTERM presses (`devices::legacy::acpi_ged`).
+const ACPI_GED: PlatformDevice = PlatformDevice {
+    bus: BusKind::Mmio,
+    base: ACPI_GED_ADDR,
+    len: devices::legacy::acpi_ged::GED_WINDOW,
+    irq: Some(ACPI_GED_GSI),
+};
+
 /// The boot timer: first page of the MMIO hole.
 const BOOT_TIMER: PlatformDevice = PlatformDevice {
     bus: BusKind::Mmio,
@@ -111,6 +122,7 @@ pub fn platform() -> Platform {
         cmos: Some(CMOS),
         acpi_pm: Some(ACPI_PM),
         gpio: None,
+        acpi_ged: Some(ACPI_GED),
     }
 }
 

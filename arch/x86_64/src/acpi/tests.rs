@@ -336,3 +336,99 @@ fn virtio_windows_must_fit_32_bits_and_have_an_interrupt() {
         );
     }
 }
+
+#[test]
+fn dsdt_has_the_power_button_behind_a_ged() {
+    let t = image(1);
+    let dsdt = dsdt(&t);
+    let ged = find(dsdt, b"\\\x2e_SB_GED_", 0).expect("\\_SB_.GED_");
+    assert_eq!(dsdt[ged - 4..ged - 2], [0x5b, 0x82], "a Device");
+    let hid = find(dsdt, b"_HID", ged).unwrap();
+    assert_eq!(dsdt[hid + 4..hid + 14], *b"\x0dACPI0013\0");
+    // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 5 }
+    assert!(find(dsdt, &[0x89, 6, 0, 0x03, 1, 5, 0, 0, 0], ged).is_some());
+    // OperationRegion (GDST, SystemMemory, 0xc0001000, 4)
+    let region = [
+        &[0x5b, 0x80][..],
+        b"GDST",
+        &[0x00, 0x0c],
+        &0xc000_1000u32.to_le_bytes(),
+        &[0x0a, 0x04],
+    ]
+    .concat();
+    assert!(find(dsdt, &region, ged).is_some(), "GDST region");
+    // Notify (\_SB_.PWRB, 0x80)
+    let notify = [&[0x86, b'\\', 0x2e][..], b"_SB_PWRB", &[0x0a, 0x80]].concat();
+    assert!(find(dsdt, &notify, ged).is_some(), "Notify");
+    let pwrb = find(dsdt, b"\\\x2e_SB_PWRB\x08_HID", ged).expect("\\_SB_.PWRB device");
+    // EisaId ("PNP0C0C") = 0x0c0cd041
+    assert_eq!(dsdt[pwrb + 15..pwrb + 20], [0x0c, 0x41, 0xd0, 0x0c, 0x0c]);
+
+    let no_ged = Platform {
+        acpi_ged: None,
+        ..platform()
+    };
+    let without = build(RSDP_ADDR, &machine(1, &no_ged)).unwrap();
+    assert!(find(self::dsdt(&without), b"PWRB", 0).is_none());
+}
+
+/// An independent check: ACPICA's disassembler (`iasl`, Debian package acpica-tools) must
+/// read the DSDT back to the ASL we meant, virtio devices and the GED included.
+#[test]
+fn iasl_disassembles_the_dsdt() {
+    use std::process::Command;
+    let virtio = [virtio_mmio_slot(0).unwrap()];
+    let platform = platform();
+    let t = build(
+        RSDP_ADDR,
+        &Machine {
+            cpus: 2,
+            platform: &platform,
+            virtio: &virtio,
+        },
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("pv-dsdt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let aml = dir.join("dsdt.aml");
+    std::fs::write(&aml, dsdt(&t)).unwrap();
+    let out = match Command::new("iasl").arg("-d").arg(&aml).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED iasl_disassembles_the_dsdt: `iasl` is not on PATH (Debian package acpica-tools)");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        Err(e) => panic!("running iasl: {e}"),
+    };
+    let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "iasl -d failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let squashed: String = dsl.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "Name (\\_S5, Package (0x02)",
+        "Device (\\_SB.COM1)",
+        "Name (_HID, EisaId (\"PNP0501\")",
+        "Device (\\_SB.GED)",
+        "Name (_HID, \"ACPI0013\"",
+        "OperationRegion (GDST, SystemMemory, 0xC0001000, 0x04)",
+        "Field (GDST, DWordAcc, NoLock, WriteAsZeros) { GDAT, 32 }",
+        "Method (_EVT, 1, Serialized)",
+        "Local0 = GDAT",
+        "If (((Local0 & One) == One)) { Notify (\\_SB.PWRB, 0x80)",
+        "Device (\\_SB.PWRB) { Name (_HID, EisaId (\"PNP0C0C\")",
+        "Device (\\_SB.VR00) { Name (_HID, \"LNRO0005\")",
+        "Memory32Fixed (ReadWrite, 0xD0000000, // Address Base 0x00000200, // Address Length )",
+        "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000010, }",
+    ] {
+        assert!(
+            squashed.contains(needle),
+            "iasl output lacks `{needle}`:\n{dsl}"
+        );
+    }
+}
