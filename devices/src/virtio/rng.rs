@@ -23,6 +23,9 @@ pub const QUEUE_SIZE: u16 = 256;
 /// The most bytes one request gets (Linux asks for at most a page or so at a time).
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 
+/// Passes over the available ring per notification while the driver keeps adding
+/// requests (each pass serves at most a queue's worth).
+const MAX_ROUNDS: usize = 16;
 /// Warnings about one device's driver before they drop to debug level.
 const WARN_LIMIT: u32 = 16;
 
@@ -73,11 +76,43 @@ impl Rng {
         }
     }
 
-    /// Serve every request the driver made available; returns how many were used.
+    /// Serve every request the driver made available, interrupt it if it wants, and ask
+    /// for the next notification; returns how many requests were used.
     fn process_queue(&mut self) -> usize {
         let Some(mut active) = self.active.take() else {
             return 0;
         };
+        let mut used = 0;
+        for _ in 0..MAX_ROUNDS {
+            let served = self.serve_available(&mut active);
+            used += served;
+            // With VIRTIO_F_EVENT_IDX this writes `avail_event`, without which the driver
+            // stops notifying after its first request; `true` means more arrived meanwhile.
+            match active.queue.enable_notification(&active.mem) {
+                Ok(true) if served > 0 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    self.warn(format_args!("cannot re-enable notifications: {e}"));
+                    break;
+                }
+            }
+        }
+        if used > 0 {
+            match active.queue.needs_notification(&active.mem) {
+                Ok(false) => {}
+                Ok(true) => active.interrupt.signal_used_queue(0),
+                Err(e) => {
+                    self.warn(format_args!("reading the used event: {e}"));
+                    active.interrupt.signal_used_queue(0);
+                }
+            }
+        }
+        self.active = Some(active);
+        used
+    }
+
+    /// Fill and return every chain in the available ring; returns how many.
+    fn serve_available(&mut self, active: &mut Active) -> usize {
         let mut used = 0;
         while let Some(chain) = active.queue.pop_descriptor_chain(&active.mem) {
             let head = chain.head_index();
@@ -115,17 +150,6 @@ impl Rng {
             }
             used += 1;
         }
-        if used > 0 {
-            match active.queue.needs_notification(&active.mem) {
-                Ok(false) => {}
-                Ok(true) => active.interrupt.signal_used_queue(0),
-                Err(e) => {
-                    self.warn(format_args!("reading the used event: {e}"));
-                    active.interrupt.signal_used_queue(0);
-                }
-            }
-        }
-        self.active = Some(active);
         used
     }
 

@@ -85,6 +85,13 @@ impl DriverRing {
             .unwrap();
     }
 
+    /// `avail_event` (after the used ring), which the device writes for
+    /// `VIRTIO_F_EVENT_IDX`: the driver notifies once its `idx` passes it.
+    pub fn avail_event(&self, mem: &GuestMemory) -> u16 {
+        let at = self.used + 4 + 8 * u64::from(self.size);
+        u16::from_le_bytes(mem.read_obj(GuestAddress(at)).unwrap())
+    }
+
     /// The used ring's `idx`, read as raw little-endian bytes.
     pub fn used_idx(&self, mem: &GuestMemory) -> u16 {
         u16::from_le_bytes(mem.read_obj(GuestAddress(self.used + 2)).unwrap())

@@ -184,10 +184,25 @@ fn event_idx_suppresses_interrupts_until_the_used_event() {
         0,
         "the driver wants an interrupt after entry 5"
     );
+    // The device asks to be notified of the next request (avail_event = its next index),
+    // or a driver using EVENT_IDX never notifies again (Linux's virtio-rng hung so).
+    assert_eq!(f.ring.avail_event(&f.mem), 1);
     f.ring.set_used_event(&f.mem, 1);
     f.ring.offer(&f.mem, 1);
     f.rng.queue_notify(0);
     assert_eq!(f.irq.used(), 1, "used idx went past 1");
+    assert_eq!(f.ring.avail_event(&f.mem), 2);
+}
+
+#[test]
+fn without_event_idx_notifications_stay_enabled() {
+    let mut f = active(8, false);
+    f.ring.set_desc(&f.mem, 0, 0x2_0000, 4, DESC_F_WRITE, 0);
+    f.ring.offer(&f.mem, 0);
+    f.rng.queue_notify(0);
+    let used_flags: [u8; 2] = f.mem.read_obj(GuestAddress(f.ring.used)).unwrap();
+    assert_eq!(used_flags, [0, 0], "no VRING_USED_F_NO_NOTIFY");
+    assert_eq!(f.irq.used(), 1);
 }
 
 #[test]
