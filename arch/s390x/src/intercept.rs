@@ -51,6 +51,8 @@ pub enum Instruction {
     Sigp { r1: u8, r3: u8, b2: u8, d2: u16 },
     /// `DIAG R1,R3,D2(B2)` (0x83): the function code is the second-operand address.
     Diag { r1: u8, r3: u8, b2: u8, d2: u16 },
+    /// `PTF R1` (0xb9a2, perform topology function): the function code in GR[R1].
+    Ptf { r1: u8 },
     /// Any other instruction (channel I/O, ...).
     Other { ipa: u16, ipb: u32 },
 }
@@ -69,6 +71,9 @@ impl Instruction {
             0xb2 if ipa & 0xff == 0x20 => Instruction::Servc {
                 r1: ((ipb >> 20) & 0xf) as u8,
                 r2: ((ipb >> 16) & 0xf) as u8,
+            },
+            0xb9 if ipa & 0xff == 0xa2 => Instruction::Ptf {
+                r1: ((ipb >> 20) & 0xf) as u8,
             },
             0xae => {
                 let (r1, r3, b2, d2) = rs();
@@ -180,6 +185,11 @@ mod tests {
         assert_eq!(operand_address(&g, 0, 0x12), 0x12);
         assert_eq!(sigp::parameter_register(4), 5);
         assert_eq!(sigp::parameter_register(5), 5);
+        // ptf %r1 = b9a2 0010
+        assert_eq!(
+            Instruction::decode(0xb9a2, 0x0010_0000),
+            Instruction::Ptf { r1: 1 }
+        );
         // stsch = b234: not served here.
         assert_eq!(
             Instruction::decode(0xb234, 0x1000_0000),

@@ -348,6 +348,16 @@ impl VirtioCcw {
             .activate(self.mem.clone(), interrupt, queues)
             .map_err(|e| e.to_string())?;
         self.active = true;
+        log::debug!(
+            "virtio-ccw: device type {} started, features {:#x}, queues {:x?}",
+            self.device.device_type(),
+            self.driver_features,
+            self.queues
+        );
+        // Buffers the driver made available before DRIVER_OK are served now.
+        for q in 0..self.queues.len() as u16 {
+            self.device.queue_notify(q);
+        }
         Ok(())
     }
 }
@@ -359,6 +369,7 @@ impl CcwDevice for VirtioCcw {
     }
 
     fn execute(&mut self, cmd: u8, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        log::debug!("virtio-ccw: command {cmd:#04x}, {} bytes", data.count());
         match cmd {
             command::SET_VIRTIO_REV => self.set_revision(data),
             command::READ_FEAT => self.read_features(data),
@@ -389,6 +400,7 @@ impl CcwDevice for VirtioCcw {
     }
 
     fn notify(&mut self, queue: u16) -> bool {
+        log::trace!("virtio-ccw: notify queue {queue} (active: {})", self.active);
         if usize::from(queue) >= self.queues.len() {
             return false;
         }

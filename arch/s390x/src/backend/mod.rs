@@ -367,7 +367,8 @@ impl Vm for KvmS390Vm {
                     return Err(Error::MissingCapability(name));
                 }
             }
-            self.vm
+            // A vCPU capability that switches the whole VM (as QEMU enables it).
+            fds[0]
                 .enable_cap(KVM_CAP_S390_CSS_SUPPORT)
                 .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_CSS_SUPPORT)", e))?;
         }

@@ -221,11 +221,14 @@ impl KvmS390Vcpu {
     fn handle_instruction(&mut self, ipa: u16, ipb: u32) -> Result<Outcome> {
         let problem_state = self.fd.run_struct().psw_mask & psw::PROBLEM_STATE != 0;
         match Instruction::decode(ipa, ipb) {
-            Instruction::Servc { .. } | Instruction::Sigp { .. } if problem_state => {
+            Instruction::Servc { .. } | Instruction::Sigp { .. } | Instruction::Ptf { .. }
+                if problem_state =>
+            {
                 self.program_interrupt(pgm::PRIVILEGED_OPERATION)?;
                 Ok(Outcome::Handled)
             }
             Instruction::Servc { r1, r2 } => self.servc(r1, r2),
+            Instruction::Ptf { r1 } => self.ptf(r1),
             Instruction::Sigp { r1, r3, b2, d2 } => {
                 let order = (operand_address(&self.gprs(), b2, d2) & 0xff) as u8;
                 self.sigp(order, r1, r3)
@@ -296,6 +299,27 @@ impl KvmS390Vcpu {
         });
         let io = IoInstruction::decode(0xb235, t.ipb).expect("TSCH decodes");
         self.io_instruction(io, dequeued)
+    }
+
+    /// PERFORM TOPOLOGY FUNCTION (Linux's topology timer checks for changes): the
+    /// topology never changes and stays horizontally polarized.
+    fn ptf(&mut self, r1: u8) -> Result<Outcome> {
+        let g = self.gprs()[r1 as usize];
+        if g & !0xff != 0 {
+            self.program_interrupt(pgm::SPECIFICATION)?;
+            return Ok(Outcome::Handled);
+        }
+        match g & 0xff {
+            // Check topology-change status: no change reported.
+            2 => self.set_cc(0),
+            // Horizontal: already so (reason 1); vertical: not available (reason 0).
+            0 | 1 => {
+                self.set_gpr(r1 as usize, g | u64::from(g == 0));
+                self.set_cc(2);
+            }
+            _ => self.program_interrupt(pgm::SPECIFICATION)?,
+        }
+        Ok(Outcome::Handled)
     }
 
     fn servc(&mut self, r1: u8, r2: u8) -> Result<Outcome> {
@@ -548,6 +572,10 @@ impl Vcpu for KvmS390Vcpu {
                 )));
             }
         };
+        if !matches!(outcome, Outcome::Handled) && !self.machine.css.is_empty() {
+            let (served, stsch) = self.machine.css.served();
+            log::info!("channel subsystem: {served} I/O instructions served ({stsch} STSCH)");
+        }
         Ok(match outcome {
             Outcome::Handled => VcpuExit::Handled,
             Outcome::Poweroff => VcpuExit::Poweroff,

@@ -18,6 +18,7 @@ pub mod subchannel;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use blocks::{Ccw, Irb, Orb, Pmcw, Schib, Scsw, SubchannelId};
@@ -139,6 +140,9 @@ pub struct ChannelSubsystem {
     mem: GuestMemory,
     sink: Arc<dyn IoInterruptSink>,
     slots: Vec<Slot>,
+    /// I/O instructions served, and how many of them were STSCH (the subchannel scan).
+    served: AtomicU64,
+    stsch: AtomicU64,
 }
 
 fn check<T>(r: Result<T, AccessFault>) -> Result<T, IoOutcome> {
@@ -151,7 +155,17 @@ impl ChannelSubsystem {
             mem,
             sink,
             slots: Vec::new(),
+            served: AtomicU64::new(0),
+            stsch: AtomicU64::new(0),
         }
+    }
+
+    /// I/O instructions served so far, and how many of them were STSCH.
+    pub fn served(&self) -> (u64, u64) {
+        (
+            self.served.load(Ordering::Relaxed),
+            self.stsch.load(Ordering::Relaxed),
+        )
     }
 
     /// Add a device on the next free subchannel (device number = subchannel number);
@@ -197,6 +211,10 @@ impl ChannelSubsystem {
 
     /// Execute `op` with GR1 = `gr1` and second operand at `addr`.
     pub fn execute(&self, op: IoOp, gr1: u64, addr: u64, mem: &mut dyn OperandMemory) -> IoOutcome {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        if op == IoOp::Stsch {
+            self.stsch.fetch_add(1, Ordering::Relaxed);
+        }
         let r = match op {
             IoOp::Stsch => self.stsch(gr1, addr, mem),
             IoOp::Msch => self.msch(gr1, addr, mem),

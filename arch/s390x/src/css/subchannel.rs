@@ -316,6 +316,7 @@ impl Subchannel {
     /// Signal the driver (unsolicited alert status), when the architecture lets it.
     pub fn alert(&self) {
         let irq = self.lock().alert();
+        log::trace!("css: alert on {:?}: {irq:?}", self.id);
         if let Some(irq) = irq {
             self.inject(irq);
         }

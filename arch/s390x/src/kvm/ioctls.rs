@@ -195,6 +195,12 @@ impl VcpuFd {
         ioctl_val(self.fd.as_raw_fd(), KVM_S390_INITIAL_RESET, 0).map(|_| ())
     }
 
+    /// `KVM_ENABLE_CAP` on the vCPU without arguments (KVM_CAP_S390_CSS_SUPPORT is a vCPU
+    /// capability that switches the whole VM).
+    pub fn enable_cap(&self, cap: u32) -> io::Result<()> {
+        ioctl_write(self.fd.as_raw_fd(), KVM_ENABLE_CAP, &KvmEnableCap::new(cap)).map(|_| ())
+    }
+
     /// `KVM_S390_NORMAL_RESET` (the CPU reset of SIGP; needs KVM_CAP_S390_VCPU_RESETS).
     pub fn normal_reset(&self) -> io::Result<()> {
         ioctl_val(self.fd.as_raw_fd(), KVM_S390_NORMAL_RESET, 0).map(|_| ())
