@@ -147,6 +147,16 @@ mod tests {
         }
     }
 
+    fn with_button(control: &VmControl, button: &Button, timeout: Duration) -> Ending {
+        wait_for_exit(
+            control,
+            &GracefulStop {
+                button: Some(button),
+                timeout,
+            },
+        )
+    }
+
     fn no_button() -> GracefulStop<'static> {
         GracefulStop {
             button: None,
@@ -178,13 +188,7 @@ mod tests {
                 control.request_exit(VmExitReason::Poweroff);
             })
         };
-        let end = wait_for_exit(
-            &control,
-            &GracefulStop {
-                button: Some(&button),
-                timeout: Duration::from_secs(30),
-            },
-        );
+        let end = with_button(&control, &button, Duration::from_secs(30));
         guest.join().unwrap();
         assert_eq!(end.reason, VmExitReason::Poweroff);
         assert_eq!(button.presses.load(Ordering::SeqCst), 1);
@@ -202,13 +206,7 @@ mod tests {
         let button = Button::default();
         RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
         let t0 = Instant::now();
-        let end = wait_for_exit(
-            &control,
-            &GracefulStop {
-                button: Some(&button),
-                timeout: Duration::from_millis(300),
-            },
-        );
+        let end = with_button(&control, &button, Duration::from_millis(300));
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert!(end.waited.unwrap() >= Duration::from_millis(300));
         assert!(t0.elapsed() >= Duration::from_millis(300));
@@ -221,13 +219,7 @@ mod tests {
         let button = Button::default();
         let control = VmControl::new();
         RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
-        let end = wait_for_exit(
-            &control,
-            &GracefulStop {
-                button: Some(&button),
-                timeout: Duration::ZERO,
-            },
-        );
+        let end = with_button(&control, &button, Duration::ZERO);
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);
 
@@ -237,13 +229,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             RECEIVED.store(libc::SIGINT, Ordering::SeqCst);
         });
-        let end = wait_for_exit(
-            &control,
-            &GracefulStop {
-                button: Some(&button),
-                timeout: Duration::from_secs(30),
-            },
-        );
+        let end = with_button(&control, &button, Duration::from_secs(30));
         again.join().unwrap();
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGINT));
         assert!(end.waited.is_some());
@@ -256,13 +242,7 @@ mod tests {
         let button = Button::default();
         let control = VmControl::new();
         RECEIVED.store(libc::SIGINT, Ordering::SeqCst);
-        let end = wait_for_exit(
-            &control,
-            &GracefulStop {
-                button: Some(&button),
-                timeout: Duration::from_secs(30),
-            },
-        );
+        let end = with_button(&control, &button, Duration::from_secs(30));
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGINT));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);
     }
