@@ -75,8 +75,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "tap=NAME[,mac=M]", value_parser = parse_net)]
     pub net: Vec<NetConfig>,
 
-    /// Virtio entropy device (virtio-rng over virtio-mmio) fed from the host's /dev/urandom.
-    /// s390x: not available yet (no virtio-ccw), refused with a clear error.
+    /// Virtio entropy device (virtio-rng; virtio-mmio on x86_64/aarch64, virtio-ccw on
+    /// s390x) fed from the host's /dev/urandom.
     #[arg(long)]
     pub rng: bool,
 
