@@ -76,6 +76,21 @@ pv_host_arch() { uname -m; }
 pv_guest_dir() { printf '%s/guest/%s\n' "$PV_CACHE" "$1"; }
 
 # Make sure cargo is on PATH (rustup installs into ~/.cargo/bin).
+# pv_claim_target DIR: make DIR (a CARGO_TARGET_DIR shared between checkouts, e.g. a work
+# tree and a CI clone) build THIS checkout. Cargo keys path crates by their place in the
+# workspace, not by the checkout, and decides freshness by mtime: a newer build from another
+# checkout would otherwise pass for this one's (seen: a stale static binary ran in Hercules).
+# When DIR last built another checkout, the workspace's sources are touched, which rebuilds
+# only the workspace crates.
+pv_claim_target() {
+    local dir="$1" mark="$1/.pv-checkout"
+    mkdir -p "$dir"
+    if [[ "$(cat "$mark" 2>/dev/null)" != "$PV_REPO" ]]; then
+        (cd "$PV_REPO" && git ls-files -z -- '*.rs' '*.toml' 2>/dev/null | xargs -0 -r touch) || true
+        printf '%s\n' "$PV_REPO" >"$mark"
+    fi
+}
+
 pv_cargo_path() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
         PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"; export PATH

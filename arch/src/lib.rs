@@ -44,7 +44,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::virtio::VirtioDevice;
-use devices::{BusDevice, InterruptLine};
+use devices::{BusDevice, InterruptLine, PowerButton};
 use vm_memory::GuestMemoryMmap;
 
 pub use boot::{BootRequest, KernelFormat};
@@ -147,6 +147,12 @@ pub trait Vm: Send + Sync {
     }
     /// Load the kernel, initrd and command line, and write the firmware tables.
     fn load(&mut self, request: &mut BootRequest) -> Result<()>;
+    /// The guest's power button when the backend serves it itself rather than as a
+    /// [`Platform`] device (s390x: the SCLP's signal-quiesce event). Asked for after
+    /// [`Vm::create_vcpus`]; `None` (the default) when there is no such button.
+    fn power_button(&self) -> Option<Box<dyn PowerButton>> {
+        None
+    }
     /// Create all of the VM's vCPUs (index 0 is the boot CPU), set up for the loaded boot
     /// protocol, and finish whatever the interrupt controller needs once every vCPU exists
     /// (the arm64 vGIC is initialised only then). Called once, after [`Vm::load`] and after

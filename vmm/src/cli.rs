@@ -21,8 +21,8 @@ pub const DEFAULT_MEMORY: &str = "512M";
     after_help = "Exit status: 0 when the guest powers off or resets, 1 when the VMM fails, \
                   2 for an invalid command line or configuration, 128+N when signal N \
                   (SIGTERM, SIGINT, SIGHUP) stopped the VM without the guest powering off. \
-                  SIGTERM first presses the guest's power button where the machine has one \
-                  (x86_64: ACPI; arm64: GPIO key) and waits --shutdown-timeout seconds for \
+                  SIGTERM first presses the guest's power button (x86_64: ACPI; arm64: GPIO \
+                  key; s390x: SCLP signal quiesce) and waits --shutdown-timeout seconds for \
                   it to power off.\n\
                   Logs go to stderr (POLYVISOR_LOG=error|warn|info|debug|trace sets the level); \
                   the guest's serial console goes to stdout."
@@ -84,9 +84,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "tty|off|file=PATH", default_value = "tty", value_parser = parse_console)]
     pub console: ConsoleMode,
 
-    /// On SIGTERM, press the guest's power button (x86_64: ACPI, arm64: GPIO key) and wait up to
-    /// SECONDS for it to power off before stopping it; 0 stops it at once. Machines without a
-    /// power button stop at once.
+    /// On SIGTERM, press the guest's power button (x86_64: ACPI, arm64: GPIO key, s390x: SCLP
+    /// signal quiesce) and wait up to SECONDS for it to power off before stopping it; 0 stops
+    /// it at once.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_shutdown_timeout)]
     pub shutdown_timeout: std::time::Duration,
 }

@@ -324,6 +324,9 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
+    if power_button.is_none() {
+        power_button = vm.power_button();
+    }
     let mut threads = Vec::with_capacity(vcpus.len());
     for (index, vcpu) in vcpus.into_iter().enumerate() {
         match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {

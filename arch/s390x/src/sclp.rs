@@ -4,8 +4,9 @@
 //! SCCB header (8 bytes): length u16, function code u8, control mask 3 bytes, response code
 //! u16. Served here: READ SCP INFO (memory size as increments, the CPU list), READ CPU INFO,
 //! WRITE EVENT MASK, WRITE EVENT DATA (the VT220 and line-mode consoles: text to a `Write`
-//! sink), READ EVENT DATA (no input yet: "no event buffers stored"). Layouts as Linux reads
-//! them (`drivers/s390/char/sclp*.h`, `arch/s390/include/asm/sclp.h`).
+//! sink), READ EVENT DATA (the signal-quiesce event the VMM queues to ask the guest to shut
+//! down, see [`Sclp::request_quiesce`]; no console input yet). Layouts as Linux reads them
+//! (`drivers/s390/char/sclp*.h`, `arch/s390/include/asm/sclp.h`).
 
 use std::io::Write;
 
@@ -104,7 +105,15 @@ pub struct Sclp {
     /// Event types the guest said it can receive / send (its cp masks).
     guest_receive_mask: u32,
     guest_send_mask: u32,
+    /// A signal-quiesce event waits for the guest's READ EVENT DATA.
+    quiesce_pending: bool,
 }
+
+/// The signal-quiesce event buffer: header (length u16, type u8, flags u8, reserved u16),
+/// then the timeout u16 and its unit u8 (0: no timeout given).
+const QUIESCE_EVENT_LEN: usize = 9;
+/// Third control-mask byte of the SCCB header: the guest takes a variable-length answer.
+const VARIABLE_LENGTH_RESPONSE: u8 = 0x80;
 
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
@@ -134,7 +143,22 @@ impl Sclp {
             console,
             guest_receive_mask: 0,
             guest_send_mask: 0,
+            quiesce_pending: false,
         }
+    }
+
+    /// Queue a signal-quiesce event: how an IBM Z operator asks the guest to shut down.
+    /// Linux's `sclp_quiesce` answers it with `ctrl_alt_del()` and ends in a disabled wait
+    /// (the backend's poweroff). Returns whether the guest registered for the event; the
+    /// caller then raises a service signal with [`Sclp::event_pending`] set.
+    pub fn request_quiesce(&mut self) -> bool {
+        self.quiesce_pending = true;
+        self.event_pending()
+    }
+
+    /// An event waits for a guest that asked for it (bit 0 of the service-signal parameter).
+    pub fn event_pending(&self) -> bool {
+        self.quiesce_pending && self.guest_receive_mask & event::mask(event::SIGNAL_QUIESCE) != 0
     }
 
     /// Events the SCLP accepts from the guest.
@@ -195,8 +219,8 @@ impl Sclp {
         }
         mem.write_slice(&sccb, GuestAddress(sccb_addr))
             .map_err(|_| ServiceError::Addressing)?;
-        // No event is ever pending (no console input yet): bit 0 of the parameter stays 0.
-        Ok((sccb_addr as u32) & !3)
+        // Bit 0 of the parameter: an event waits to be read.
+        Ok((sccb_addr as u32) & !3 | u32::from(self.event_pending()))
     }
 
     /// Run `command` on an SCCB already copied out of guest memory (`sccb.len()` is the
@@ -334,11 +358,14 @@ impl Sclp {
         set_response(sccb, rc);
     }
 
-    /// Function code 0x80 reads unconditionally, 0x81 the events selected by the mask at 8.
+    /// Function code 0 reads unconditionally (what Linux's `sclp_read_cb` asks), 1 the events
+    /// selected by the mask at 8. Bit 0x80 of the third control-mask byte asks for a
+    /// variable-length answer; it is cleared, as the architecture suggests, and the length
+    /// always tells how far the events go.
     fn read_event_data(&mut self, sccb: &mut [u8]) {
-        match sccb[2] {
-            0x80 => {}
-            0x81 => {
+        let selection = match sccb[2] {
+            0x00 => u32::MAX,
+            0x01 => {
                 if sccb.len() < 12 {
                     set_response(sccb, response::INSUFFICIENT_SCCB_LENGTH);
                     return;
@@ -348,11 +375,30 @@ impl Sclp {
                     set_response(sccb, response::INVALID_SELECTION_MASK);
                     return;
                 }
+                sel
             }
             _ => {
                 set_response(sccb, response::INVALID_FUNCTION);
                 return;
             }
+        };
+        let quiesce = event::mask(event::SIGNAL_QUIESCE);
+        if self.event_pending() && selection & quiesce != 0 {
+            let end = HEADER_LEN + QUIESCE_EVENT_LEN;
+            if sccb.len() < end {
+                set_response(sccb, response::INSUFFICIENT_SCCB_LENGTH);
+                return;
+            }
+            sccb[HEADER_LEN..end].fill(0);
+            put16(sccb, HEADER_LEN, QUIESCE_EVENT_LEN as u16);
+            sccb[HEADER_LEN + 2] = event::SIGNAL_QUIESCE;
+            // The guest walks the event buffers up to the SCCB's length: it ends here.
+            put16(sccb, 0, end as u16);
+            sccb[5] &= !VARIABLE_LENGTH_RESPONSE;
+            log::debug!("SCLP: signal-quiesce event delivered");
+            self.quiesce_pending = false;
+            set_response(sccb, response::NORMAL_COMPLETION);
+            return;
         }
         set_response(sccb, response::NO_EVENT_BUFFERS_STORED);
     }

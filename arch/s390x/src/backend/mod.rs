@@ -12,7 +12,7 @@ use arch::{
     Result, VirtioTransport, Vm, VmConfig,
 };
 use devices::virtio::VirtioDevice;
-use devices::InterruptLine;
+use devices::{InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
 use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
@@ -138,6 +138,7 @@ impl Hypervisor for KvmS390 {
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
             loaded: false,
+            machine: None,
         })
     }
 }
@@ -222,6 +223,8 @@ pub struct KvmS390Vm {
     mmap_size: usize,
     console: Mutex<Option<Box<dyn Write + Send>>>,
     loaded: bool,
+    /// What the vCPUs share, once they exist (the power button reaches the SCLP through it).
+    machine: Option<Arc<Machine>>,
 }
 
 fn ipl_error(e: IplError) -> Error {
@@ -258,6 +261,11 @@ impl Vm for KvmS390Vm {
             arch: "s390x",
             what: format!("interrupt line {irq}: no channel-subsystem devices yet"),
         })
+    }
+
+    fn power_button(&self) -> Option<Box<dyn PowerButton>> {
+        let machine = self.machine.clone()?;
+        Some(Box::new(QuiesceButton(machine)))
     }
 
     fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
@@ -391,11 +399,48 @@ impl Vm for KvmS390Vm {
             css,
             normal_reset: self.vm.check_extension(KVM_CAP_S390_VCPU_RESETS) > 0,
         });
+        self.machine = Some(machine.clone());
         Ok(fds
             .into_iter()
             .enumerate()
             .map(|(i, fd)| KvmS390Vcpu::new(fd, i as u32, machine.clone()))
             .collect())
+    }
+}
+
+/// The s390x power button: a signal-quiesce event from the SCLP, announced with a
+/// service signal whose parameter says an event is pending. Linux's `sclp_quiesce` runs
+/// `ctrl_alt_del()` (init's orderly shutdown or restart) and ends in a disabled wait, which
+/// the vCPU reports as poweroff.
+struct QuiesceButton(Arc<Machine>);
+
+impl PowerButton for QuiesceButton {
+    fn press(&self) {
+        let registered = self
+            .0
+            .sclp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .request_quiesce();
+        if !registered {
+            log::warn!("the guest has not registered for SCLP signal-quiesce events yet");
+            return;
+        }
+        let irq = KvmS390Interrupt {
+            type_: KVM_S390_INT_SERVICE,
+            parm: 1, // no SCCB finished; an event is pending
+            parm64: 0,
+        };
+        if let Err(e) = self.0.vm.inject_floating(&irq) {
+            log::warn!("KVM_S390_INTERRUPT(service signal) for signal quiesce: {e}");
+        }
+    }
+
+    /// A quiesce request is one event; there is nothing to let go of.
+    fn release(&self) {}
+
+    fn describe(&self) -> &'static str {
+        "SCLP signal-quiesce request"
     }
 }
 

@@ -179,19 +179,26 @@ fn bad_event_buffers_are_refused() {
 #[test]
 fn read_event_data_without_input() {
     let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
-    let mut b = sccb(4096, 0x80);
+    // Linux's unconditional read: function 0, variable-length response asked for.
+    let mut b = sccb(4096, 0x00);
+    b[5] = 0x80;
     s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
-    assert_eq!(&b[..8], &[0x10, 0, 0x80, 0, 0, 0, 0x60, 0xf0]);
-    let mut b = sccb(16, 0x81);
+    assert_eq!(&b[..8], &[0x10, 0, 0x00, 0, 0, 0x80, 0x60, 0xf0]);
+    // Selective read (function 1): the mask at 8.
+    let mut b = sccb(16, 0x01);
     b[8..12].copy_from_slice(&0x40u32.to_be_bytes());
     s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
     assert_eq!(rc(&b), 0x60f0);
     b[8..12].copy_from_slice(&0x4000_0000u32.to_be_bytes());
     s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
     assert_eq!(rc(&b), 0x70f0);
-    let mut b = sccb(16, 0x55);
+    let mut b = sccb(16, 0x80);
     s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
-    assert_eq!(rc(&b), 0x40f0);
+    assert_eq!(
+        rc(&b),
+        0x40f0,
+        "0x80 is the control-mask bit, not a function code"
+    );
 }
 
 #[test]
@@ -225,4 +232,73 @@ fn service_call_through_guest_memory() {
     let mut h = [0u8; 8];
     mem.read_slice(&mut h, GuestAddress(0x3ff8)).unwrap();
     assert_eq!(h, [0x10, 0, 0, 0, 0, 0, 0x01, 0x00]);
+}
+
+#[test]
+fn signal_quiesce_reaches_a_guest_that_asked_for_it() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    assert!(
+        !s.request_quiesce(),
+        "the guest has not registered for it yet"
+    );
+    assert!(!s.event_pending());
+    // WRITE EVENT MASK: the guest receives VT220 and signal quiesce, sends VT220.
+    let mut b = sccb(28, 0);
+    b[10..12].copy_from_slice(&4u16.to_be_bytes());
+    let quiesce = 1u32 << (32 - 0x1d);
+    b[12..16].copy_from_slice(&(0x40 | quiesce).to_be_bytes());
+    b[16..20].copy_from_slice(&0x40u32.to_be_bytes());
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0020);
+    assert!(
+        s.event_pending(),
+        "queued before the guest registered, still there"
+    );
+    assert!(s.request_quiesce());
+
+    // A selective read for VT220 only does not take it.
+    let mut b = sccb(4096, 0x01);
+    b[8..12].copy_from_slice(&0x40u32.to_be_bytes());
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x60f0);
+    assert!(s.event_pending());
+
+    // Too small an SCCB for the event.
+    let mut b = sccb(12, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0300);
+
+    let mut b = sccb(4096, 0x00);
+    b[5] = 0x80; // variable-length response, as Linux asks
+    b[100] = 0xee;
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(
+        &b[..17],
+        &[0, 17, 0x00, 0, 0, 0, 0x00, 0x20, 0, 9, 0x1d, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(b[100], 0xee, "nothing written past the event");
+    assert!(!s.event_pending(), "delivered once");
+    let mut b = sccb(4096, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x60f0);
+}
+
+#[test]
+fn service_signal_parameter_flags_a_pending_event() {
+    let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let mut s = Sclp::new(1 << 20, 1, SclpConsole::Vt220);
+    let mut b = sccb(28, 0);
+    b[10..12].copy_from_slice(&4u16.to_be_bytes());
+    b[12..16].copy_from_slice(&(1u32 << (32 - 0x1d)).to_be_bytes());
+    mem.write_slice(&b, GuestAddress(0x2000)).unwrap();
+    let parm = s
+        .service_call(&mem, command::WRITE_EVENT_MASK, 0x2000, &mut Vec::new())
+        .unwrap();
+    assert_eq!(parm, 0x2000);
+    s.request_quiesce();
+    mem.write_slice(&b, GuestAddress(0x2000)).unwrap();
+    let parm = s
+        .service_call(&mem, command::WRITE_EVENT_MASK, 0x2000, &mut Vec::new())
+        .unwrap();
+    assert_eq!(parm, 0x2001, "event pending");
 }
