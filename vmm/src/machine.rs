@@ -179,6 +179,20 @@ fn place(
     Ok(())
 }
 
+/// The interrupt line of a platform device that cannot work without one.
+fn required_line<V: Vm>(
+    vm: &V,
+    dev: &PlatformDevice,
+    what: &str,
+) -> Result<Arc<dyn devices::InterruptLine>, Error> {
+    match dev.irq {
+        Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend),
+        None => Err(Error::Guest(format!(
+            "the platform's {what} has no interrupt"
+        ))),
+    }
+}
+
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
 /// off or resets.
 pub fn run(config: &Config) -> Result<RunOutcome, Error> {
@@ -239,10 +253,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     let platform = vm.platform().clone();
     let mut input_guard = None;
     if let Some(dev) = platform.serial {
-        let line = match dev.irq {
-            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
-            None => return Err(Error::Guest("the platform's UART has no interrupt".into())),
-        };
+        let line = required_line(&vm, &dev, "UART")?;
         let out = console::output(&config.console).map_err(io_err("--console"))?;
         let serial = Arc::new(Mutex::new(Serial16550::new(line, out)));
         place(&mut buses, &dev, serial.clone())?;
@@ -291,23 +302,13 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     }
     let mut power_button: Option<Box<dyn PowerButton>> = None;
     if let Some(dev) = platform.gpio {
-        let line = match dev.irq {
-            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
-            None => return Err(Error::Guest("the platform's GPIO has no interrupt".into())),
-        };
+        let line = required_line(&vm, &dev, "GPIO")?;
         let gpio = Arc::new(Mutex::new(Pl061::new(line)));
         place(&mut buses, &dev, gpio.clone())?;
         power_button = Some(Box::new(Pl061PowerKey(gpio)));
     }
     if let Some(dev) = platform.acpi_ged {
-        let line = match dev.irq {
-            Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend)?,
-            None => {
-                return Err(Error::Guest(
-                    "the platform's ACPI GED has no interrupt".into(),
-                ))
-            }
-        };
+        let line = required_line(&vm, &dev, "ACPI GED")?;
         let ged = Arc::new(Mutex::new(AcpiGed::new(line)));
         place(&mut buses, &dev, ged.clone())?;
         power_button = Some(Box::new(AcpiGedPowerButton(ged)));
