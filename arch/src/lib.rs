@@ -44,7 +44,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use devices::virtio::VirtioDevice;
-use devices::{BusDevice, InterruptLine, PowerButton};
+use devices::{BusDevice, ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::GuestMemoryMmap;
 
 pub use boot::{BootRequest, KernelFormat};
@@ -120,12 +120,12 @@ pub trait Vm: Send + Sync {
     /// once the interrupt controller is ready.
     fn interrupt_line(&self, irq: u32) -> Result<Arc<dyn InterruptLine>>;
     /// Hand over the sink for a console the backend serves itself, one that is no device
-    /// on a bus (s390x: the SCLP console). Returns `false`, dropping `out`, when the
-    /// architecture has no such console (its console is a [`Platform`] device the VMM
-    /// places; the default). Called before [`Vm::create_vcpus`].
-    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
+    /// on a bus (s390x: the SCLP console), and get where its input goes. Returns `None`,
+    /// dropping `out`, when the architecture has no such console (its console is a
+    /// [`Platform`] device the VMM places; the default). Called before [`Vm::create_vcpus`].
+    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> Option<Arc<dyn ConsoleInput>> {
         drop(out);
-        false
+        None
     }
     /// Attach a virtio device, before [`Vm::load`] (the firmware tables describe it). The
     /// backend picks the transport its guests expect: virtio-mmio (described in the FDT or

@@ -7,6 +7,7 @@
 
 pub mod boot_timer;
 pub mod bus;
+pub mod console_input;
 pub mod interrupt;
 pub mod legacy;
 pub mod power_button;
@@ -14,6 +15,7 @@ pub mod virtio;
 pub mod vm_control;
 
 pub use bus::{Bus, BusDevice, BusError, BusRange};
+pub use console_input::ConsoleInput;
 pub use interrupt::InterruptLine;
 pub use power_button::PowerButton;
 pub use vm_control::{VmControl, VmExitReason};

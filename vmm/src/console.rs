@@ -4,11 +4,10 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::FileTypeExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use devices::legacy::Serial16550;
-use devices::{VmControl, VmExitReason};
+use devices::{ConsoleInput, VmControl, VmExitReason};
 use vmm_sys_util::terminal::Terminal;
 
 use crate::config::ConsoleMode;
@@ -73,7 +72,7 @@ impl Drop for RawModeGuard {
 /// A terminal is switched to raw mode (restored when the guard drops); Ctrl-A x stops the VM.
 pub fn start_input(
     mode: &ConsoleMode,
-    serial: Arc<Mutex<Serial16550>>,
+    input: Arc<dyn ConsoleInput>,
     control: Arc<VmControl>,
 ) -> io::Result<Option<RawModeGuard>> {
     if *mode != ConsoleMode::Tty {
@@ -94,11 +93,11 @@ pub fn start_input(
     let terminal = kind == StdinKind::Terminal;
     std::thread::Builder::new()
         .name("console-in".into())
-        .spawn(move || pump_input(terminal, &serial, &control))?;
+        .spawn(move || pump_input(terminal, &*input, &control))?;
     Ok(guard)
 }
 
-fn pump_input(terminal: bool, serial: &Mutex<Serial16550>, control: &VmControl) {
+fn pump_input(terminal: bool, input: &dyn ConsoleInput, control: &VmControl) {
     let mut stdin = io::stdin();
     let mut buf = [0u8; 64];
     let mut escape_pending = false;
@@ -137,10 +136,7 @@ fn pump_input(terminal: bool, serial: &Mutex<Serial16550>, control: &VmControl) 
             if control.exit_reason().is_some() {
                 return;
             }
-            let taken = serial
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .enqueue_input(rest);
+            let taken = input.enqueue_input(rest);
             match taken {
                 Ok(0) => std::thread::sleep(Duration::from_millis(2)),
                 Ok(k) => rest = &rest[k..],

@@ -260,10 +260,14 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         input_guard = console::start_input(&config.console, serial, control.clone())
             .map_err(io_err("console input"))?;
     } else {
-        // No UART: the backend serves the console itself (s390x SCLP), output only so far.
+        // No UART: the backend serves the console itself (s390x SCLP).
         let out = console::output(&config.console).map_err(io_err("--console"))?;
-        if !vm.attach_console(out) {
-            log::debug!("{}: no console device", hv.name());
+        match vm.attach_console(out) {
+            Some(input) => {
+                input_guard = console::start_input(&config.console, input, control.clone())
+                    .map_err(io_err("console input"))?;
+            }
+            None => log::debug!("{}: no console device", hv.name()),
         }
     }
     if let Some(dev) = platform.i8042 {

@@ -5,9 +5,11 @@
 //! u16. Served here: READ SCP INFO (memory size as increments, the CPU list), READ CPU INFO,
 //! WRITE EVENT MASK, WRITE EVENT DATA (the VT220 and line-mode consoles: text to a `Write`
 //! sink), READ EVENT DATA (the signal-quiesce event the VMM queues to ask the guest to shut
-//! down, see [`Sclp::request_quiesce`]; no console input yet). Layouts as Linux reads them
+//! down, see [`Sclp::request_quiesce`], and VT220 console input, see [`Sclp::queue_input`]).
+//! Layouts as Linux reads them
 //! (`drivers/s390/char/sclp*.h`, `arch/s390/include/asm/sclp.h`).
 
+use std::collections::VecDeque;
 use std::io::Write;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
@@ -107,7 +109,17 @@ pub struct Sclp {
     guest_send_mask: u32,
     /// A signal-quiesce event waits for the guest's READ EVENT DATA.
     quiesce_pending: bool,
+    /// Console input waiting for the guest's READ EVENT DATA (VT220 events).
+    input: VecDeque<u8>,
 }
+
+/// Console input held for the guest at most (the VMM's input thread waits when it is full).
+pub const INPUT_MAX: usize = 4096;
+/// An event buffer's header: length u16, type u8, flags u8, reserved u16.
+const EVBUF_HEADER_LEN: usize = 6;
+/// The first data byte of a VT220 input event: "session data follows" (Linux's
+/// `SCLP_VT220_SESSION_DATA`).
+const VT220_SESSION_DATA: u8 = 0x00;
 
 /// The signal-quiesce event buffer: header (length u16, type u8, flags u8, reserved u16),
 /// then the timeout u16 and its unit u8 (0: no timeout given).
@@ -144,6 +156,7 @@ impl Sclp {
             guest_receive_mask: 0,
             guest_send_mask: 0,
             quiesce_pending: false,
+            input: VecDeque::new(),
         }
     }
 
@@ -158,7 +171,24 @@ impl Sclp {
 
     /// An event waits for a guest that asked for it (bit 0 of the service-signal parameter).
     pub fn event_pending(&self) -> bool {
-        self.quiesce_pending && self.guest_receive_mask & event::mask(event::SIGNAL_QUIESCE) != 0
+        (self.quiesce_pending && self.guest_receives(event::SIGNAL_QUIESCE))
+            || (!self.input.is_empty() && self.guest_receives(event::VT220))
+    }
+
+    fn guest_receives(&self, event_type: u8) -> bool {
+        self.guest_receive_mask & event::mask(event_type) != 0
+    }
+
+    /// Queue console input for the guest (VT220 input events); returns how many bytes fit.
+    /// The caller raises a service signal when [`Sclp::event_pending`] says the guest can
+    /// take them; input that arrives before the guest registered for VT220 events waits.
+    pub fn queue_input(&mut self, bytes: &[u8]) -> usize {
+        if self.console != SclpConsole::Vt220 {
+            return 0;
+        }
+        let n = bytes.len().min(INPUT_MAX - self.input.len());
+        self.input.extend(&bytes[..n]);
+        n
     }
 
     /// Events the SCLP accepts from the guest.
@@ -382,22 +412,56 @@ impl Sclp {
                 return;
             }
         };
-        let quiesce = event::mask(event::SIGNAL_QUIESCE);
-        if self.event_pending() && selection & quiesce != 0 {
-            let end = HEADER_LEN + QUIESCE_EVENT_LEN;
-            if sccb.len() < end {
-                set_response(sccb, response::INSUFFICIENT_SCCB_LENGTH);
-                return;
+        // The events go one after the other from offset 8; the guest walks them up to the
+        // SCCB's length, which then ends after the last.
+        let mut at = HEADER_LEN;
+        let selected = |t: u8| selection & event::mask(t) != 0;
+        let (quiesce, vt220) = (
+            self.guest_receives(event::SIGNAL_QUIESCE) && selected(event::SIGNAL_QUIESCE),
+            self.guest_receives(event::VT220) && selected(event::VT220),
+        );
+        let mut too_small = false;
+        if self.quiesce_pending && quiesce {
+            let end = at + QUIESCE_EVENT_LEN;
+            if end <= sccb.len() {
+                sccb[at..end].fill(0);
+                put16(sccb, at, QUIESCE_EVENT_LEN as u16);
+                sccb[at + 2] = event::SIGNAL_QUIESCE;
+                at = end;
+                self.quiesce_pending = false;
+                log::debug!("SCLP: signal-quiesce event delivered");
+            } else {
+                too_small = true;
             }
-            sccb[HEADER_LEN..end].fill(0);
-            put16(sccb, HEADER_LEN, QUIESCE_EVENT_LEN as u16);
-            sccb[HEADER_LEN + 2] = event::SIGNAL_QUIESCE;
-            // The guest walks the event buffers up to the SCCB's length: it ends here.
-            put16(sccb, 0, end as u16);
+        }
+        if !self.input.is_empty() && vt220 {
+            let room = sccb.len().saturating_sub(at + EVBUF_HEADER_LEN + 1);
+            let n = room.min(self.input.len());
+            if n > 0 {
+                let len = EVBUF_HEADER_LEN + 1 + n;
+                sccb[at..at + EVBUF_HEADER_LEN + 1].fill(0);
+                put16(sccb, at, len as u16);
+                sccb[at + 2] = event::VT220;
+                sccb[at + EVBUF_HEADER_LEN] = VT220_SESSION_DATA;
+                for (dst, src) in sccb[at + EVBUF_HEADER_LEN + 1..at + len]
+                    .iter_mut()
+                    .zip(self.input.drain(..n))
+                {
+                    *dst = src;
+                }
+                at += len;
+            } else {
+                too_small = true;
+            }
+        }
+        if at > HEADER_LEN {
+            put16(sccb, 0, at as u16);
             sccb[5] &= !VARIABLE_LENGTH_RESPONSE;
-            log::debug!("SCLP: signal-quiesce event delivered");
-            self.quiesce_pending = false;
             set_response(sccb, response::NORMAL_COMPLETION);
+            return;
+        }
+        if too_small {
+            set_response(sccb, response::INSUFFICIENT_SCCB_LENGTH);
             return;
         }
         set_response(sccb, response::NO_EVENT_BUFFERS_STORED);

@@ -12,7 +12,7 @@ use arch::{
     Result, VirtioTransport, Vm, VmConfig,
 };
 use devices::virtio::VirtioDevice;
-use devices::{InterruptLine, PowerButton};
+use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
 use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
@@ -120,7 +120,13 @@ impl Hypervisor for KvmS390 {
             .map_err(|e| Error::hv("KVM_SET_USER_MEMORY_REGION", e))?;
         let vm = Arc::new(vm);
         let sink = Arc::new(KvmIoSink { vm: vm.clone() });
+        let sclp = Arc::new(Mutex::new(Sclp::new(
+            config.memory_bytes,
+            config.vcpus as u16,
+            SclpConsole::Vt220,
+        )));
         Ok(KvmS390Vm {
+            sclp,
             css: Some(ChannelSubsystem::new(memory.clone(), sink)),
             vm,
             memory,
@@ -138,7 +144,6 @@ impl Hypervisor for KvmS390 {
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
             loaded: false,
-            machine: None,
         })
     }
 }
@@ -223,8 +228,8 @@ pub struct KvmS390Vm {
     mmap_size: usize,
     console: Mutex<Option<Box<dyn Write + Send>>>,
     loaded: bool,
-    /// What the vCPUs share, once they exist (the power button reaches the SCLP through it).
-    machine: Option<Arc<Machine>>,
+    /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
+    sclp: Arc<Mutex<Sclp>>,
 }
 
 fn ipl_error(e: IplError) -> Error {
@@ -264,13 +269,12 @@ impl Vm for KvmS390Vm {
     }
 
     fn power_button(&self) -> Option<Box<dyn PowerButton>> {
-        let machine = self.machine.clone()?;
-        Some(Box::new(QuiesceButton(machine)))
+        Some(Box::new(QuiesceButton(self.sclp_events())))
     }
 
-    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> bool {
+    fn attach_console(&mut self, out: Box<dyn Write + Send>) -> Option<Arc<dyn ConsoleInput>> {
         *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
-        true
+        Some(Arc::new(SclpConsoleInput(self.sclp_events())))
     }
 
     fn add_virtio_device(
@@ -389,17 +393,12 @@ impl Vm for KvmS390Vm {
         let machine = Arc::new(Machine {
             vm: self.vm.clone(),
             memory: self.memory.clone(),
-            sclp: Mutex::new(Sclp::new(
-                self.layout.ram_bytes(),
-                self.vcpus as u16,
-                SclpConsole::Vt220,
-            )),
+            sclp: self.sclp.clone(),
             console: Mutex::new(console),
             cpus: slots,
             css,
             normal_reset: self.vm.check_extension(KVM_CAP_S390_VCPU_RESETS) > 0,
         });
-        self.machine = Some(machine.clone());
         Ok(fds
             .into_iter()
             .enumerate()
@@ -408,31 +407,51 @@ impl Vm for KvmS390Vm {
     }
 }
 
-/// The s390x power button: a signal-quiesce event from the SCLP, announced with a
-/// service signal whose parameter says an event is pending. Linux's `sclp_quiesce` runs
+impl KvmS390Vm {
+    fn sclp_events(&self) -> SclpEvents {
+        SclpEvents {
+            sclp: self.sclp.clone(),
+            vm: self.vm.clone(),
+        }
+    }
+}
+
+/// Events the SCLP sends the guest unasked (console input, signal quiesce): queued in the
+/// SCLP, announced with a service signal whose parameter says an event is pending (no
+/// SCCB finished); the guest then reads them with READ EVENT DATA.
+struct SclpEvents {
+    sclp: Arc<Mutex<Sclp>>,
+    vm: Arc<VmFd>,
+}
+
+impl SclpEvents {
+    /// Run `queue` on the SCLP; announce what the guest can take now.
+    fn queue<T>(&self, queue: impl FnOnce(&mut Sclp) -> T) -> T {
+        let mut sclp = self.sclp.lock().unwrap_or_else(|p| p.into_inner());
+        let result = queue(&mut sclp);
+        if sclp.event_pending() {
+            let irq = KvmS390Interrupt {
+                type_: KVM_S390_INT_SERVICE,
+                parm: 1,
+                parm64: 0,
+            };
+            if let Err(e) = self.vm.inject_floating(&irq) {
+                log::warn!("KVM_S390_INTERRUPT(service signal, event pending): {e}");
+            }
+        }
+        result
+    }
+}
+
+/// The s390x power button: an SCLP signal-quiesce event. Linux's `sclp_quiesce` runs
 /// `ctrl_alt_del()` (init's orderly shutdown or restart) and ends in a disabled wait, which
 /// the vCPU reports as poweroff.
-struct QuiesceButton(Arc<Machine>);
+struct QuiesceButton(SclpEvents);
 
 impl PowerButton for QuiesceButton {
     fn press(&self) {
-        let registered = self
-            .0
-            .sclp
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .request_quiesce();
-        if !registered {
+        if !self.0.queue(Sclp::request_quiesce) {
             log::warn!("the guest has not registered for SCLP signal-quiesce events yet");
-            return;
-        }
-        let irq = KvmS390Interrupt {
-            type_: KVM_S390_INT_SERVICE,
-            parm: 1, // no SCCB finished; an event is pending
-            parm64: 0,
-        };
-        if let Err(e) = self.0.vm.inject_floating(&irq) {
-            log::warn!("KVM_S390_INTERRUPT(service signal) for signal quiesce: {e}");
         }
     }
 
@@ -441,6 +460,15 @@ impl PowerButton for QuiesceButton {
 
     fn describe(&self) -> &'static str {
         "SCLP signal-quiesce request"
+    }
+}
+
+/// Console input for the SCLP VT220 console (`console=ttysclp0`).
+struct SclpConsoleInput(SclpEvents);
+
+impl ConsoleInput for SclpConsoleInput {
+    fn enqueue_input(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        Ok(self.0.queue(|sclp| sclp.queue_input(bytes)))
     }
 }
 
@@ -477,7 +505,7 @@ impl CpuSlot {
 struct Machine {
     vm: Arc<VmFd>,
     memory: GuestMemory,
-    sclp: Mutex<Sclp>,
+    sclp: Arc<Mutex<Sclp>>,
     console: Mutex<Box<dyn Write + Send>>,
     cpus: Vec<CpuSlot>,
     css: ChannelSubsystem,

@@ -302,3 +302,77 @@ fn service_signal_parameter_flags_a_pending_event() {
         .unwrap();
     assert_eq!(parm, 0x2001, "event pending");
 }
+
+/// WRITE EVENT MASK with the given cp-receive mask (cp-send: VT220).
+fn register(s: &mut Sclp, receive: u32) {
+    let mut b = sccb(28, 0);
+    b[10..12].copy_from_slice(&4u16.to_be_bytes());
+    b[12..16].copy_from_slice(&receive.to_be_bytes());
+    b[16..20].copy_from_slice(&0x40u32.to_be_bytes());
+    s.execute(command::WRITE_EVENT_MASK, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0020);
+}
+
+#[test]
+fn console_input_becomes_vt220_events() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    assert_eq!(s.queue_input(b"ls\n"), 3);
+    assert!(
+        !s.event_pending(),
+        "the guest has not registered for VT220 input yet"
+    );
+    register(&mut s, 0x40);
+    assert!(s.event_pending(), "input that came early waits for it");
+
+    let mut b = sccb(4096, 0x00);
+    b[5] = 0x80;
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    // Header (length 18), then the event: length 10, type 0x1a, flags, reserved, session
+    // data marker 0, then the bytes.
+    assert_eq!(
+        &b[..18],
+        &[0, 18, 0, 0, 0, 0, 0x00, 0x20, 0, 10, 0x1a, 0, 0, 0, 0x00, b'l', b's', b'\n']
+    );
+    assert!(!s.event_pending());
+
+    // A small SCCB takes what fits; the rest waits for the next read.
+    s.queue_input(b"abcdef");
+    let mut b = sccb(8 + 7 + 4, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(&b[14..19], &[0x00, b'a', b'b', b'c', b'd']);
+    assert!(s.event_pending());
+    let mut b = sccb(8 + 7, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(rc(&b), 0x0300, "no room for a single byte");
+    let mut b = sccb(64, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(&b[14..17], &[0x00, b'e', b'f']);
+    assert_eq!(u16::from_be_bytes([b[0], b[1]]), 17);
+}
+
+#[test]
+fn quiesce_and_input_share_one_read() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    register(&mut s, 0x40 | (1 << (32 - 0x1d)));
+    s.queue_input(b"x");
+    assert!(s.request_quiesce());
+    let mut b = sccb(4096, 0x00);
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert_eq!(u16::from_be_bytes([b[0], b[1]]), 8 + 9 + 8);
+    assert_eq!(&b[8..11], &[0, 9, 0x1d]);
+    assert_eq!(&b[17..25], &[0, 8, 0x1a, 0, 0, 0, 0x00, b'x']);
+    assert!(!s.event_pending());
+}
+
+#[test]
+fn input_is_bounded_and_line_mode_takes_none() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    assert_eq!(s.queue_input(&[b'a'; 5000]), INPUT_MAX);
+    assert_eq!(
+        s.queue_input(b"more"),
+        0,
+        "full: the VMM's input thread waits"
+    );
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::LineMode);
+    assert_eq!(s.queue_input(b"ls\n"), 0);
+}
