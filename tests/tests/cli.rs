@@ -53,6 +53,7 @@ fn help_lists_every_flag() {
         "--net",
         "--rng",
         "--console",
+        "--shutdown-timeout",
     ] {
         assert!(
             text.contains(flag),

@@ -189,6 +189,7 @@ mod tests {
             "tap=tap0",
             "--rng",
             "--console",
+            "--shutdown-timeout",
             "off",
             "--shutdown-timeout",
             "30",
