@@ -189,7 +189,6 @@ mod tests {
             "tap=tap0",
             "--rng",
             "--console",
-            "--shutdown-timeout",
             "off",
             "--shutdown-timeout",
             "30",
@@ -277,6 +276,7 @@ mod tests {
             "--net",
             "--rng",
             "--console",
+            "--shutdown-timeout",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }
