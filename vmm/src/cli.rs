@@ -18,22 +18,35 @@ pub const DEFAULT_MEMORY: &str = "512M";
     name = "polyvisor",
     version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("POLYVISOR_COMMIT"), ")"),
     about = "Polyvisor: a virtual machine monitor for Linux guests on x86_64, aarch64 and s390x KVM hosts",
-    after_help = "Exit status: 0 when the guest powers off or resets, 1 when the VMM fails, \
-                  2 for an invalid command line or configuration, 128+N when signal N \
-                  (SIGTERM, SIGINT, SIGHUP, SIGQUIT) stopped the VM without the guest \
-                  powering off, 70 when polyvisor itself panicked (a bug; the terminal is \
-                  restored first). SIGTERM first presses the guest's power button (x86_64: \
-                  ACPI; arm64: GPIO key; s390x: SCLP signal quiesce) and waits \
-                  --shutdown-timeout seconds for it to power off; SIGINT, SIGHUP and SIGQUIT \
-                  stop it at once. After a stop, polyvisor waits at most 3 s for its vCPU \
-                  threads and then exits without them, saying which.\n\
-                  Logs go to stderr (POLYVISOR_LOG=error|warn|info|debug|trace sets the level; \
-                  each message site is limited to 10 lines a second, the rest counted); \
-                  the guest's serial console goes to stdout."
+    after_help = crate::manpage::after_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log level: error, warn, info, debug or trace (overrides POLYVISOR_LOG; default info).
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<log::LevelFilter>,
+
+    /// Append the log to PATH instead of writing it to stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    crate::logger::parse_level(s)
+        .ok_or_else(|| "expected off, error, warn, info, debug or trace".to_string())
+}
+
+/// What a guest reset does (`--on-reset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnReset {
+    /// End the run: exit 0 with `guest reset` (scripts rely on it).
+    #[default]
+    Exit,
+    /// Start the guest again from its kernel, as a fresh machine (QEMU's and Cloud
+    /// Hypervisor's default).
+    Restart,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,30 +114,17 @@ pub struct RunArgs {
     /// it at once.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_shutdown_timeout)]
     pub shutdown_timeout: std::time::Duration,
+
+    /// What a guest reset does: `exit` ends the run (exit 0, `guest reset`); `restart`
+    /// boots the guest again as a fresh machine.
+    #[arg(long, value_name = "exit|restart", default_value = "exit")]
+    pub on_reset: OnReset,
 }
 
 /// Write the completion script for `shell` to `out`.
 pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     let mut cmd = <Cli as clap::CommandFactory>::command();
     clap_complete::generate(shell, &mut cmd, "polyvisor", out);
-}
-
-/// Write the man page (roff) to `out`: the top-level page with the `run` flags as its
-/// OPTIONS section.
-pub fn write_manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let cmd = <Cli as clap::CommandFactory>::command();
-    let man = clap_mangen::Man::new(cmd.clone());
-    man.render_title(out)?;
-    man.render_name_section(out)?;
-    man.render_synopsis_section(out)?;
-    man.render_description_section(out)?;
-    man.render_subcommands_section(out)?;
-    if let Some(run) = cmd.find_subcommand("run") {
-        clap_mangen::Man::new(run.clone()).render_options_section(out)?;
-    }
-    man.render_extra_section(out)?;
-    man.render_version_section(out)?;
-    Ok(())
 }
 
 /// Default kernel command line: serial console, reset through the keyboard controller
@@ -151,6 +151,7 @@ impl RunArgs {
             console: self.console,
             shutdown_timeout: self.shutdown_timeout,
             boot_timer: self.boot_timer,
+            on_reset: self.on_reset,
         };
         config.check_host_memory(&self.memory)?;
         Ok(config)
@@ -179,6 +180,7 @@ mod tests {
         assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
         assert!(!c.boot_timer);
+        assert_eq!(c.on_reset, OnReset::Exit);
     }
 
     #[test]
@@ -207,6 +209,8 @@ mod tests {
             "--shutdown-timeout",
             "30",
             "--boot-timer",
+            "--on-reset",
+            "restart",
         ])
         .unwrap()
         .command
@@ -225,6 +229,7 @@ mod tests {
         assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));
         assert!(c.boot_timer);
+        assert_eq!(c.on_reset, OnReset::Restart);
     }
 
     #[test]
@@ -259,7 +264,7 @@ mod tests {
     #[test]
     fn manpage_and_completions_cover_run() {
         let mut man = Vec::new();
-        write_manpage(&mut man).unwrap();
+        crate::manpage::write(&mut man).unwrap();
         let man = String::from_utf8(man).unwrap();
         assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
         for flag in ["kernel", "initrd", "cmdline", "cpus", "memory", "console"] {
@@ -294,6 +299,7 @@ mod tests {
             "--console",
             "--shutdown-timeout",
             "--boot-timer",
+            "--on-reset",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -50,6 +50,8 @@ pub struct Config {
     /// Map the boot-timer device (`--boot-timer`): the guest's "init reached" write is
     /// logged with the time since polyvisor started.
     pub boot_timer: bool,
+    /// What a guest reset does.
+    pub on_reset: crate::cli::OnReset,
 }
 
 /// A configuration error: the flag, the value and what is wrong with it.

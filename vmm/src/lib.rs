@@ -9,6 +9,7 @@ pub mod console;
 pub mod host;
 pub mod logger;
 pub mod machine;
+pub mod manpage;
 pub mod signals;
 pub mod terminal;
 mod vcpu_thread;

@@ -67,7 +67,33 @@ pub fn report_suppressed() {
         let text = format!(
             "polyvisor: warning: {n} more messages from {file}:{line} were suppressed (rate limit)\n"
         );
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        emit(&text);
+    }
+}
+
+/// Where log lines go: stderr, or the file `--log-file` named.
+static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// Append the log to `path` from now on (created if missing).
+pub fn to_file(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    *FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    Ok(())
+}
+
+/// Write one whole line to the log's destination.
+fn emit(line: &str) {
+    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    match file.as_mut() {
+        Some(f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 }
 
@@ -106,7 +132,7 @@ impl Log for StderrLogger {
         };
         // One write per line so lines from vCPU threads do not interleave.
         let line = format!("polyvisor: {level}: {}{note}\n", record.args());
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        emit(&line);
     }
 
     fn flush(&self) {}

@@ -196,7 +196,27 @@ fn required_line<V: Vm>(
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
 /// off or resets.
 pub fn run(config: &Config) -> Result<RunOutcome, Error> {
-    run_on::<Host>(config)
+    // Before anything can put the terminal in raw mode: a stop signal from here on is
+    // noted and ends the run through the path that restores the terminal.
+    crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
+    vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
+    // One console output for every boot of the guest (a restart appends to the same file).
+    let console_out = console_output(config)?;
+    let result = run_boots(config, &console_out);
+    console_out.finish();
+    result
+}
+
+fn run_boots(config: &Config, console_out: &console::ConsoleOutput) -> Result<RunOutcome, Error> {
+    loop {
+        let outcome = run_on::<Host>(config, console_out)?;
+        if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
+            // A fresh machine from the same configuration, as a cold reset gives one.
+            log::info!("guest reset; restarting it (--on-reset restart)");
+            continue;
+        }
+        return Ok(outcome);
+    }
 }
 
 /// Open the console output `--console` names; a file that cannot be created is the
@@ -214,12 +234,12 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
     })
 }
 
-/// [`run`] on a given backend.
-pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
-    // Before anything can put the terminal in raw mode: a stop signal from here on is
-    // noted and ends the run through the path that restores the terminal.
-    crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
-    vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
+/// One boot of the guest on a given backend, its console output going to `console_out`.
+/// The stop-signal and kick handlers must be installed ([`run`] does).
+pub fn run_on<H: Hypervisor>(
+    config: &Config,
+    console_out: &console::ConsoleOutput,
+) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
     let kernel = boot::open_kernel(&config.kernel).map_err(Error::Kernel)?;
     let initrd = config
@@ -270,7 +290,6 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         mmio: Bus::new(),
     };
     let platform = vm.platform().clone();
-    let console_out = console_output(config)?;
     let mut input_guard = None;
     if let Some(dev) = platform.serial {
         let line = required_line(&vm, &dev, "UART")?;
@@ -381,7 +400,6 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         );
     }
     drop(input_guard);
-    console_out.finish();
     log::debug!(
         "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
         buses.pio.unclaimed_accesses(),

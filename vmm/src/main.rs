@@ -21,6 +21,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
+    if let Some(level) = cli.log_level {
+        log::set_max_level(level);
+    }
+    if let Some(path) = &cli.log_file {
+        if let Err(e) = logger::to_file(path) {
+            log::error!("--log-file {path:?}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let args = match cli.command {
         Command::Run(args) => args,
         Command::Completions { shell } => {
@@ -28,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Manpage => {
-            return match vmm::cli::write_manpage(&mut std::io::stdout()) {
+            return match vmm::manpage::write(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("writing the man page: {e}");

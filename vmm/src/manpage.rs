@@ -1,0 +1,172 @@
+//! The CLI contract users and scripts rely on, in one place: the exit statuses, the
+//! signals and the environment, as `--help` shows them and as the man page's EXIT STATUS,
+//! SIGNALS and ENVIRONMENT sections print them.
+
+use clap::CommandFactory;
+use clap_mangen::roff::{bold, roman, Roff};
+
+use crate::cli::Cli;
+
+/// Every exit status `polyvisor run` can end with, and what it means.
+pub const EXIT_STATUSES: &[(&str, &str)] = &[
+    (
+        "0",
+        "The guest powered off, or reset (with the default --on-reset exit); stderr's last line \
+         says `guest powered off` or `guest reset`.",
+    ),
+    (
+        "1",
+        "The VMM failed (the hypervisor refused something, a vCPU faulted, a host resource \
+         failed); one error line says what.",
+    ),
+    (
+        "2",
+        "Invalid command line or configuration: one error line names the flag, the value or \
+         the file.",
+    ),
+    (
+        "70",
+        "Polyvisor itself panicked (a bug): the VM was stopped at once and the terminal \
+         restored; one error line names the thread and the place.",
+    ),
+    (
+        "128+N",
+        "Signal N stopped the VM without the guest powering off: 143 SIGTERM (after the power \
+         button press and --shutdown-timeout), 130 SIGINT, 129 SIGHUP, 131 SIGQUIT.",
+    ),
+];
+
+/// How polyvisor answers signals.
+pub const SIGNALS: &[(&str, &str)] = &[
+    (
+        "SIGTERM",
+        "Presses the guest's power button (x86_64: ACPI power button; arm64: GPIO power key; \
+         s390x: SCLP signal quiesce) and waits --shutdown-timeout seconds for the guest to \
+         power off; a second SIGTERM, or the time running out, stops it at once.",
+    ),
+    (
+        "SIGINT, SIGHUP, SIGQUIT",
+        "Stop the VM at once. After any stop the vCPU threads get 3 seconds to leave; one \
+         blocked outside the guest is named in an error line and left behind.",
+    ),
+];
+
+/// The environment polyvisor reads.
+pub const ENVIRONMENT: &[(&str, &str)] = &[(
+    "POLYVISOR_LOG",
+    "Log level: off, error, warn, info (default), debug or trace. --log-level overrides it.",
+)];
+
+/// `--help`'s closing text.
+pub fn after_help() -> String {
+    let mut text = String::from("Exit status:\n");
+    for (code, meaning) in EXIT_STATUSES {
+        text.push_str(&format!("  {code:<6} {meaning}\n"));
+    }
+    text.push_str("Signals:\n");
+    for (sig, meaning) in SIGNALS {
+        text.push_str(&format!("  {sig}: {meaning}\n"));
+    }
+    text.push_str(
+        "Logs go to stderr (or --log-file), one line each; a message site is limited to 10 \
+         lines a second, the rest counted. The guest's console goes to stdout.\n\
+         Environment: POLYVISOR_LOG sets the log level.",
+    );
+    text
+}
+
+fn section(roff: &mut Roff, title: &str, rows: &[(&str, &str)]) {
+    roff.control("SH", [title]);
+    for (term, text) in rows {
+        roff.control("TP", []);
+        roff.text([bold(*term)]);
+        roff.text([roman(*text)]);
+    }
+}
+
+/// Write the man page (roff): NAME, SYNOPSIS, DESCRIPTION, COMMANDS, the `run` OPTIONS,
+/// EXIT STATUS, SIGNALS, ENVIRONMENT and VERSION. It names no other page (there is none).
+pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+
+    let mut roff = Roff::new();
+    roff.control("SH", ["DESCRIPTION"]);
+    roff.text([roman(
+        "Polyvisor boots a Linux guest kernel under KVM on x86_64 (bzImage or ELF vmlinux, \
+         ACPI), aarch64 (arm64 Image, device tree) and s390x (kernel image or ELF, channel \
+         I/O) and runs it until it powers off or resets. The guest's console is on stdout \
+         (and reads stdin when it is a terminal or a pipe; on a terminal, Ctrl-A x stops the \
+         VM); logs are on stderr.",
+    )]);
+    let commands: Vec<(String, String)> = cmd
+        .get_subcommands()
+        .map(|c| {
+            (
+                format!("polyvisor {}", c.get_name()),
+                c.get_about().map(|a| a.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let rows: Vec<(&str, &str)> = commands
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    section(&mut roff, "COMMANDS", &rows);
+    roff.to_writer(out)?;
+
+    if let Some(run) = cmd.find_subcommand("run") {
+        clap_mangen::Man::new(run.clone()).render_options_section(out)?;
+    }
+
+    let mut roff = Roff::new();
+    section(&mut roff, "EXIT STATUS", EXIT_STATUSES);
+    section(&mut roff, "SIGNALS", SIGNALS);
+    section(&mut roff, "ENVIRONMENT", ENVIRONMENT);
+    roff.to_writer(out)?;
+    man.render_version_section(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_man_page_has_the_contract_and_names_no_missing_page() {
+        let mut page = Vec::new();
+        write(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        for section in [
+            "EXIT STATUS",
+            "SIGNALS",
+            "ENVIRONMENT",
+            "COMMANDS",
+            "OPTIONS",
+        ] {
+            assert!(
+                page.contains(&format!(".SH \"{section}\""))
+                    || page.contains(&format!(".SH {section}")),
+                "{section}"
+            );
+        }
+        assert!(!page.contains("EXTRA"));
+        assert!(
+            !page.contains("polyvisor\\-run(1)"),
+            "no reference to a page we do not ship"
+        );
+        assert!(page.contains("POLYVISOR_LOG"));
+        assert!(page.contains("SIGQUIT"));
+    }
+
+    #[test]
+    fn help_lists_every_exit_status() {
+        let help = after_help();
+        for (code, _) in EXIT_STATUSES {
+            assert!(help.contains(code), "{code}");
+        }
+    }
+}
