@@ -151,6 +151,11 @@ impl Running {
         self.child.id() as i32
     }
 
+    /// Whether polyvisor has exited (its status is kept for [`Running::wait_exit`]).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// The guest output so far.
     pub fn stdout_now(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap().bytes).into_owned()
