@@ -73,7 +73,7 @@ const WARMUP_SPINS: u32 = 2_000_000;
 
 /// Counts the AP's refills; and the bound on the BSP's wait for the first.
 const AP_ROUNDS: u32 = SCRATCH + 0x40;
-const AP_WAIT_SPINS: u32 = 100_000_000;
+const AP_WAIT_SPINS: u32 = 10_000_000;
 /// The guest's own GDT (flat code 0x08, data 0x10), which the AP switches to.
 const GDT_DESC: u32 = SCRATCH + 0x20;
 const GDT: u32 = SCRATCH + 0x800;

@@ -219,8 +219,9 @@ impl TtyRun {
 const SLEEP_CONTROL_PORT: u16 = 0x600;
 const SLEEP_S5: u8 = (1 << 5) | (5 << 2);
 /// A pause before the guest ends by itself, so the console-input thread is waiting in
-/// its read when it does (iterations of `loop`, well under a second).
-const DELAY_LOOPS: u32 = 300_000_000;
+/// its read when it does (iterations of `loop`: about 1 µs each on this host's KVM,
+/// whose guests run slowly).
+const DELAY_LOOPS: u32 = 500_000;
 
 fn delay(a: &mut Asm) {
     a.mov_imm(Reg::Ecx, DELAY_LOOPS);
@@ -379,3 +380,4 @@ fn keys_typed_on_the_terminal_reach_the_guest_uart() {
         "the guest did not receive the typed keys\n{end}"
     );
 }
+
