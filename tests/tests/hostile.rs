@@ -30,6 +30,7 @@ use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Mode, Reg, TempDir};
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
+const SIGQUIT: i32 = 3;
 /// The default `--shutdown-timeout`.
 const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(10);
 /// Guest-triggerable logging must keep stderr below this after seconds of flooding.
@@ -114,6 +115,50 @@ fn trampoline(entry: u32) -> Vec<u8> {
     code
 }
 
+/// Sets up virtio-rng queue 0 (VERSION_1, [`QSIZE`] entries, rings at DESC/AVAIL/USED):
+/// every descriptor is device-writable, [`BUF_LEN`] bytes at `buf`, and avail slot i
+/// carries descriptor i. Nothing is offered yet (the caller sets `avail.idx`).
+/// Clobbers eax, ecx, esi.
+fn rng_setup(a: &mut Asm, buf: u32) {
+    reg(a, STATUS, 0); // reset
+    reg(a, STATUS, 1); // ACKNOWLEDGE
+    reg(a, STATUS, 3); // DRIVER
+    reg(a, DRIVER_FEATURES_SEL, 1);
+    reg(a, DRIVER_FEATURES, 1); // VERSION_1
+    reg(a, DRIVER_FEATURES_SEL, 0);
+    reg(a, DRIVER_FEATURES, 0);
+    reg(a, STATUS, 0xb); // FEATURES_OK
+    reg(a, QUEUE_SEL, 0);
+    reg(a, QUEUE_NUM, QSIZE);
+    reg(a, QUEUE_DESC_LOW, DESC);
+    reg(a, QUEUE_DESC_HIGH, 0);
+    reg(a, QUEUE_DRIVER_LOW, AVAIL);
+    reg(a, QUEUE_DRIVER_HIGH, 0);
+    reg(a, QUEUE_DEVICE_LOW, USED);
+    reg(a, QUEUE_DEVICE_HIGH, 0);
+    reg(a, QUEUE_READY, 1);
+    reg(a, STATUS, 0xf); // DRIVER_OK
+                         // Descriptor i: the one shared buffer at `buf`, device-writable, no next.
+    a.mov_imm(Reg::Esi, DESC);
+    a.mov_imm(Reg::Ecx, QSIZE);
+    let desc = a.here_label();
+    a.mov_mem_imm32(Mem::Base(Reg::Esi, 0), buf);
+    a.mov_mem_imm32(Mem::Base(Reg::Esi, 4), 0);
+    a.mov_mem_imm32(Mem::Base(Reg::Esi, 8), BUF_LEN);
+    a.mov_mem_imm32(Mem::Base(Reg::Esi, 12), 2);
+    a.add_imm(Reg::Esi, 16);
+    a.loop_to(desc);
+    // avail.ring[i] = i, two u16 at a time: ring slot i always carries descriptor i.
+    a.mov_imm(Reg::Esi, AVAIL + 4);
+    a.mov_imm(Reg::Eax, 1 << 16);
+    a.mov_imm(Reg::Ecx, QSIZE / 2);
+    let ring = a.here_label();
+    a.mov_store(Mem::Base(Reg::Esi, 0), Reg::Eax);
+    a.add_imm(Reg::Esi, 4);
+    a.add_imm(Reg::Eax, 0x2_0002);
+    a.loop_to(ring);
+}
+
 /// Two vCPUs against one virtio-rng queue, polled (no interrupts: the device may complete
 /// requests on another thread, after the notify returns). The BSP first checks the queue
 /// works alone: it keeps it full — `avail.idx = used.idx + QSIZE`, so every in-flight
@@ -148,43 +193,7 @@ fn rng_flood_guest(ap_notifies: bool) -> Vec<u8> {
     a.bind(main);
     a.cli();
     load_flat_gdt(&mut a, GDT, GDT_DESC);
-    reg(&mut a, STATUS, 0); // reset
-    reg(&mut a, STATUS, 1); // ACKNOWLEDGE
-    reg(&mut a, STATUS, 3); // DRIVER
-    reg(&mut a, DRIVER_FEATURES_SEL, 1);
-    reg(&mut a, DRIVER_FEATURES, 1); // VERSION_1
-    reg(&mut a, DRIVER_FEATURES_SEL, 0);
-    reg(&mut a, DRIVER_FEATURES, 0);
-    reg(&mut a, STATUS, 0xb); // FEATURES_OK
-    reg(&mut a, QUEUE_SEL, 0);
-    reg(&mut a, QUEUE_NUM, QSIZE);
-    reg(&mut a, QUEUE_DESC_LOW, DESC);
-    reg(&mut a, QUEUE_DESC_HIGH, 0);
-    reg(&mut a, QUEUE_DRIVER_LOW, AVAIL);
-    reg(&mut a, QUEUE_DRIVER_HIGH, 0);
-    reg(&mut a, QUEUE_DEVICE_LOW, USED);
-    reg(&mut a, QUEUE_DEVICE_HIGH, 0);
-    reg(&mut a, QUEUE_READY, 1);
-    reg(&mut a, STATUS, 0xf); // DRIVER_OK
-                              // Descriptor i: the one shared buffer, device-writable, no next.
-    a.mov_imm(Reg::Esi, DESC);
-    a.mov_imm(Reg::Ecx, QSIZE);
-    let desc = a.here_label();
-    a.mov_mem_imm32(Mem::Base(Reg::Esi, 0), BUF);
-    a.mov_mem_imm32(Mem::Base(Reg::Esi, 4), 0);
-    a.mov_mem_imm32(Mem::Base(Reg::Esi, 8), BUF_LEN);
-    a.mov_mem_imm32(Mem::Base(Reg::Esi, 12), 2);
-    a.add_imm(Reg::Esi, 16);
-    a.loop_to(desc);
-    // avail.ring[i] = i, two u16 at a time: ring slot i always carries descriptor i.
-    a.mov_imm(Reg::Esi, AVAIL + 4);
-    a.mov_imm(Reg::Eax, 1 << 16);
-    a.mov_imm(Reg::Ecx, QSIZE / 2);
-    let ring = a.here_label();
-    a.mov_store(Mem::Base(Reg::Esi, 0), Reg::Eax);
-    a.add_imm(Reg::Esi, 4);
-    a.add_imm(Reg::Eax, 0x2_0002);
-    a.loop_to(ring);
+    rng_setup(&mut a, BUF);
     reg(&mut a, AVAIL, 0); // flags 0, idx 0: nothing offered yet
     reg(&mut a, AP_ROUNDS, 0);
 
@@ -338,6 +347,81 @@ fn rng_queue_fed_and_notified_by_both_vcpus_sigint() {
     rng_flood(true, &[], SIGINT, STOP_DEADLINE);
 }
 
+/// What a garbage-feeding guest gets wrong, as fast as it can.
+#[derive(Clone, Copy)]
+enum Garbage {
+    /// Every request's buffer is outside guest RAM (the device warns per request).
+    BufferOutsideRam,
+    /// `avail.idx` claims far more requests than the queue holds (virtio-queue's own
+    /// error, per notification).
+    AvailIdxTooFar,
+}
+
+/// One vCPU: sets up the queue, prints `flooding`, then offers garbage and notifies,
+/// forever.
+fn rng_garbage_guest(kind: Garbage) -> Vec<u8> {
+    let mut a = pvh_asm();
+    a.cli();
+    let buf = match kind {
+        Garbage::BufferOutsideRam => 0xf000_0000, // 64M of RAM: far outside
+        Garbage::AvailIdxTooFar => BUF,
+    };
+    rng_setup(&mut a, buf);
+    reg(&mut a, AVAIL, 0);
+    print(&mut a, "flooding\n");
+    let top = a.here_label();
+    match kind {
+        Garbage::BufferOutsideRam => {
+            a.movzx_load16(Reg::Eax, Mem::Abs(USED + 2)); // eax = used.idx
+            a.add_imm(Reg::Eax, QSIZE);
+            a.shl_imm(Reg::Eax, 16);
+            a.mov_store(Mem::Abs(AVAIL), Reg::Eax); // avail.idx = used.idx + QSIZE
+        }
+        Garbage::AvailIdxTooFar => {
+            a.mov_load(Reg::Eax, Mem::Abs(AVAIL));
+            a.add_imm(Reg::Eax, 0x1000 << 16); // avail.idx += 4096 (> QSIZE)
+            a.mov_store(Mem::Abs(AVAIL), Reg::Eax);
+        }
+    }
+    reg(&mut a, QUEUE_NOTIFY, 0);
+    a.jmp(top);
+    pvh_kernel(a.finish())
+}
+
+fn rng_garbage(kind: Garbage) -> Ended {
+    let end = flood_then_signal(
+        &rng_garbage_guest(kind),
+        &["--rng", "--memory", "64M", "--shutdown-timeout", "0"],
+        Stdout::Read,
+        "flooding\n",
+        FLOOD,
+        SIGTERM,
+        STOP_DEADLINE,
+    );
+    assert_stopped_by(&end, SIGTERM);
+    assert!(
+        end.stderr_total < STDERR_LIMIT,
+        "{} bytes on stderr after {FLOOD:?} of bad virtio-rng requests: guest-triggered \
+         warnings must be rate-limited\n{end}",
+        end.stderr_total
+    );
+    end
+}
+
+#[test]
+fn rng_requests_with_buffers_outside_ram_warn_boundedly() {
+    let end = rng_garbage(Garbage::BufferOutsideRam);
+    assert!(
+        end.stderr.contains("virtio-rng"),
+        "the bad requests were not noticed at all\n{end}"
+    );
+}
+
+#[test]
+fn rng_avail_index_beyond_the_queue_warns_boundedly() {
+    rng_garbage(Garbage::AvailIdxTooFar);
+}
+
 // ------------------------------------------------------------------ boot-timer flood
 
 /// The x86_64 boot timer's MMIO byte and its "init reached" value.
@@ -358,20 +442,38 @@ fn boot_timer_flood_guest() -> Vec<u8> {
     pvh_kernel(a.finish())
 }
 
-fn boot_timer_flood(flag: bool) -> Ended {
-    let mut args = vec!["--shutdown-timeout", "0"];
+/// Resident memory of process `pid` in KiB (VmRSS from /proc).
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The boot-timer flood for [`FLOOD`], then SIGTERM (`--shutdown-timeout 0`). Returns
+/// how it ended and how much polyvisor's resident memory grew during the flood (the
+/// guest touches no new memory meanwhile, so this is the VMM's own).
+fn boot_timer_flood(flag: bool) -> (Ended, i64) {
+    let dir = TempDir::new();
+    let k = dir.write("hostile.elf", &boot_timer_flood_guest());
+    let mut argv: Vec<&OsStr> = ["run", "--shutdown-timeout", "0", "--kernel"]
+        .map(OsStr::new)
+        .to_vec();
+    argv.push(k.as_os_str());
     if flag {
-        args.push("--boot-timer");
+        argv.push(OsStr::new("--boot-timer"));
     }
-    let end = flood_then_signal(
-        &boot_timer_flood_guest(),
-        &args,
-        Stdout::Read,
-        "flooding\n",
-        FLOOD,
-        SIGTERM,
-        STOP_DEADLINE,
-    );
+    let mut vm = Running::spawn(&argv, Stdio::null(), Stdout::Read);
+    vm.wait_for_stdout("flooding\n", Duration::from_secs(20));
+    thread::sleep(Duration::from_millis(200));
+    let rss_before = rss_kib(vm.pid());
+    thread::sleep(FLOOD);
+    let growth = rss_kib(vm.pid()) as i64 - rss_before as i64;
+    vm.signal(SIGTERM);
+    let end = vm.wait_exit(STOP_DEADLINE, "SIGTERM");
     assert_ne!(end.code(), Some(2), "--boot-timer refused?\n{end}");
     assert_stopped_by(&end, SIGTERM);
     assert!(
@@ -380,7 +482,7 @@ fn boot_timer_flood(flag: bool) -> Ended {
          lines must be rate-limited\n{end}",
         end.stderr_total
     );
-    end
+    (end, growth)
 }
 
 fn boot_timer_lines(end: &Ended) -> usize {
@@ -391,18 +493,23 @@ fn boot_timer_lines(end: &Ended) -> usize {
 }
 
 #[test]
-fn boot_timer_flood_with_the_flag_logs_init_once() {
-    let end = boot_timer_flood(true);
+fn boot_timer_flood_with_the_flag_logs_init_once_and_stores_nothing() {
+    let (end, growth) = boot_timer_flood(true);
     assert_eq!(
         boot_timer_lines(&end),
         1,
         "the boot timer logs the first `init reached` (123) only\n{end}"
     );
+    assert!(
+        growth < 2048,
+        "polyvisor's resident memory grew by {growth} KiB during {FLOOD:?} of boot-timer \
+         writes: the timer must store nothing\n{end}"
+    );
 }
 
 #[test]
 fn boot_timer_flood_without_the_flag_hits_unclaimed_mmio() {
-    let end = boot_timer_flood(false);
+    let (end, _) = boot_timer_flood(false);
     assert!(
         end.stdout.contains("bt=ffffffff"),
         "without --boot-timer its address is unclaimed MMIO (reads all ones)\n{end}"
@@ -460,6 +567,40 @@ fn uart_flood_into_an_unread_pipe_sigint() {
 #[test]
 fn uart_flood_into_an_unread_pipe_sighup() {
     uart_flood(&[], SIGHUP, STOP_DEADLINE);
+}
+
+#[test]
+fn uart_flood_into_an_unread_pipe_sigquit() {
+    uart_flood(&[], SIGQUIT, STOP_DEADLINE);
+}
+
+#[test]
+fn uart_flood_into_a_console_file_stops_at_its_max_size() {
+    let dir = TempDir::new();
+    let log = dir.path().join("console.log");
+    let console = format!("file={},max-size=4K", log.display());
+    let end = flood_then_signal(
+        &uart_flood_guest(),
+        &["--console", &console, "--shutdown-timeout", "0"],
+        Stdout::Read,
+        "",
+        FLOOD,
+        SIGTERM,
+        STOP_DEADLINE,
+    );
+    assert_stopped_by(&end, SIGTERM);
+    assert!(end.stderr_total < STDERR_LIMIT, "stderr flooded\n{end}");
+    let written = std::fs::read(&log).unwrap_or_default();
+    assert!(
+        written.starts_with(b"flooding\n"),
+        "the console file holds {} bytes, not starting with the guest's first line\n{end}",
+        written.len()
+    );
+    assert!(
+        written.len() <= 4096,
+        "the console file grew to {} bytes past max-size=4K\n{end}",
+        written.len()
+    );
 }
 
 #[test]

@@ -380,4 +380,3 @@ fn keys_typed_on_the_terminal_reach_the_guest_uart() {
         "the guest did not receive the typed keys\n{end}"
     );
 }
-
