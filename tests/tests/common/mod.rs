@@ -42,7 +42,7 @@ fn capture<R: Read + Send + 'static>(mut r: R, into: Arc<Mutex<Captured>>) -> Jo
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let mut c = into.lock().unwrap();
+                    let mut c = into.lock().unwrap_or_else(|e| e.into_inner());
                     c.total += n;
                     let room = KEEP.saturating_sub(c.bytes.len()).min(n);
                     c.bytes.extend_from_slice(&buf[..room]);
@@ -255,14 +255,16 @@ impl Running {
         let _ = self.child.kill();
         let status = self.child.wait();
         drop(self.unread.take());
-        let err = self.stderr.lock().unwrap();
+        let (err_total, err) = {
+            let c = self.stderr.lock().unwrap();
+            (c.total, String::from_utf8_lossy(&c.bytes).into_owned())
+        };
         panic!(
             "{why}\n--- command: {}\n--- status after the kill: {status:?}\n--- stdout:\n{}\n\
-             --- stderr ({} bytes in all):\n{}\n---",
+             --- stderr ({err_total} bytes in all):\n{}\n---",
             self.command,
             head(&self.stdout_now(), 2000),
-            err.total,
-            head(&String::from_utf8_lossy(&err.bytes), 4000),
+            head(&err, 4000),
         );
     }
 }
