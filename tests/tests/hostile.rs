@@ -36,7 +36,7 @@ const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(10);
 /// Guest-triggerable logging must keep stderr below this after seconds of flooding.
 const STDERR_LIMIT: usize = 64 << 10;
 /// How long a flood runs before the test stops it.
-const FLOOD: Duration = Duration::from_secs(3);
+const FLOOD: Duration = Duration::from_secs(2);
 
 // ------------------------------------------------------------------ virtio-rng flood
 

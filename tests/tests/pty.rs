@@ -16,7 +16,7 @@ use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -379,4 +379,87 @@ fn keys_typed_on_the_terminal_reach_the_guest_uart() {
         end.stdout.contains("got=[p\x03ng]\n"),
         "the guest did not receive the typed keys\n{end}"
     );
+}
+
+/// The GED's event register (x86_64 layout) and its power-button bit.
+const GED_EVENTS: u32 = 0xc000_1000;
+const EVENT_POWER_BUTTON: u32 = 1;
+
+/// Prints `ready`, polls the GED until its power button is pressed, then powers off.
+fn power_button_guest() -> Vec<u8> {
+    let mut a = pvh_asm();
+    print(&mut a, "ready\n");
+    let poll = a.here_label();
+    a.mov_load(Reg::Eax, Mem::Abs(GED_EVENTS));
+    a.test_eax_imm(EVENT_POWER_BUTTON);
+    a.j_near(Cond::E, poll);
+    a.mov_dx(SLEEP_CONTROL_PORT);
+    a.mov_al(SLEEP_S5);
+    a.out_dx_al();
+    halt_forever(&mut a);
+    pvh_kernel(a.finish())
+}
+
+#[test]
+fn sigterm_answered_by_a_guest_poweroff_restores_the_terminal() {
+    let mut run = TtyRun::start(&power_button_guest(), &[]);
+    run.wait_raw();
+    run.vm.signal(libc::SIGTERM);
+    let end = run.finish(STOP_DEADLINE, "SIGTERM (power button)");
+    assert_guest_ended(&end, "guest powered off");
+}
+
+/// Signals that arrive while polyvisor is still starting (before or around the moment it
+/// sets raw mode) must not leave the terminal raw: raw mode comes only after the signal
+/// handlers exist. Whatever the timing, polyvisor ends promptly (by the signal's default
+/// action if it came before any handler, else with 128 + N) and the settings are back.
+#[test]
+fn signals_during_start_up_never_leave_the_terminal_raw() {
+    let dir = TempDir::new();
+    let k = dir.write("tty.elf", &spinning_guest());
+    let delays_us = [
+        0u64, 200, 500, 1000, 2000, 3000, 5000, 8000, 12_000, 20_000, 30_000, 50_000,
+    ];
+    for (i, delay_us) in delays_us.into_iter().enumerate() {
+        let sig = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT][i % 4];
+        let pty = Pty::open();
+        let before = pty.customize();
+        let mut cmd = Command::new(polyvisor_bin());
+        cmd.args([OsStr::new("run"), OsStr::new("--kernel"), k.as_os_str()])
+            .args(["--shutdown-timeout", "0"]);
+        // SAFETY: as in TtyRun::start: only async-signal-safe calls between fork and exec
+        // (setrlimit too: no core file from a SIGQUIT that beats the handlers).
+        unsafe {
+            cmd.pre_exec(|| {
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::setsid() < 0
+                    || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0
+                    || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let stdin = Stdio::from(pty.slave.try_clone().expect("dup the pty slave"));
+        let mut vm = Running::spawn_with(&mut cmd, stdin, Stdout::Read);
+        thread::sleep(Duration::from_micros(delay_us));
+        vm.signal(sig);
+        let end = vm.wait_exit(STOP_DEADLINE, &format!("signal {sig} {delay_us} µs in"));
+        assert!(!end.stderr.contains("panicked"), "{end}");
+        println!("signal {sig} after {delay_us} µs: {}", end.status);
+        assert!(
+            end.code() == Some(128 + sig) || end.status.signal() == Some(sig),
+            "signal {sig} {delay_us} µs after the start: expected exit 128 + {sig} (or death \
+             by the signal before any handler existed)\n{end}"
+        );
+        assert_eq!(
+            Settings::of(&pty.termios()),
+            before,
+            "signal {sig} {delay_us} µs after the start left the terminal changed\n{end}"
+        );
+    }
 }

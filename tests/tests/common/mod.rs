@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use polyvisor_tests::runner::polyvisor_bin;
 
-/// How long polyvisor may take to exit after a stop request: the contract's 5 s, plus
-/// slack for a loaded 2-core build machine.
-pub const STOP_DEADLINE: Duration = Duration::from_secs(8);
+/// How long polyvisor may take to exit after a stop request: the contract's 5 s, plus 1 s
+/// for a loaded 2-core build machine.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(6);
 /// How much of a stream [`Running`] keeps (it counts the rest).
 const KEEP: usize = 256 << 10;
 
