@@ -639,6 +639,11 @@ impl Asm {
         self.bytes(&[0xf3, 0x6d]);
     }
 
+    /// `rep outsb` (write ecx bytes from ds:[esi] to port dx, one access each) — `F3 6E`.
+    pub fn rep_outsb(&mut self) {
+        self.bytes(&[0xf3, 0x6e]);
+    }
+
     /// `out imm8, al` — `E6 ib`.
     pub fn out_imm_al(&mut self, port: u8) {
         self.bytes(&[0xe6, port]);

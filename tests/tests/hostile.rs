@@ -547,6 +547,11 @@ fn uart_flood(args: &[&str], sig: i32, deadline: Duration) {
     );
     assert_stopped_by(&end, sig);
     assert!(end.stderr_total < STDERR_LIMIT, "stderr flooded\n{end}");
+    assert!(
+        end.stderr.contains("dropped"),
+        "guest output that could not be written is dropped and counted: expected a line \
+         saying how much was dropped\n{end}"
+    );
 }
 
 #[test]
@@ -702,4 +707,23 @@ fn rep_insb_and_rep_insw_read_each_element_separately() {
         (word & 0xffff) * 0x1_0001,
         "`rep insw` count 2 must be two 2-byte reads, as `in ax, dx`\n{out}"
     );
+}
+
+/// `rep outsb` of "rep-outsb\n" to COM1: each byte its own write, so all of them show.
+#[test]
+fn rep_outsb_writes_each_byte_separately() {
+    let text = b"rep-outsb\n";
+    let mut a = pvh_asm();
+    let data = a.label();
+    a.cld();
+    a.mov_label(Reg::Esi, data);
+    a.mov_imm(Reg::Ecx, text.len() as u32);
+    a.mov_dx(COM1);
+    a.rep_outsb(); // rep outsb
+    reset_i8042(&mut a);
+    a.bind(data);
+    a.bytes(text);
+    let out = run_kernel(&pvh_kernel(a.finish()), &[]);
+    out.assert_guest_reset();
+    assert_eq!(out.stdout, "rep-outsb\n", "{out}");
 }

@@ -140,9 +140,10 @@ fn short_jump_out_of_range_panics() {
 
 #[test]
 fn string_io_and_mode_switch_encodings() {
-    // Checked against gas: `rep insb`, `rep insw` (.code32), `mov %eax,%cr0`.
+    // Checked against gas: `rep insb`, `rep insw`, `rep outsb` (.code32), `mov %eax,%cr0`.
     assert_eq!(asm32(|a| a.rep_insb()), [0xf3, 0x6c]);
     assert_eq!(asm32(|a| a.rep_insw()), [0x66, 0xf3, 0x6d]);
+    assert_eq!(asm32(|a| a.rep_outsb()), [0xf3, 0x6e]);
     assert_eq!(asm32(|a| a.mov_cr0_eax()), [0x0f, 0x22, 0xc0]);
     let mut a = Asm::new(Mode::Real16, 0);
     a.rep_insw(); // no prefix needed for 16-bit operands in real mode

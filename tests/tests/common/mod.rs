@@ -23,8 +23,8 @@ const KEEP: usize = 256 << 10;
 pub enum Stdout {
     /// A pipe a thread reads to the end.
     Read,
-    /// A pipe whose read end the test holds open and never reads once the guest's first
-    /// line is in (so it fills up and stays full).
+    /// A pipe (of one page) whose read end the test holds open and never reads once the
+    /// guest's first line is in (so it fills up and stays full).
     Unread,
 }
 
@@ -134,7 +134,14 @@ impl Running {
         let pipe = child.stdout.take().unwrap();
         match stdout {
             Stdout::Read => readers.push(capture(pipe, out.clone())),
-            Stdout::Unread => unread = Some(pipe),
+            Stdout::Unread => {
+                // The smallest pipe (one page), so a guest fills it within milliseconds
+                // on this host's slow port exits (a 64 KiB pipe takes it seconds).
+                // SAFETY: fcntl on a pipe fd we own; no memory is passed.
+                let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+                assert!(rc >= 0, "F_SETPIPE_SZ: {}", std::io::Error::last_os_error());
+                unread = Some(pipe);
+            }
         }
         Running {
             command,
