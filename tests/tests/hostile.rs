@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use common::{Ended, Running, Stdout, STOP_DEADLINE};
 use polyvisor_tests::guest::{
-    halt_forever, load_flat_gdt, print, print_hex32, pvh_asm, pvh_kernel, reset_i8042, COM1,
-    FLAT_CODE32, FLAT_DATA32, SCRATCH,
+    flat_data_segments, halt_forever, load_flat_gdt, print, print_hex32, protected_mode_trampoline,
+    pvh_asm, pvh_kernel, reset_i8042, start_aps, COM1, SCRATCH, TRAMPOLINE_LEN,
 };
-use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Mode, Reg, TempDir};
+use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg, TempDir};
 
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
@@ -81,38 +81,9 @@ const GDT: u32 = SCRATCH + 0x800;
 
 /// AP start-up (see smp.rs): the SIPI vector names the trampoline's page.
 const TRAMPOLINE: u32 = 0x3_0000;
-const TRAMPOLINE_GDT_DESC: u16 = 0x100;
-const TRAMPOLINE_LEN: u32 = 0x110;
-const LAPIC_SVR: u32 = 0xfee0_00f0;
-const LAPIC_ICR_LO: u32 = 0xfee0_0300;
-const LAPIC_ICR_HI: u32 = 0xfee0_0310;
-const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
-const ICR_ASSERT: u32 = 1 << 14;
-const ICR_INIT: u32 = 0b101 << 8;
-const ICR_STARTUP: u32 = 0b110 << 8;
 
 fn reg(a: &mut Asm, addr: u32, value: u32) {
     a.mov_mem_imm32(Mem::Abs(addr), value); // mov dword [addr], value
-}
-
-/// The AP's real-mode start: load the guest's GDT, set CR0.PE, jump to `entry` (32-bit).
-fn trampoline(entry: u32) -> Vec<u8> {
-    let mut t = Asm::new(Mode::Real16, 0); // offsets in CS = TRAMPOLINE >> 4
-    t.cli(); // cli
-    t.mov_ax_cs(); // mov ax, cs
-    t.mov_ds_ax(); // mov ds, ax
-    t.lgdt(Mem::Abs(TRAMPOLINE_GDT_DESC.into())); // lgdt [desc]: limit, 24-bit base
-    t.mov_eax_cr0(); // mov eax, cr0
-    t.or_imm(Reg::Eax, 1); // or eax, PE
-    t.mov_cr0_eax(); // mov cr0, eax
-    t.jmp_far32_from_real(FLAT_CODE32, entry); // jmp dword 0x08:entry
-    let mut code = t.finish();
-    assert!(code.len() <= TRAMPOLINE_GDT_DESC as usize);
-    code.resize(TRAMPOLINE_GDT_DESC as usize, 0);
-    code.extend_from_slice(&23u16.to_le_bytes()); // GDT limit: three descriptors
-    code.extend_from_slice(&GDT.to_le_bytes()); // GDT base
-    code.resize(TRAMPOLINE_LEN as usize, 0);
-    code
 }
 
 /// Sets up virtio-rng queue 0 (VERSION_1, [`QSIZE`] entries, rings at DESC/AVAIL/USED):
@@ -174,10 +145,7 @@ fn rng_flood_guest(ap_notifies: bool) -> Vec<u8> {
     // --- the AP, in 32-bit protected mode after the trampoline ---
     a.align(16);
     let ap = a.here_label();
-    a.mov_imm(Reg::Eax, FLAT_DATA32.into()); // eax = 0x10
-    a.mov_ds_ax(); // mov ds, ax
-    a.mov_es_ax(); // mov es, ax
-    a.mov_ss_ax(); // mov ss, ax
+    flat_data_segments(&mut a);
     let feed = a.here_label();
     a.lock_inc_mem32(Mem::Abs(AP_ROUNDS)); // the BSP checks the AP runs
     a.movzx_load16(Reg::Eax, Mem::Abs(USED + 2)); // eax = used.idx
@@ -211,29 +179,9 @@ fn rng_flood_guest(ap_notifies: bool) -> Vec<u8> {
     a.loop_to(warm);
     a.bind(warmed);
 
-    // Start the AP: copy the trampoline, INIT-SIPI-SIPI to all but self.
+    // Start the AP at the trampoline.
     let tramp = a.label();
-    a.cld();
-    a.mov_label(Reg::Esi, tramp);
-    a.mov_imm(Reg::Edi, TRAMPOLINE);
-    a.mov_imm(Reg::Ecx, TRAMPOLINE_LEN);
-    a.rep_movsb();
-    reg(&mut a, LAPIC_SVR, 0x1ff);
-    reg(&mut a, LAPIC_ICR_HI, 0);
-    reg(
-        &mut a,
-        LAPIC_ICR_LO,
-        ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_INIT,
-    );
-    a.mov_imm(Reg::Ecx, 10_000);
-    let d1 = a.here_label();
-    a.loop_to(d1);
-    let sipi = ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_STARTUP | (TRAMPOLINE >> 12);
-    reg(&mut a, LAPIC_ICR_LO, sipi);
-    a.mov_imm(Reg::Ecx, 1_000);
-    let d2 = a.here_label();
-    a.loop_to(d2);
-    reg(&mut a, LAPIC_ICR_LO, sipi);
+    start_aps(&mut a, TRAMPOLINE, tramp, TRAMPOLINE_LEN);
     // Wait (bounded) until the AP is feeding.
     a.mov_imm(Reg::Ecx, AP_WAIT_SPINS);
     let ap_wait = a.here_label();
@@ -256,7 +204,7 @@ fn rng_flood_guest(ap_notifies: bool) -> Vec<u8> {
     let ap_entry = a.addr_of(ap) as u32;
     a.align(16);
     a.bind(tramp);
-    a.bytes(&trampoline(ap_entry));
+    a.bytes(&protected_mode_trampoline(GDT, ap_entry));
     pvh_kernel(a.finish())
 }
 
