@@ -123,6 +123,30 @@ impl Settings {
     }
 }
 
+/// Makes the child a session leader whose controlling terminal is its stdin (the pty
+/// slave), as a login shell's child is; and lets it dump no core (a SIGQUIT that beats
+/// polyvisor's handlers would otherwise leave one behind).
+fn session_leader_on_stdin(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (setsid, ioctl, setrlimit); it allocates nothing. Stdio
+    // is set up before it runs, so fd 0 is the pty slave.
+    unsafe {
+        cmd.pre_exec(|| {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setsid() < 0
+                || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0
+                || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// polyvisor running with the pty slave as stdin and controlling terminal.
 struct TtyRun {
     pty: Pty,
@@ -140,24 +164,10 @@ impl TtyRun {
         let mut cmd = Command::new(polyvisor_bin());
         cmd.args([OsStr::new("run"), OsStr::new("--kernel"), k.as_os_str()])
             .args(extra);
-        // SAFETY: the closure runs in the child between fork and exec and calls only
-        // async-signal-safe functions (setsid, ioctl); it allocates nothing. Stdio is set
-        // up before it runs, so fd 0 is the pty slave.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        session_leader_on_stdin(&mut cmd);
         let stdin = Stdio::from(pty.slave.try_clone().expect("dup the pty slave"));
         let vm = Running::spawn_with(&mut cmd, stdin, Stdout::Read);
-        // The temp dir may go: polyvisor has had the whole kernel by the time it runs it,
-        // but keep it until the guest is up to be safe.
+        // The kernel file may go once the guest runs.
         let mut run = TtyRun {
             pty,
             before,
@@ -427,23 +437,7 @@ fn signals_during_start_up_never_leave_the_terminal_raw() {
         let mut cmd = Command::new(polyvisor_bin());
         cmd.args([OsStr::new("run"), OsStr::new("--kernel"), k.as_os_str()])
             .args(["--shutdown-timeout", "0"]);
-        // SAFETY: as in TtyRun::start: only async-signal-safe calls between fork and exec
-        // (setrlimit too: no core file from a SIGQUIT that beats the handlers).
-        unsafe {
-            cmd.pre_exec(|| {
-                let no_core = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::setsid() < 0
-                    || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0
-                    || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        session_leader_on_stdin(&mut cmd);
         let stdin = Stdio::from(pty.slave.try_clone().expect("dup the pty slave"));
         let mut vm = Running::spawn_with(&mut cmd, stdin, Stdout::Read);
         thread::sleep(Duration::from_micros(delay_us));
