@@ -325,3 +325,33 @@ fn a_newline_in_a_path_cannot_split_the_error_line() {
     // assert_clean_error checks for exactly one line; the path shows escaped in it.
     out.assert_clean_error(CONFIG_OR_RUNTIME, &["--kernel", "no\\nsuch-kernel"]);
 }
+
+#[test]
+fn shutdown_timeout_out_of_range() {
+    // `-1` reads as a flag to the parser; naming the value is enough there.
+    for (bad, named) in [
+        ("3601", "--shutdown-timeout"),
+        ("ten", "--shutdown-timeout"),
+        ("-1", "-1"),
+    ] {
+        run_with_good_kernel(&["--shutdown-timeout", bad]).assert_clean_error(CONFIG, &[named]);
+    }
+}
+
+#[test]
+fn console_file_max_size_not_a_size() {
+    let dir = TempDir::new();
+    let console = format!(
+        "file={},max-size=banana",
+        dir.path().join("c.log").display()
+    );
+    run_with_good_kernel(&["--console", &console])
+        .assert_clean_error(CONFIG, &["--console", "banana"]);
+}
+
+#[test]
+fn boot_timer_is_accepted() {
+    let out = run_with_good_kernel(&["--boot-timer"]);
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok\n");
+}
