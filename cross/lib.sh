@@ -97,3 +97,21 @@ pv_cargo_path() {
     fi
     command -v cargo >/dev/null 2>&1 || pv_die "cargo not found (install Rust with rustup first)"
 }
+
+# Cross-compilation for the foreign targets, for the harness only (not in .cargo/config.toml,
+# which would also apply on a native aarch64 or s390x host): Debian's cross gcc links and
+# qemu-user runs the tests (`cargo test --target s390x-unknown-linux-gnu` runs big-endian).
+# Nothing is set for the host's own architecture. Packages: see cross/setup. Cross.toml
+# passes the same variables into cross-rs containers.
+pv_cross_env() {
+    local arch var linker runner
+    for arch in aarch64 s390x; do
+        [[ "$arch" == "$(uname -m)" ]] && continue
+        var="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$(pv_triple "$arch")")"
+        linker="${var}_LINKER" runner="${var}_RUNNER"
+        # A value the user exported wins.
+        [[ -n "${!linker:-}" ]] || export "$linker=$arch-linux-gnu-gcc"
+        [[ -n "${!runner:-}" ]] || export "$runner=qemu-$arch-static -L /usr/$arch-linux-gnu"
+    done
+}
+pv_cross_env

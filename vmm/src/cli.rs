@@ -16,7 +16,7 @@ pub const DEFAULT_MEMORY: &str = "512M";
 #[derive(Debug, Parser)]
 #[command(
     name = "polyvisor",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("POLYVISOR_COMMIT"), ")"),
     about = "Polyvisor: a virtual machine monitor for Linux guests on x86_64, aarch64 and s390x KVM hosts",
     after_help = "Exit status: 0 when the guest powers off or resets, 1 when the VMM fails, \
                   2 for an invalid command line or configuration, 128+N when signal N \
