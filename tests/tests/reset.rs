@@ -43,7 +43,12 @@ fn triple_fault_resets() {
 
 /// `reboot=pci`, as Linux's `BOOT_CF9_FORCE` does it for a cold reboot: read 0xcf9,
 /// write it back with SYS_RST (bit 1) set, then with RST_CPU | FULL_RST (bits 2, 3) too.
+///
+/// Ignored until the VMM serves port 0xcf9 (issue 12, item 1; not yet implemented when
+/// this test was written): run it with `cargo test -p polyvisor-tests --test reset --
+/// --ignored`, and drop the attribute with the change that makes it pass.
 #[test]
+#[ignore = "port 0xcf9 reset not implemented yet (issue 12 item 1)"]
 fn pci_reset_control_register_resets() {
     let mut a = pvh_asm();
     print(&mut a, "cf9\n");
