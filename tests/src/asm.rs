@@ -408,6 +408,11 @@ impl Asm {
         self.bytes(&[0x0f, 0x20, 0xc0]);
     }
 
+    /// `mov cr0, eax` (`mov cr0, rax` in long mode) — `0F 22 C0`.
+    pub fn mov_cr0_eax(&mut self) {
+        self.bytes(&[0x0f, 0x22, 0xc0]);
+    }
+
     // ---------------------------------------------------------------- arithmetic
 
     /// Group-1 ALU op with imm32: `81 /op id`.
@@ -622,6 +627,23 @@ impl Asm {
         self.code.push(0xed);
     }
 
+    /// `rep insb` (read ecx bytes from port dx, one access each, to es:[edi]) — `F3 6C`.
+    pub fn rep_insb(&mut self) {
+        self.bytes(&[0xf3, 0x6c]);
+    }
+
+    /// `rep insw` (read ecx words from port dx to es:[edi]) — `F3 6D` with a 16-bit
+    /// operand size (`66 F3 6D` outside real mode, as gas orders the prefixes).
+    pub fn rep_insw(&mut self) {
+        self.o16();
+        self.bytes(&[0xf3, 0x6d]);
+    }
+
+    /// `rep outsb` (write ecx bytes from ds:[esi] to port dx, one access each) — `F3 6E`.
+    pub fn rep_outsb(&mut self) {
+        self.bytes(&[0xf3, 0x6e]);
+    }
+
     /// `out imm8, al` — `E6 ib`.
     pub fn out_imm_al(&mut self, port: u8) {
         self.bytes(&[0xe6, port]);
@@ -653,6 +675,19 @@ impl Asm {
         );
         self.code.push(0xea);
         self.fixup(l, FixKind::Abs32, 4);
+        self.bytes(&selector.to_le_bytes());
+    }
+
+    /// `jmp far selector:addr` with a 32-bit offset from real mode (the jump into protected
+    /// mode after setting CR0.PE) — `66 EA id iw`.
+    pub fn jmp_far32_from_real(&mut self, selector: u16, addr: u32) {
+        assert_eq!(
+            self.mode,
+            Mode::Real16,
+            "the 66 prefix makes it 32-bit in real mode"
+        );
+        self.bytes(&[0x66, 0xea]);
+        self.dd(addr);
         self.bytes(&selector.to_le_bytes());
     }
 

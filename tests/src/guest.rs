@@ -122,6 +122,85 @@ pub fn reset_i8042(a: &mut Asm) {
     halt_forever(a);
 }
 
+/// Local APIC registers (xAPIC MMIO) and ICR bits used to start application processors.
+pub mod lapic {
+    pub const SVR: u32 = 0xfee0_00f0;
+    pub const ICR_LO: u32 = 0xfee0_0300;
+    pub const ICR_HI: u32 = 0xfee0_0310;
+    /// Destination shorthand "all excluding self".
+    pub const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
+    pub const ICR_ASSERT: u32 = 1 << 14;
+    pub const ICR_INIT: u32 = 0b101 << 8;
+    pub const ICR_STARTUP: u32 = 0b110 << 8;
+}
+
+/// Starts every other vCPU in real mode at `page` (4 KiB aligned, below 1 MiB): copies
+/// `len` bytes of code from `code` (a label in this image, real-mode code assembled at
+/// offset 0) to `page`, then sends INIT, SIPI, SIPI to all but self, as Linux does.
+/// Clobbers ecx, esi, edi. Protected mode only (the BSP's PVH entry).
+pub fn start_aps(a: &mut Asm, page: u32, code: Label, len: u32) {
+    use crate::asm::Mem;
+    assert_eq!(page & 0xfff, 0, "the SIPI vector names a 4 KiB page");
+    assert!(page < 0x10_0000, "APs start in real mode, below 1 MiB");
+    a.cld(); // cld
+    a.mov_label(Reg::Esi, code); // esi = the code in the image
+    a.mov_imm(Reg::Edi, page); // edi = its page
+    a.mov_imm(Reg::Ecx, len); // ecx = its length
+    a.rep_movsb(); // rep movsb
+    a.mov_mem_imm32(Mem::Abs(lapic::SVR), 0x1ff); // APIC enabled, spurious vector 0xff
+    a.mov_mem_imm32(Mem::Abs(lapic::ICR_HI), 0);
+    let all = lapic::ICR_ALL_BUT_SELF | lapic::ICR_ASSERT;
+    a.mov_mem_imm32(Mem::Abs(lapic::ICR_LO), all | lapic::ICR_INIT); // INIT
+    a.mov_imm(Reg::Ecx, 10_000); // short delay
+    let d1 = a.here_label();
+    a.loop_to(d1);
+    let sipi = all | lapic::ICR_STARTUP | (page >> 12);
+    a.mov_mem_imm32(Mem::Abs(lapic::ICR_LO), sipi); // SIPI
+    a.mov_imm(Reg::Ecx, 1_000); // short delay
+    let d2 = a.here_label();
+    a.loop_to(d2);
+    a.mov_mem_imm32(Mem::Abs(lapic::ICR_LO), sipi); // second SIPI
+}
+
+/// Offset of the GDT descriptor in [`protected_mode_trampoline`]'s page, and the page's
+/// length.
+pub const TRAMPOLINE_GDT_DESC: u16 = 0x100;
+pub const TRAMPOLINE_LEN: u32 = 0x110;
+
+/// Real-mode start code for an AP (for [`start_aps`]) that enters 32-bit protected mode
+/// with the flat GDT [`load_flat_gdt`] put at `gdt`, reloads the data segments and jumps
+/// to `entry`: loads the GDT (its descriptor sits in the same page), sets CR0.PE, far
+/// jumps to [`FLAT_CODE32`]:`entry`. [`TRAMPOLINE_LEN`] bytes.
+pub fn protected_mode_trampoline(gdt: u32, entry: u32) -> Vec<u8> {
+    use crate::asm::Mem;
+    let mut t = Asm::new(Mode::Real16, 0); // offsets in CS = the page
+    t.cli(); // cli
+    t.mov_ax_cs(); // mov ax, cs
+    t.mov_ds_ax(); // mov ds, ax
+    t.lgdt(Mem::Abs(TRAMPOLINE_GDT_DESC.into())); // lgdt [desc]: limit, 24-bit base
+    t.mov_eax_cr0(); // mov eax, cr0
+    t.or_imm(Reg::Eax, 1); // or eax, PE
+    t.mov_cr0_eax(); // mov cr0, eax
+    t.jmp_far32_from_real(FLAT_CODE32, entry); // jmp dword 0x08:entry
+    let mut code = t.finish();
+    assert!(code.len() <= TRAMPOLINE_GDT_DESC as usize);
+    assert!(gdt < 1 << 24, "a 16-bit lgdt loads a 24-bit base");
+    code.resize(TRAMPOLINE_GDT_DESC as usize, 0);
+    code.extend_from_slice(&23u16.to_le_bytes()); // GDT limit: three descriptors
+    code.extend_from_slice(&gdt.to_le_bytes()); // GDT base
+    code.resize(TRAMPOLINE_LEN as usize, 0);
+    code
+}
+
+/// The first instructions at a [`protected_mode_trampoline`]'s `entry`: data segments
+/// from the flat GDT. Clobbers eax.
+pub fn flat_data_segments(a: &mut Asm) {
+    a.mov_imm(Reg::Eax, FLAT_DATA32.into()); // eax = 0x10
+    a.mov_ds_ax(); // mov ds, ax
+    a.mov_es_ax(); // mov es, ax
+    a.mov_ss_ax(); // mov ss, ax
+}
+
 /// `cli; hlt; jmp back` — stops this vCPU for good.
 pub fn halt_forever(a: &mut Asm) {
     let l: Label = a.here_label();

@@ -245,3 +245,113 @@ fn rng_is_accepted() {
     out.assert_guest_reset();
     out.assert_stdout_contains("ok");
 }
+
+/// Makes a FIFO (named pipe) at `path`.
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: mkfifo reads the NUL-terminated path, which lives across the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Nobody ever writes the FIFO: opening it for reading would block forever.
+const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[test]
+fn kernel_is_a_fifo() {
+    let dir = TempDir::new();
+    let fifo = dir.path().join("kernel.fifo");
+    mkfifo(&fifo);
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&fifo)
+        .timeout(AT_ONCE)
+        .run();
+    out.assert_clean_error(CONFIG, &["--kernel", path_str(&fifo)]);
+}
+
+#[test]
+fn initrd_is_a_fifo() {
+    let dir = TempDir::new();
+    let k = good_kernel(&dir);
+    let fifo = dir.path().join("initrd.fifo");
+    mkfifo(&fifo);
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&k)
+        .arg("--initrd")
+        .arg(&fifo)
+        .timeout(AT_ONCE)
+        .run();
+    out.assert_clean_error(CONFIG, &["--initrd", path_str(&fifo)]);
+}
+
+#[test]
+fn console_file_that_cannot_be_created_names_the_path() {
+    let path = "/nonexistent-dir/x";
+    let out = run_with_good_kernel(&["--console", &format!("file={path}")]);
+    out.assert_clean_error(CONFIG, &[path]);
+}
+
+#[test]
+fn non_utf8_cmdline_names_the_flag() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new();
+    let k = good_kernel(&dir);
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&k)
+        .arg("--cmdline")
+        .arg(std::ffi::OsStr::from_bytes(b"console=ttyS0 \xff\xfe"))
+        .run();
+    out.assert_clean_error(CONFIG, &["--cmdline"]);
+}
+
+#[test]
+fn a_newline_in_a_path_cannot_split_the_error_line() {
+    let dir = TempDir::new();
+    let k = dir.path().join("no\nsuch-kernel");
+    let out = Polyvisor::new().arg("run").arg("--kernel").arg(&k).run();
+    // assert_clean_error checks for exactly one line; the path shows escaped in it.
+    out.assert_clean_error(CONFIG_OR_RUNTIME, &["--kernel", "no\\nsuch-kernel"]);
+}
+
+#[test]
+fn shutdown_timeout_out_of_range() {
+    // `-1` reads as a flag to the parser; naming the value is enough there.
+    for (bad, named) in [
+        ("3601", "--shutdown-timeout"),
+        ("ten", "--shutdown-timeout"),
+        ("-1", "-1"),
+    ] {
+        run_with_good_kernel(&["--shutdown-timeout", bad]).assert_clean_error(CONFIG, &[named]);
+    }
+}
+
+#[test]
+fn console_file_max_size_not_a_size() {
+    let dir = TempDir::new();
+    let console = format!(
+        "file={},max-size=banana",
+        dir.path().join("c.log").display()
+    );
+    run_with_good_kernel(&["--console", &console])
+        .assert_clean_error(CONFIG, &["--console", "banana"]);
+}
+
+#[test]
+fn boot_timer_is_accepted() {
+    let out = run_with_good_kernel(&["--boot-timer"]);
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok\n");
+}

@@ -137,3 +137,26 @@ fn short_jump_out_of_range_panics() {
     a.bind(l);
     a.finish();
 }
+
+#[test]
+fn string_io_and_mode_switch_encodings() {
+    // Checked against gas: `rep insb`, `rep insw`, `rep outsb` (.code32), `mov %eax,%cr0`.
+    assert_eq!(asm32(|a| a.rep_insb()), [0xf3, 0x6c]);
+    assert_eq!(asm32(|a| a.rep_insw()), [0x66, 0xf3, 0x6d]);
+    assert_eq!(asm32(|a| a.rep_outsb()), [0xf3, 0x6e]);
+    assert_eq!(asm32(|a| a.mov_cr0_eax()), [0x0f, 0x22, 0xc0]);
+    let mut a = Asm::new(Mode::Real16, 0);
+    a.rep_insw(); // no prefix needed for 16-bit operands in real mode
+    a.lgdt(Mem::Abs(0x100));
+    a.mov_cr0_eax();
+    a.jmp_far32_from_real(0x08, 0x10_0200); // ljmpl $0x08, $0x100200
+    assert_eq!(
+        a.finish(),
+        [
+            0xf3, 0x6d, // rep insw
+            0x0f, 0x01, 0x16, 0x00, 0x01, // lgdt [0x100]
+            0x0f, 0x22, 0xc0, // mov cr0, eax
+            0x66, 0xea, 0x00, 0x02, 0x10, 0x00, 0x08, 0x00, // jmp dword 0x08:0x100200
+        ]
+    );
+}
