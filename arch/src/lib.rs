@@ -32,6 +32,7 @@
 //!
 //! What only one architecture has (SIE intercepts, PSCI calls, SIGP orders, CPUID) stays
 //! inside its backend. The VMM picks the backend once, in `vmm::host`.
+#![forbid(unsafe_code)]
 
 pub mod boot;
 pub mod error;

@@ -96,11 +96,14 @@ pub fn run_vcpu(fd: &mut VcpuFd) -> (std::result::Result<KvmExit<'_>, kvm_ioctls
     let run: *const kvm_bindings::kvm_run = fd.get_kvm_run();
     let exit = fd.run();
     let size = match exit {
-        // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as `fd`;
-        // the exit reason says the `io` member of the union is the valid one, and it lies in
-        // the structure's header, apart from the data area the exit's slice borrows.
         Ok(KvmExit::IoIn(..) | KvmExit::IoOut(..)) => {
-            unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() }.into()
+            // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as
+            // `fd`; the exit reason says the `io` member of the union is the valid one, and
+            // it lies in the structure's header, apart from the data area the exit's slice
+            // borrows.
+            let size =
+                unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() };
+            usize::from(size)
         }
         _ => 0,
     };

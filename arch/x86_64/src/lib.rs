@@ -3,6 +3,7 @@
 //! Portable pieces (memory map, GDT, page tables, MP table, ACPI tables, CPUID policy)
 //! compile and are tested on every target; the KVM glue in [`kvm`] exists only on x86_64
 //! hosts.
+#![forbid(unsafe_code)]
 
 pub mod acpi;
 pub mod cpuid;
