@@ -5,7 +5,7 @@ mod vcpu;
 
 use std::collections::VecDeque;
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arch::{
     BootRequest, Error, GuestMemory, Hypervisor, KernelFormat, MemoryLayout, Platform, RamRange,
@@ -19,7 +19,8 @@ use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
 use crate::ipl::{self, IplError};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
-use crate::sclp::{Sclp, SclpConsole};
+use crate::log_limit::LogLimit;
+use crate::sclp::{self, Sclp, SclpConsole};
 use crate::virtio_ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
@@ -212,9 +213,13 @@ fn inject_io(vm: &VmFd, irq: IoInterrupt) {
         parm64: (u64::from(irq.parm) << 32) | u64::from(irq.word),
     };
     if let Err(e) = vm.inject_floating(&kirq) {
-        log::warn!("I/O interrupt for {:#010x}: {e}", irq.schid());
+        IO_INTERRUPT.warn(format_args!("for {:#010x}: {e}", irq.schid()));
     }
 }
+
+/// Warnings a guest can cause, limited per site (see [`LogLimit`]).
+static IO_INTERRUPT: LogLimit = LogLimit::new("I/O interrupt");
+static SERVICE_SIGNAL: LogLimit = LogLimit::new("service signal");
 
 /// A KVM VM on s390x.
 pub struct KvmS390Vm {
@@ -427,7 +432,15 @@ struct SclpEvents {
 impl SclpEvents {
     /// Run `queue` on the SCLP; announce what the guest can take now.
     fn queue<T>(&self, queue: impl FnOnce(&mut Sclp) -> T) -> T {
-        let mut sclp = self.sclp.lock().unwrap_or_else(|p| p.into_inner());
+        let sclp = self.sclp.lock().unwrap_or_else(|p| p.into_inner());
+        self.queue_locked(sclp, queue)
+    }
+
+    fn queue_locked<T>(
+        &self,
+        mut sclp: MutexGuard<'_, Sclp>,
+        queue: impl FnOnce(&mut Sclp) -> T,
+    ) -> T {
         let result = queue(&mut sclp);
         if sclp.event_pending() {
             let irq = KvmS390Interrupt {
@@ -436,7 +449,7 @@ impl SclpEvents {
                 parm64: 0,
             };
             if let Err(e) = self.vm.inject_floating(&irq) {
-                log::warn!("KVM_S390_INTERRUPT(service signal, event pending): {e}");
+                SERVICE_SIGNAL.warn(format_args!("KVM_S390_INTERRUPT (event pending): {e}"));
             }
         }
         result
@@ -449,8 +462,17 @@ impl SclpEvents {
 struct QuiesceButton(SclpEvents);
 
 impl PowerButton for QuiesceButton {
+    /// Waits for the SCLP at most [`sclp::PRESS_WAIT`] (it is held only for one service
+    /// call's memory work, never across console output, but a stop must not depend on it).
     fn press(&self) {
-        if !self.0.queue(Sclp::request_quiesce) {
+        let Some(sclp) = sclp::lock_within(&self.0.sclp, sclp::PRESS_WAIT) else {
+            log::warn!(
+                "the SCLP stayed busy for {:?}: no signal-quiesce request sent",
+                sclp::PRESS_WAIT
+            );
+            return;
+        };
+        if !self.0.queue_locked(sclp, Sclp::request_quiesce) {
             log::warn!("the guest has not registered for SCLP signal-quiesce events yet");
         }
     }

@@ -1,6 +1,7 @@
 //! An s390x KVM vCPU: runs SIE and serves the intercepts KVM hands to userspace (SCLP via
 //! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,19 @@ use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, Opera
 use crate::intercept::{code, operand_address, pgm, psw, sigp, Instruction};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
+use crate::log_limit::LogLimit;
 
 /// How long a stopped vCPU waits for an order before letting the VMM look at it again.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
 /// Unknown intercepts in a row before the vCPU gives up.
 const MAX_UNKNOWN_INTERCEPTS: u32 = 1000;
+
+/// Warnings a guest can cause, limited per site for the life of the VM (see [`LogLimit`]).
+static UNEXPECTED_INTERCEPT: LogLimit = LogLimit::new("unexpected SIE intercept");
+static OPERAND_ACCESS: LogLimit = LogLimit::new("instruction operand");
+static SIGP_ORDER: LogLimit = LogLimit::new("SIGP");
+static STORE_STATUS: LogLimit = LogLimit::new("store status");
+static CONSOLE_OUTPUT: LogLimit = LogLimit::new("SCLP console output");
 
 /// One vCPU of a [`super::KvmS390Vm`].
 pub struct KvmS390Vcpu {
@@ -42,9 +51,11 @@ impl GuestOperands<'_> {
                 Err(AccessFault)
             }
             Err(e) => {
-                log::warn!("KVM_S390_MEM_OP at {addr:#x}: {e}: addressing exception");
+                OPERAND_ACCESS.warn(format_args!(
+                    "KVM_S390_MEM_OP at {addr:#x}: {e}: addressing exception"
+                ));
                 if let Err(e) = self.fd.inject(&KvmS390Irq::program(pgm::ADDRESSING)) {
-                    log::warn!("KVM_S390_IRQ(program): {e}");
+                    OPERAND_ACCESS.warn(format_args!("KVM_S390_IRQ(program): {e}"));
                 }
                 Err(AccessFault)
             }
@@ -151,7 +162,7 @@ impl KvmS390Vcpu {
                 }
                 Order::StoreStatus(addr) => {
                     if let Err(e) = self.fd.store_status(addr) {
-                        log::warn!("vCPU {}: store status at {addr:#x}: {e}", self.index);
+                        STORE_STATUS.warn(format_args!("vCPU {}: at {addr:#x}: {e}", self.index));
                     }
                 }
             }
@@ -202,12 +213,10 @@ impl KvmS390Vcpu {
             }
             other => {
                 self.unknown += 1;
-                log::warn!(
-                    "vCPU {}: unexpected intercept {other:#04x} (ipa {:#06x} ipb {:#010x})",
-                    self.index,
-                    sieic.ipa,
-                    sieic.ipb
-                );
+                UNEXPECTED_INTERCEPT.warn(format_args!(
+                    "vCPU {}: code {other:#04x} (ipa {:#06x} ipb {:#010x})",
+                    self.index, sieic.ipa, sieic.ipb
+                ));
                 if self.unknown > MAX_UNKNOWN_INTERCEPTS {
                     return Err(self.fault(format!("{} unexpected intercepts", self.unknown)));
                 }
@@ -327,10 +336,25 @@ impl KvmS390Vcpu {
         let command = gprs[r1 as usize] as u32;
         let sccb = gprs[r2 as usize];
         let result = {
+            // Console lock, then the SCLP lock for the service call only: what the guest
+            // writes is collected (at most one SCCB) and goes to the sink after the SCLP
+            // is free again, so the power button and console input (which take only the
+            // SCLP lock) never wait for the sink. The console lock keeps the output of
+            // concurrent service calls in order.
             let machine = &self.machine;
-            let mut sclp = machine.sclp.lock().unwrap_or_else(|p| p.into_inner());
             let mut console = machine.console.lock().unwrap_or_else(|p| p.into_inner());
-            sclp.service_call(&machine.memory, command, sccb, &mut **console)
+            let mut output = Vec::new();
+            let result = machine
+                .sclp
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .service_call(&machine.memory, command, sccb, &mut output);
+            if !output.is_empty() {
+                if let Err(e) = console.write_all(&output).and_then(|()| console.flush()) {
+                    CONSOLE_OUTPUT.warn(format_args!("{e}"));
+                }
+            }
+            result
         };
         match result {
             Ok(parm) => {
@@ -406,7 +430,7 @@ impl KvmS390Vcpu {
                 if stopped {
                     state.orders.push_back(Order::Restart);
                 } else if let Err(e) = slot.injector.inject(&KvmS390Irq::new(KVM_S390_RESTART)) {
-                    log::warn!("SIGP restart of CPU {target}: {e}");
+                    SIGP_ORDER.warn(format_args!("restart of CPU {target}: {e}"));
                 }
                 None
             }
@@ -419,7 +443,7 @@ impl KvmS390Vcpu {
                             .push_back(Order::StoreStatus(KVM_S390_STORE_STATUS_NOADDR));
                     }
                 } else if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(store)) {
-                    log::warn!("SIGP stop of CPU {target}: {e}");
+                    SIGP_ORDER.warn(format_args!("stop of CPU {target}: {e}"));
                 }
                 None
             }
@@ -433,7 +457,7 @@ impl KvmS390Vcpu {
                 });
                 if !stopped {
                     if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(false)) {
-                        log::warn!("SIGP reset of CPU {target}: stop: {e}");
+                        SIGP_ORDER.warn(format_args!("reset of CPU {target}: stop: {e}"));
                     }
                 }
                 None
@@ -470,7 +494,7 @@ impl KvmS390Vcpu {
             sigp::STOP | sigp::STOP_AND_STORE_STATUS => {
                 if order == sigp::STOP_AND_STORE_STATUS {
                     if let Err(e) = self.fd.store_status(KVM_S390_STORE_STATUS_NOADDR) {
-                        log::warn!("vCPU {}: store status: {e}", self.index);
+                        STORE_STATUS.warn(format_args!("vCPU {}: {e}", self.index));
                     }
                 }
                 self.set_cc(sigp::CC_ACCEPTED);
