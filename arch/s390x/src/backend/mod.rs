@@ -4,19 +4,19 @@
 mod vcpu;
 
 use std::collections::VecDeque;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arch::{
-    BootRequest, Error, GuestMemory, Hypervisor, KernelFormat, MemoryLayout, Platform, RamRange,
-    Result, VirtioTransport, Vm, VmConfig,
+    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, RamRange, Result,
+    VirtioTransport, Vm, VmConfig,
 };
 use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
 use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
-use crate::ipl::{self, IplError};
+use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
 use crate::log_limit::LogLimit;
@@ -49,6 +49,8 @@ pub struct KvmS390 {
 
 impl Hypervisor for KvmS390 {
     type Vm = KvmS390Vm;
+
+    const RAW_KERNEL_IMAGES: bool = true;
 
     fn name(&self) -> &'static str {
         "KVM s390x"
@@ -144,7 +146,7 @@ impl Hypervisor for KvmS390 {
             vcpus: config.vcpus,
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
-            loaded: false,
+            entry: None,
         })
     }
 }
@@ -232,23 +234,10 @@ pub struct KvmS390Vm {
     vcpus: u32,
     mmap_size: usize,
     console: Mutex<Option<Box<dyn Write + Send>>>,
-    loaded: bool,
+    /// Where the loaded image starts.
+    entry: Option<u64>,
     /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
     sclp: Arc<Mutex<Sclp>>,
-}
-
-fn ipl_error(e: IplError) -> Error {
-    match e {
-        IplError::KernelTooBig { .. } | IplError::KernelTooSmall { .. } => {
-            Error::Kernel(e.to_string())
-        }
-        IplError::InitrdTooBig { .. } => Error::Initrd(e.to_string()),
-        IplError::CmdlineTooLong { .. } | IplError::CmdlineNul => Error::Cmdline(e.to_string()),
-        IplError::Memory(reason) => Error::GuestWrite {
-            what: "the IPL payload",
-            reason,
-        },
-    }
 }
 
 impl Vm for KvmS390Vm {
@@ -306,40 +295,21 @@ impl Vm for KvmS390Vm {
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
-        if request.kernel.format != KernelFormat::S390Image {
-            return Err(Error::Kernel(format!(
-                "{} is a {:?} image; s390x boots an IPL-able s390x image",
-                request.kernel.path.display(),
-                request.kernel.format
-            )));
-        }
-        let kernel_size = request.kernel.size;
-        request
-            .kernel
-            .file
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| Error::Kernel(e.to_string()))?;
-        ipl::load_kernel(&self.memory, &mut request.kernel.file, kernel_size).map_err(ipl_error)?;
-        let initrd = match request.initrd.as_mut() {
-            Some(rd) => {
-                rd.file
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::Initrd(e.to_string()))?;
-                let at = ipl::load_initrd(&self.memory, &mut rd.file, kernel_size, rd.size)
-                    .map_err(ipl_error)?;
-                Some((at, rd.size))
-            }
-            None => None,
-        };
-        ipl::write_parmarea(&self.memory, initrd, &request.cmdline).map_err(ipl_error)?;
-        self.loaded = true;
+        let ipl = ipl::load(&self.memory, request)?;
+        log::debug!(
+            "IPL: entry {:#x}, {}, initrd {:?}",
+            ipl.entry,
+            if ipl.linux { "Linux" } else { "not Linux" },
+            ipl.initrd
+        );
+        self.entry = Some(ipl.entry);
         Ok(())
     }
 
     fn create_vcpus(&mut self) -> Result<Vec<KvmS390Vcpu>> {
-        if !self.loaded {
+        let Some(entry) = self.entry else {
             return Err(Error::Config("create_vcpus before load".into()));
-        }
+        };
         let mut fds = Vec::with_capacity(self.vcpus as usize);
         let mut slots = Vec::with_capacity(self.vcpus as usize);
         for index in 0..self.vcpus {
@@ -352,7 +322,7 @@ impl Vm for KvmS390Vm {
             if index == 0 {
                 fd.set_initial_psw(&KvmS390Psw {
                     mask: ipl::IPL_PSW_MASK,
-                    addr: ipl::IPL_PSW_ADDR,
+                    addr: entry,
                 })
                 .map_err(|e| Error::hv("KVM_S390_SET_INITIAL_PSW", e))?;
             }
