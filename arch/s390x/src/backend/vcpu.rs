@@ -10,7 +10,7 @@ use vm_memory::GuestMemoryBackend as _;
 
 use super::{inject_io, Machine, Order};
 use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, OperandMemory};
-use crate::intercept::{code, operand_address, pgm, psw, sigp, Instruction};
+use crate::intercept::{self, code, operand_address, pgm, psw, sigp, Ending, Instruction};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
 use crate::log_limit::LogLimit;
@@ -77,6 +77,16 @@ enum Outcome {
     Handled,
     Poweroff,
     Reset,
+}
+
+impl From<Option<Ending>> for Outcome {
+    fn from(ending: Option<Ending>) -> Self {
+        match ending {
+            None => Outcome::Handled,
+            Some(Ending::Reset) => Outcome::Reset,
+            Some(Ending::Poweroff) => Outcome::Poweroff,
+        }
+    }
 }
 
 impl KvmS390Vcpu {
@@ -173,12 +183,11 @@ impl KvmS390Vcpu {
     /// Mark this vCPU stopped; the machine powers off when it was the last one running.
     fn stop_self(&self) -> Outcome {
         self.machine.cpus[self.index as usize].lock().stopped = true;
-        if self.machine.all_stopped() {
+        let ending = intercept::stop_ending(self.machine.all_stopped());
+        if ending.is_some() {
             log::debug!("vCPU {}: the last running CPU stopped", self.index);
-            Outcome::Poweroff
-        } else {
-            Outcome::Handled
         }
+        Outcome::from(ending)
     }
 
     fn handle_sieic(&mut self) -> Result<Outcome> {
@@ -192,17 +201,16 @@ impl KvmS390Vcpu {
             code::INSTRUCTION => self.handle_instruction(sieic.ipa, sieic.ipb)?,
             code::WAIT => {
                 let run = self.fd.run_struct();
-                if psw::is_disabled_wait(run.psw_mask) {
+                let ending = intercept::wait_ending(run.psw_mask);
+                if ending.is_some() {
                     log::info!(
                         "vCPU {}: guest entered a disabled wait (PSW {:#018x} {:#018x})",
                         self.index,
                         run.psw_mask,
                         run.psw_addr
                     );
-                    Outcome::Poweroff
-                } else {
-                    Outcome::Handled
                 }
+                Outcome::from(ending)
             }
             code::STOP => self.stop_self(),
             code::VALIDITY => {
@@ -536,16 +544,19 @@ impl KvmS390Vcpu {
                 Ok(Outcome::Handled)
             }
             // IPL functions: subcodes 0/1 (reset), 3/4 (re-IPL) reset the machine.
-            0x308 => match self.gprs()[r3 as usize] {
-                0 | 1 | 3 | 4 => {
-                    log::debug!("vCPU {}: DIAG 0x308 re-IPL: reset", self.index);
-                    Ok(Outcome::Reset)
+            0x308 => {
+                let subcode = self.gprs()[r3 as usize & 0xf];
+                match intercept::diag308_ending(subcode) {
+                    Some(ending) => {
+                        log::debug!("vCPU {}: DIAG 0x308 subcode {subcode}: reset", self.index);
+                        Ok(Outcome::from(Some(ending)))
+                    }
+                    None => {
+                        self.program_interrupt(pgm::SPECIFICATION)?;
+                        Ok(Outcome::Handled)
+                    }
                 }
-                _ => {
-                    self.program_interrupt(pgm::SPECIFICATION)?;
-                    Ok(Outcome::Handled)
-                }
-            },
+            }
             other => {
                 log::debug!(
                     "vCPU {}: DIAG {other:#x} not served: specification exception",
