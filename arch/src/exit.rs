@@ -4,10 +4,19 @@
 /// structure and must be filled (reads) before the next `run`.
 #[derive(Debug)]
 pub enum VcpuExit<'a> {
-    /// Port input: fill `data` (1, 2 or 4 bytes) from the device at `port`.
-    IoIn { port: u16, data: &'a mut [u8] },
-    /// Port output of `data` to `port`.
-    IoOut { port: u16, data: &'a [u8] },
+    /// Port input: fill `data` from the device at `port`, `size` bytes (1, 2 or 4) per
+    /// access; a string instruction (`rep insb`) brings several elements at once.
+    IoIn {
+        port: u16,
+        size: usize,
+        data: &'a mut [u8],
+    },
+    /// Port output of `data` to `port`, `size` bytes per access.
+    IoOut {
+        port: u16,
+        size: usize,
+        data: &'a [u8],
+    },
     /// MMIO read: fill `data` from the device at `addr`.
     MmioRead { addr: u64, data: &'a mut [u8] },
     /// MMIO write of `data` to `addr`.

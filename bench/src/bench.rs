@@ -146,6 +146,7 @@ impl Bench {
                     &format!("{mib}M"),
                     "--cpus",
                     "1",
+                    "--boot-timer",
                 ]);
                 (c, MarkSource::PolyvisorLog, 0)
             }

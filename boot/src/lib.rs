@@ -15,36 +15,52 @@ use std::path::{Path, PathBuf};
 pub use arch::boot::{BootRequest, InitrdFile, KernelFile, KernelFormat};
 pub use format::detect_format;
 
+/// `O_NONBLOCK` (0o4000 on every Linux architecture we build for: x86_64, aarch64, s390x;
+/// spelled out because this crate does not depend on libc).
+const NONBLOCK: i32 = 0o4000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{path:?}: {source}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: not a regular file", path.display())]
+    #[error("{path:?}: not a regular file")]
     NotAFile { path: PathBuf },
-    #[error("{}: file is empty", path.display())]
+    #[error("{path:?}: file is empty")]
     Empty { path: PathBuf },
-    #[error("{}: not a kernel image this VMM can boot (expected a bzImage, an ELF64 vmlinux, an arm64 Image or a gzip-compressed Image)", path.display())]
+    #[error("{path:?}: not a kernel image this VMM can boot (expected a bzImage, an ELF64 vmlinux, an arm64 Image or a gzip-compressed Image)")]
     UnknownFormat { path: PathBuf },
     #[error("command line contains a NUL byte")]
     CmdlineNul,
 }
 
-/// Open a regular, non-empty file and return it with its size.
+/// Open a regular, non-empty file and return it with its size. What is not a regular file
+/// (a FIFO, a device, a directory) is refused before it is opened: opening a FIFO for
+/// reading would wait for a writer. The open itself is non-blocking and checked again, so
+/// a file swapped in between cannot hang it either.
 fn open_nonempty(path: &Path) -> Result<(File, u64), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let open_err = |source| Error::Open {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(open_err)?;
+    let not_a_file = || Error::NotAFile {
+        path: path.to_path_buf(),
+    };
+    if !std::fs::metadata(path).map_err(open_err)?.is_file() {
+        return Err(not_a_file());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(NONBLOCK)
+        .open(path)
+        .map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
     if !meta.is_file() {
-        return Err(Error::NotAFile {
-            path: path.to_path_buf(),
-        });
+        return Err(not_a_file());
     }
     if meta.len() == 0 {
         return Err(Error::Empty {
@@ -135,7 +151,9 @@ mod tests {
         let missing = Path::new("/nonexistent/polyvisor-kernel");
         let e = open_kernel(missing).unwrap_err();
         assert!(matches!(e, Error::Open { .. }));
-        assert!(e.to_string().starts_with("/nonexistent/polyvisor-kernel: "));
+        assert!(e
+            .to_string()
+            .starts_with("\"/nonexistent/polyvisor-kernel\": "));
 
         let empty = temp_file("empty", b"");
         assert!(matches!(open_kernel(&empty), Err(Error::Empty { .. })));
@@ -147,6 +165,30 @@ mod tests {
             open_initrd(&std::env::temp_dir()),
             Err(Error::NotAFile { .. })
         ));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = std::env::temp_dir().join(format!("pv-boot-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("kernel");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        let e = open_kernel(&fifo).unwrap_err();
+        assert!(matches!(e, Error::NotAFile { .. }), "{e}");
+        assert!(matches!(open_initrd(&fifo), Err(Error::NotAFile { .. })));
+        std::fs::remove_file(&fifo).unwrap();
+    }
+
+    #[test]
+    fn a_path_with_a_newline_stays_on_one_line() {
+        let e = open_kernel(Path::new("/nonexistent/a\nb")).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.to_string().contains("a\\nb"), "{e}");
     }
 
     #[test]

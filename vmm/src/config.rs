@@ -8,8 +8,12 @@ use std::path::PathBuf;
 pub enum ConsoleMode {
     /// Guest output to stdout; stdin to the guest when it is a terminal or a pipe.
     Tty,
-    /// Guest output to a file (created or truncated); no input.
-    File(PathBuf),
+    /// Guest output to a file (created or truncated), at most `max_size` bytes of it when
+    /// given; no input.
+    File {
+        path: PathBuf,
+        max_size: Option<u64>,
+    },
     /// Guest output discarded; no input.
     Off,
 }
@@ -43,6 +47,9 @@ pub struct Config {
     pub console: ConsoleMode,
     /// How long SIGTERM waits for the guest to power off after its power button is pressed.
     pub shutdown_timeout: std::time::Duration,
+    /// Map the boot-timer device (`--boot-timer`): the guest's "init reached" write is
+    /// logged with the time since polyvisor started.
+    pub boot_timer: bool,
 }
 
 /// A configuration error: the flag, the value and what is wrong with it.
@@ -70,6 +77,15 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Parse a size: a number of bytes with an optional K, M, G or T suffix (powers of 1024,
 /// `KiB`/`KB`/`K` alike). The result is a whole number of 4 KiB pages.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_byte_count(s)?;
+    if bytes % PAGE_SIZE != 0 {
+        return Err("must be a whole number of 4 KiB pages".into());
+    }
+    Ok(bytes)
+}
+
+/// Parse a byte count: a number with an optional K, M, G or T suffix, greater than 0.
+pub fn parse_byte_count(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(digits_end);
@@ -90,9 +106,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "size too large".to_string())?;
     if bytes == 0 {
         return Err("must be greater than 0".into());
-    }
-    if bytes % PAGE_SIZE != 0 {
-        return Err("must be a whole number of 4 KiB pages".into());
     }
     Ok(bytes)
 }
@@ -200,14 +213,31 @@ pub fn parse_shutdown_timeout(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// Parse `tty`, `off` or `file=PATH[,max-size=SIZE]` (the path may itself contain commas;
+/// only a trailing `,max-size=` is taken as the option).
 pub fn parse_console(s: &str) -> Result<ConsoleMode, String> {
     match s {
         "tty" => Ok(ConsoleMode::Tty),
         "off" => Ok(ConsoleMode::Off),
-        _ => match s.strip_prefix("file=") {
-            Some(p) if !p.is_empty() => Ok(ConsoleMode::File(PathBuf::from(p))),
-            _ => Err("expected tty, off or file=PATH".into()),
-        },
+        _ => {
+            let Some(rest) = s.strip_prefix("file=") else {
+                return Err("expected tty, off or file=PATH[,max-size=SIZE]".into());
+            };
+            let (path, max_size) = match rest.rsplit_once(",max-size=") {
+                Some((path, size)) => {
+                    let size = parse_byte_count(size).map_err(|e| format!("max-size: {e}"))?;
+                    (path, Some(size))
+                }
+                None => (rest, None),
+            };
+            if path.is_empty() {
+                return Err("file= needs a path".into());
+            }
+            Ok(ConsoleMode::File {
+                path: PathBuf::from(path),
+                max_size,
+            })
+        }
     }
 }
 
@@ -325,9 +355,23 @@ mod tests {
         assert_eq!(parse_console("off"), Ok(ConsoleMode::Off));
         assert_eq!(
             parse_console("file=/tmp/x"),
-            Ok(ConsoleMode::File("/tmp/x".into()))
+            Ok(ConsoleMode::File {
+                path: "/tmp/x".into(),
+                max_size: None
+            })
         );
         assert!(parse_console("file=").is_err());
+        assert_eq!(
+            parse_console("file=/tmp/a,b,max-size=1M"),
+            Ok(ConsoleMode::File {
+                path: "/tmp/a,b".into(),
+                max_size: Some(1 << 20)
+            })
+        );
+        assert!(parse_console("file=/tmp/x,max-size=0")
+            .unwrap_err()
+            .contains("max-size"));
+        assert!(parse_console("file=,max-size=1K").is_err());
         assert!(parse_console("pty").is_err());
     }
 

@@ -199,8 +199,27 @@ pub fn run(config: &Config) -> Result<RunOutcome, Error> {
     run_on::<Host>(config)
 }
 
+/// Open the console output `--console` names; a file that cannot be created is the
+/// user's error, naming the file.
+fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
+    console::ConsoleOutput::start(&config.console).map_err(|e| match &config.console {
+        crate::config::ConsoleMode::File { path, .. } => Error::Input {
+            flag: "--console",
+            message: format!("file={path:?}: {e}"),
+        },
+        _ => Error::Io {
+            what: "--console",
+            source: e,
+        },
+    })
+}
+
 /// [`run`] on a given backend.
 pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
+    // Before anything can put the terminal in raw mode: a stop signal from here on is
+    // noted and ends the run through the path that restores the terminal.
+    crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
+    vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     refuse_missing_devices(config)?;
     let open_kernel = if H::RAW_KERNEL_IMAGES {
         boot::open_kernel_or_raw
@@ -256,18 +275,20 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
         mmio: Bus::new(),
     };
     let platform = vm.platform().clone();
+    let console_out = console_output(config)?;
     let mut input_guard = None;
     if let Some(dev) = platform.serial {
         let line = required_line(&vm, &dev, "UART")?;
-        let out = console::output(&config.console).map_err(io_err("--console"))?;
-        let serial = Arc::new(Mutex::new(Serial16550::new(line, out)));
+        let serial = Arc::new(Mutex::new(Serial16550::new(
+            line,
+            Box::new(console_out.sink()),
+        )));
         place(&mut buses, &dev, serial.clone())?;
         input_guard = console::start_input(&config.console, serial, control.clone())
             .map_err(io_err("console input"))?;
     } else {
         // No UART: the backend serves the console itself (s390x SCLP).
-        let out = console::output(&config.console).map_err(io_err("--console"))?;
-        match vm.attach_console(out) {
+        match vm.attach_console(Box::new(console_out.sink())) {
             Some(input) => {
                 input_guard = console::start_input(&config.console, input, control.clone())
                     .map_err(io_err("console input"))?;
@@ -325,14 +346,12 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
     for transport in virtio {
         place(&mut buses, &transport.window, transport.device)?;
     }
-    if let Some(dev) = platform.boot_timer {
+    if let (Some(dev), true) = (platform.boot_timer, config.boot_timer) {
         let timer = BootTimer::new(crate::process_start());
         place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
     }
     let buses = Arc::new(buses);
 
-    vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
-    crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
     if power_button.is_none() {
         power_button = vm.power_button();
@@ -343,7 +362,7 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             Ok(t) => threads.push(t),
             Err(e) => {
                 control.request_exit(VmExitReason::Error(e.to_string()));
-                vcpu_thread::stop_all(threads);
+                vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
                 return Err(io_err("starting a vCPU thread")(e));
             }
         }
@@ -356,8 +375,18 @@ pub fn run_on<H: Hypervisor>(config: &Config) -> Result<RunOutcome, Error> {
             timeout: config.shutdown_timeout,
         },
     );
-    vcpu_thread::stop_all(threads);
+    let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
+    if !stuck.is_empty() {
+        log::error!(
+            "{} did not stop within {} s of the stop request (blocked outside the guest); \
+             exiting without {}",
+            stuck.join(", "),
+            vcpu_thread::STOP_DEADLINE.as_secs(),
+            if stuck.len() == 1 { "it" } else { "them" }
+        );
+    }
     drop(input_guard);
+    console_out.finish();
     log::debug!(
         "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
         buses.pio.unclaimed_accesses(),

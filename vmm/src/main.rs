@@ -10,6 +10,7 @@ use vmm::{logger, RunOutcome};
 
 fn main() -> ExitCode {
     vmm::process_start();
+    vmm::install_panic_policy();
     let level = std::env::var("POLYVISOR_LOG")
         .ok()
         .and_then(|s| logger::parse_level(&s))
@@ -43,7 +44,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match vmm::run(&config) {
+    let outcome = vmm::run(&config);
+    logger::report_suppressed();
+    // Whatever happened, the terminal is as it was (the console's guard restored it; this
+    // covers a run that failed before the guard existed).
+    vmm::terminal::restore();
+    match outcome {
         Ok(RunOutcome::Poweroff) => {
             log::info!("guest powered off");
             ExitCode::SUCCESS
@@ -68,6 +74,10 @@ fn clap_exit(e: clap::Error) -> ExitCode {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
             ExitCode::SUCCESS
+        }
+        ErrorKind::InvalidUtf8 => {
+            log::error!("{}", invalid_utf8_argument(std::env::args_os()));
+            ExitCode::from(2)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             log::error!(
@@ -97,4 +107,27 @@ fn one_line(rendered: &str) -> String {
     } else {
         msg.to_string()
     }
+}
+
+/// Name the flag whose value is not UTF-8 (clap's own message does not say which).
+fn invalid_utf8_argument(args: impl Iterator<Item = std::ffi::OsString>) -> String {
+    let mut previous: Option<String> = None;
+    for arg in args.skip(1) {
+        match arg.into_string() {
+            Ok(s) => previous = Some(s),
+            Err(raw) => {
+                let lossy = raw.to_string_lossy().into_owned();
+                return match (&previous, lossy.split_once('=')) {
+                    (_, Some((flag, _))) if flag.starts_with("--") => {
+                        format!("{flag}: the value is not valid UTF-8: {lossy:?}")
+                    }
+                    (Some(flag), _) if flag.starts_with('-') => {
+                        format!("{flag}: the value is not valid UTF-8: {lossy:?}")
+                    }
+                    _ => format!("argument {lossy:?} is not valid UTF-8"),
+                };
+            }
+        }
+    }
+    "an argument is not valid UTF-8".to_string()
 }

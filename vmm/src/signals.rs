@@ -1,4 +1,4 @@
-//! Stop signals. SIGINT and SIGHUP stop the guest at once; SIGTERM first presses the
+//! Stop signals. SIGINT, SIGHUP and SIGQUIT stop the guest at once; SIGTERM first presses the
 //! guest's power button, where the machine has one, and waits a bounded time for the guest
 //! to power itself off (a second stop signal, or the time running out, stops it at once).
 //! Either way the VMM tears down cleanly (vCPU threads joined, terminal restored) instead of
@@ -15,7 +15,7 @@ use vmm_sys_util::signal::register_signal_handler;
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 /// The signals that stop the VM.
-pub const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+pub const STOP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// How long the power button stays pressed.
 const PRESS_TIME: Duration = Duration::from_millis(200);
@@ -26,7 +26,8 @@ extern "C" fn note_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut lib
     RECEIVED.store(num, Ordering::SeqCst);
 }
 
-/// Route the stop signals to [`wait_for_exit`].
+/// Route the stop signals to [`wait_for_exit`]. Called before the terminal goes into raw
+/// mode, so no stop signal can end the process with the terminal left raw.
 pub fn install() -> std::io::Result<()> {
     for sig in STOP_SIGNALS {
         register_signal_handler(sig, note_signal).map_err(std::io::Error::from)?;
@@ -116,6 +117,7 @@ pub fn name(sig: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
         libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
         _ => "a signal",
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arch::{Error, GuestMemory, Result, VcpuExit};
 use devices::InterruptLine;
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Cap, Kvm, VcpuExit as KvmExit, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuExit as KvmExit, VcpuFd, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -88,12 +88,31 @@ impl InterruptLine for IrqfdLine {
     }
 }
 
+/// `KVM_RUN` once, with the element size of a port exit (1, 2 or 4 bytes), which
+/// kvm-ioctls's exit does not carry: a string instruction (`rep insb`) exits once with all
+/// its elements, and each must reach the device as its own access. The size is 0 for other
+/// exits.
+pub fn run_vcpu(fd: &mut VcpuFd) -> (std::result::Result<KvmExit<'_>, kvm_ioctls::Error>, usize) {
+    let run: *const kvm_bindings::kvm_run = fd.get_kvm_run();
+    let exit = fd.run();
+    let size = match exit {
+        // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as `fd`;
+        // the exit reason says the `io` member of the union is the valid one, and it lies in
+        // the structure's header, apart from the data area the exit's slice borrows.
+        Ok(KvmExit::IoIn(..) | KvmExit::IoOut(..)) => {
+            unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() }.into()
+        }
+        _ => 0,
+    };
+    (exit, size)
+}
+
 /// Map the outcome of `KVM_RUN` for vCPU `index`: the exits every kvm-ioctls backend has
 /// become [`VcpuExit`]s; `arch_exit` is asked about the rest (return `None` for "log it and
 /// resume").
 pub fn map_run<'a>(
     index: u32,
-    run: std::result::Result<KvmExit<'a>, kvm_ioctls::Error>,
+    (run, io_size): (std::result::Result<KvmExit<'a>, kvm_ioctls::Error>, usize),
     arch_exit: impl FnOnce(&KvmExit<'a>) -> Option<VcpuExit<'a>>,
 ) -> Result<VcpuExit<'a>> {
     let fault = |reason: String| Error::VcpuFault {
@@ -107,8 +126,16 @@ pub fn map_run<'a>(
         Err(e) => return Err(Error::hv("KVM_RUN", e)),
     };
     Ok(match exit {
-        KvmExit::IoIn(port, data) => VcpuExit::IoIn { port, data },
-        KvmExit::IoOut(port, data) => VcpuExit::IoOut { port, data },
+        KvmExit::IoIn(port, data) => VcpuExit::IoIn {
+            port,
+            size: io_size,
+            data,
+        },
+        KvmExit::IoOut(port, data) => VcpuExit::IoOut {
+            port,
+            size: io_size,
+            data,
+        },
         KvmExit::MmioRead(addr, data) => VcpuExit::MmioRead { addr, data },
         KvmExit::MmioWrite(addr, data) => VcpuExit::MmioWrite { addr, data },
         KvmExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => VcpuExit::Poweroff,

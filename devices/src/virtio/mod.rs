@@ -6,9 +6,10 @@
 //! keeps the queue configuration the driver writes, builds `virtio_queue::Queue`s from it
 //! and hands them over in [`VirtioDevice::activate`] once the driver sets `DRIVER_OK`.
 //!
-//! Queues are processed synchronously, on the vCPU thread that delivered the notification
-//! ([`VirtioDevice::queue_notify`]); devices that must wait on the host (net, blk with
-//! async I/O) will move their work to threads behind the same trait.
+//! A notification ([`VirtioDevice::queue_notify`]) only wakes the device's worker thread
+//! ([`worker::Worker`]); the queue is served there, in passes of bounded size, so a vCPU
+//! never runs device code and a guest that keeps adding requests cannot keep the VMM from
+//! stopping.
 //!
 //! Everything here is little-endian as virtio 1.x requires, on every host (virtio-queue
 //! and vm-memory's `Le*` types do the conversion), so the same tests run on s390x.
@@ -19,6 +20,7 @@ pub mod mmio;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod worker;
 
 pub use mmio::MmioTransport;
 pub use rng::Rng;
@@ -102,8 +104,9 @@ pub trait VirtioDevice: Send {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError>;
-    /// The driver notified queue `index`. Called on the notifying vCPU's thread; garbage in
-    /// the queue is logged and skipped, never a panic.
+    /// The driver notified queue `index`. Called on the notifying vCPU's thread: it must
+    /// not block or do the queue's work there (wake a worker); garbage in the queue is
+    /// logged and skipped, never a panic.
     fn queue_notify(&mut self, index: u16);
     /// The driver reset the device (status 0): forget the queues and the accepted features.
     fn reset(&mut self);

@@ -8,7 +8,6 @@
 //! buffer, a buffer outside guest memory or a looping chain is logged and returned
 //! with what was written before the fault.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
+use super::worker::{QueueHandler, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 /// The request queue's largest size.
@@ -23,9 +23,11 @@ pub const QUEUE_SIZE: u16 = 256;
 /// The most bytes one request gets (Linux asks for at most a page or so at a time).
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 
-/// Passes over the available ring per notification while the driver keeps adding
-/// requests (each pass serves at most a queue's worth).
-const MAX_ROUNDS: usize = 16;
+/// The most requests one pass of the worker serves; whatever the driver made available
+/// beyond it is served in the next pass, after the worker has looked for a stop request.
+pub const MAX_REQUESTS_PER_PASS: usize = 64;
+/// The most bytes one pass writes into guest memory.
+pub const MAX_BYTES_PER_PASS: usize = 1 << 20;
 /// Warnings about one device's driver before they drop to debug level.
 const WARN_LIMIT: u32 = 16;
 
@@ -35,88 +37,47 @@ struct Active {
     queue: Queue,
 }
 
-/// A virtio entropy device.
-pub struct Rng {
+/// The request queue of an activated device and what serves it: runs on the device's
+/// worker thread ([`Worker`]), in passes bounded by [`MAX_REQUESTS_PER_PASS`] and
+/// [`MAX_BYTES_PER_PASS`].
+pub struct RngQueue {
     source: Box<dyn Read + Send>,
-    active: Option<Active>,
-    driver_features: u64,
+    active: Active,
     buffer: Vec<u8>,
-    warnings: Cell<u32>,
+    warnings: u32,
 }
 
-impl Rng {
-    /// An entropy device reading the host's `/dev/urandom`.
-    pub fn new() -> io::Result<Self> {
-        Ok(Self::with_source(Box::new(File::open("/dev/urandom")?)))
-    }
-
-    /// An entropy device reading `source` (tests use a fixed pattern).
-    pub fn with_source(source: Box<dyn Read + Send>) -> Self {
+impl RngQueue {
+    fn new(source: Box<dyn Read + Send>, active: Active) -> Self {
         Self {
             source,
-            active: None,
-            driver_features: 0,
+            active,
             buffer: Vec::new(),
-            warnings: Cell::new(0),
+            warnings: 0,
         }
     }
 
-    /// The features the driver accepted.
-    pub fn driver_features(&self) -> u64 {
-        self.driver_features
-    }
-
-    fn warn(&self, args: std::fmt::Arguments) {
-        let warnings = self.warnings.get();
-        if warnings < WARN_LIMIT {
-            self.warnings.set(warnings + 1);
+    fn warn(&mut self, args: std::fmt::Arguments) {
+        if self.warnings < WARN_LIMIT {
+            self.warnings += 1;
             log::warn!("virtio-rng: {args}");
         } else {
             log::debug!("virtio-rng: {args}");
         }
     }
 
-    /// Serve every request the driver made available, interrupt it if it wants, and ask
-    /// for the next notification; returns how many requests were used.
-    fn process_queue(&mut self) -> usize {
-        let Some(mut active) = self.active.take() else {
-            return 0;
-        };
+    /// Serve up to one pass's worth of available requests and interrupt the driver if it
+    /// wants; returns how many were used and whether the pass ran out of budget.
+    fn serve_available(&mut self) -> (usize, bool) {
+        let mem = self.active.mem.clone();
         let mut used = 0;
-        for _ in 0..MAX_ROUNDS {
-            let served = self.serve_available(&mut active);
-            used += served;
-            // With VIRTIO_F_EVENT_IDX this writes `avail_event`, without which the driver
-            // stops notifying after its first request; `true` means more arrived meanwhile.
-            match active.queue.enable_notification(&active.mem) {
-                Ok(true) if served > 0 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    self.warn(format_args!("cannot re-enable notifications: {e}"));
-                    break;
-                }
-            }
-        }
-        if used > 0 {
-            match active.queue.needs_notification(&active.mem) {
-                Ok(false) => {}
-                Ok(true) => active.interrupt.signal_used_queue(0),
-                Err(e) => {
-                    self.warn(format_args!("reading the used event: {e}"));
-                    active.interrupt.signal_used_queue(0);
-                }
-            }
-        }
-        self.active = Some(active);
-        used
-    }
-
-    /// Fill and return every chain in the available ring; returns how many.
-    fn serve_available(&mut self, active: &mut Active) -> usize {
-        let mut used = 0;
-        while let Some(chain) = active.queue.pop_descriptor_chain(&active.mem) {
+        let mut bytes = 0usize;
+        while used < MAX_REQUESTS_PER_PASS && bytes < MAX_BYTES_PER_PASS {
+            let Some(chain) = self.active.queue.pop_descriptor_chain(&mem) else {
+                return (used, false);
+            };
             let head = chain.head_index();
-            let mut budget = MAX_REQUEST_BYTES;
+            let mut budget = MAX_REQUEST_BYTES.min(MAX_BYTES_PER_PASS - bytes);
             let mut written = 0u32;
             let mut readable = 0;
             for desc in chain {
@@ -128,7 +89,7 @@ impl Rng {
                 if len == 0 {
                     continue;
                 }
-                match self.fill(&active.mem, desc.addr(), len) {
+                match self.fill(&mem, desc.addr(), len) {
                     Ok(()) => {
                         written += len as u32;
                         budget -= len;
@@ -139,18 +100,19 @@ impl Rng {
                     }
                 }
             }
+            bytes += written as usize;
             if readable > 0 {
                 self.warn(format_args!(
                     "request {head} has {readable} device-readable buffers (skipped)"
                 ));
             }
-            if let Err(e) = active.queue.add_used(&active.mem, head, written) {
+            if let Err(e) = self.active.queue.add_used(&mem, head, written) {
                 self.warn(format_args!("request {head}: cannot return it: {e}"));
                 continue;
             }
             used += 1;
         }
-        used
+        (used, true)
     }
 
     /// Write `len` random bytes at `addr`.
@@ -161,6 +123,81 @@ impl Rng {
             .map_err(|e| format!("host entropy source: {e}"))?;
         mem.write_slice(&self.buffer, addr)
             .map_err(|e| format!("buffer {:#x}+{len:#x}: {e}", addr.0))
+    }
+}
+
+impl QueueHandler for RngQueue {
+    fn serve(&mut self) -> bool {
+        let (used, out_of_budget) = self.serve_available();
+        if used > 0 {
+            match self.active.queue.needs_notification(&self.active.mem) {
+                Ok(false) => {}
+                Ok(true) => self.active.interrupt.signal_used_queue(0),
+                Err(e) => {
+                    self.warn(format_args!("reading the used event: {e}"));
+                    self.active.interrupt.signal_used_queue(0);
+                }
+            }
+        }
+        log::trace!("virtio-rng: {used} requests served");
+        if out_of_budget {
+            return true;
+        }
+        // With VIRTIO_F_EVENT_IDX this writes `avail_event`, without which the driver
+        // stops notifying after its first request; `true` means more arrived meanwhile.
+        match self.active.queue.enable_notification(&self.active.mem) {
+            Ok(more) => more && used > 0,
+            Err(e) => {
+                self.warn(format_args!("cannot re-enable notifications: {e}"));
+                false
+            }
+        }
+    }
+}
+
+enum State {
+    /// Not activated: the entropy source waits for the driver.
+    Idle(Box<dyn Read + Send>),
+    /// Activated: the worker thread owns the queue and the source.
+    Running(Worker<RngQueue>),
+    /// The worker could not be stopped, so its source is gone.
+    Lost,
+}
+
+/// A virtio entropy device.
+pub struct Rng {
+    state: State,
+    driver_features: u64,
+}
+
+impl Rng {
+    /// An entropy device reading the host's `/dev/urandom`.
+    pub fn new() -> io::Result<Self> {
+        Ok(Self::with_source(Box::new(File::open("/dev/urandom")?)))
+    }
+
+    /// An entropy device reading `source` (tests use a fixed pattern).
+    pub fn with_source(source: Box<dyn Read + Send>) -> Self {
+        Self {
+            state: State::Idle(source),
+            driver_features: 0,
+        }
+    }
+
+    /// The features the driver accepted.
+    pub fn driver_features(&self) -> u64 {
+        self.driver_features
+    }
+
+    /// Stop the worker, if one runs, and keep its source for the next activation.
+    fn stop_worker(&mut self) {
+        self.state = match std::mem::replace(&mut self.state, State::Lost) {
+            State::Running(worker) => match worker.stop() {
+                Some(queue) => State::Idle(queue.source),
+                None => State::Lost,
+            },
+            other => other,
+        };
     }
 }
 
@@ -206,27 +243,38 @@ impl VirtioDevice for Rng {
             });
         }
         let queue = queues.remove(0);
-        self.active = Some(Active {
-            mem,
-            interrupt,
-            queue,
-        });
+        self.stop_worker();
+        let State::Idle(source) = std::mem::replace(&mut self.state, State::Lost) else {
+            return Err(ActivateError::Device(
+                "the entropy source was lost with a worker that did not stop".into(),
+            ));
+        };
+        let handler = RngQueue::new(
+            source,
+            Active {
+                mem,
+                interrupt,
+                queue,
+            },
+        );
+        let worker = Worker::spawn("virtio-rng", handler)
+            .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
+        self.state = State::Running(worker);
         Ok(())
     }
 
     fn queue_notify(&mut self, index: u16) {
         if index != 0 {
-            self.warn(format_args!(
-                "notify of queue {index}, which does not exist"
-            ));
+            log::warn!("virtio-rng: notify of queue {index}, which does not exist");
             return;
         }
-        let used = self.process_queue();
-        log::trace!("virtio-rng: {used} requests served");
+        if let State::Running(worker) = &self.state {
+            worker.kick();
+        }
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.stop_worker();
         self.driver_features = 0;
     }
 }

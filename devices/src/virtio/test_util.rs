@@ -97,6 +97,19 @@ impl DriverRing {
         u16::from_le_bytes(mem.read_obj(GuestAddress(self.used + 2)).unwrap())
     }
 
+    /// Wait (up to 10 s) until the device's worker has used `n` buffers in total.
+    pub fn wait_used(&self, mem: &GuestMemory, n: u16) {
+        let start = std::time::Instant::now();
+        while self.used_idx(mem) != n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the device used {} buffers, not {n}",
+                self.used_idx(mem)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The raw 8 bytes of used ring element `slot` (`id` then `len`, little-endian).
     pub fn used_elem_bytes(&self, mem: &GuestMemory, slot: u16) -> [u8; 8] {
         mem.read_obj(GuestAddress(self.used + 4 + 8 * u64::from(slot)))

@@ -48,7 +48,7 @@ impl KvmVcpu {
 impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         let index = self.index;
-        arch_kvm::map_run(index, self.fd.run(), |exit| match exit {
+        arch_kvm::map_run(index, arch_kvm::run_vcpu(&mut self.fd), |exit| match exit {
             // PSCI SYSTEM_OFF / SYSTEM_RESET arrive as system events (mapped in arch-kvm);
             // a crash report is one too, and a board resets on it.
             KvmExit::SystemEvent(KVM_SYSTEM_EVENT_CRASH, _) => {

@@ -238,13 +238,17 @@ fn kvm_seg(s: Segment) -> kvm_segment {
 
 impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
-        arch_kvm::map_run(self.index, self.fd.run(), |exit| match exit {
-            // A triple fault: a PC resets.
-            KvmExit::Shutdown => Some(VcpuExit::Reset),
-            // With the in-kernel LAPIC, HLT is handled by KVM; a stray HLT exit just means
-            // "run again".
-            KvmExit::Hlt | KvmExit::IrqWindowOpen => Some(VcpuExit::Handled),
-            _ => None,
-        })
+        arch_kvm::map_run(
+            self.index,
+            arch_kvm::run_vcpu(&mut self.fd),
+            |exit| match exit {
+                // A triple fault: a PC resets.
+                KvmExit::Shutdown => Some(VcpuExit::Reset),
+                // With the in-kernel LAPIC, HLT is handled by KVM; a stray HLT exit just means
+                // "run again".
+                KvmExit::Hlt | KvmExit::IrqWindowOpen => Some(VcpuExit::Handled),
+                _ => None,
+            },
+        )
     }
 }

@@ -11,7 +11,7 @@ use crate::virtio::test_util::{
 };
 
 struct Fixture {
-    rng: Rng,
+    q: RngQueue,
     mem: GuestMemory,
     ring: DriverRing,
     irq: Arc<CountingInterrupt>,
@@ -21,15 +21,27 @@ fn active(size: u16, event_idx: bool) -> Fixture {
     let mem = test_util::memory();
     let ring = DriverRing::new(&mem, 0x1_0000, size);
     let irq = Arc::new(CountingInterrupt::default());
-    let mut rng = Rng::with_source(Box::new(CountingSource(0)));
     let mut queue = ring.queue(QUEUE_SIZE);
     queue.set_event_idx(event_idx);
-    rng.activate(mem.clone(), irq.clone(), vec![queue]).unwrap();
-    Fixture {
-        rng,
-        mem,
-        ring,
-        irq,
+    let q = RngQueue::new(
+        Box::new(CountingSource(0)),
+        Active {
+            mem: mem.clone(),
+            interrupt: irq.clone(),
+            queue,
+        },
+    );
+    Fixture { q, mem, ring, irq }
+}
+
+impl Fixture {
+    /// What the worker does after a kick: passes until nothing is pending.
+    fn serve(&mut self) {
+        let mut passes = 0;
+        while self.q.serve() {
+            passes += 1;
+            assert!(passes < 1000, "the queue never ran dry");
+        }
     }
 }
 
@@ -60,7 +72,7 @@ fn fills_every_writable_buffer_of_a_chain() {
         .set_desc(&f.mem, 2, 0x2_0000, 8, DESC_F_WRITE | DESC_F_NEXT, 5);
     f.ring.set_desc(&f.mem, 5, 0x2_0100, 8, DESC_F_WRITE, 0);
     f.ring.offer(&f.mem, 2);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 1);
     assert_eq!(f.ring.used_elem_bytes(&f.mem, 0), [2, 0, 0, 0, 16, 0, 0, 0]);
     assert_eq!(bytes(&f.mem, 0x2_0000, 9), [0, 1, 2, 3, 4, 5, 6, 7, 0]);
@@ -80,7 +92,7 @@ fn skips_device_readable_buffers() {
     // A chain with nothing writable at all is returned empty.
     f.ring.set_desc(&f.mem, 2, 0x2_0200, 4, 0, 0);
     f.ring.offer(&f.mem, 2);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 2);
     assert_eq!(f.ring.used_elem(&f.mem, 0), (0, 4));
     assert_eq!(f.ring.used_elem(&f.mem, 1), (2, 0));
@@ -100,7 +112,7 @@ fn buffers_outside_guest_memory_are_returned_empty() {
     for head in 0..4 {
         f.ring.offer(&f.mem, head);
     }
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 4);
     for slot in 0..3 {
         assert_eq!(f.ring.used_elem(&f.mem, slot), (u32::from(slot), 0));
@@ -120,7 +132,7 @@ fn a_looping_chain_ends() {
         .set_desc(&f.mem, 2, 0x2_0200, 4, DESC_F_WRITE | DESC_F_NEXT, 200);
     f.ring.offer(&f.mem, 0);
     f.ring.offer(&f.mem, 2);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 2);
     let (id, len) = f.ring.used_elem(&f.mem, 0);
     assert_eq!(id, 0);
@@ -134,7 +146,7 @@ fn requests_are_capped() {
     f.ring
         .set_desc(&f.mem, 0, 0x2_0000, 0x2_0000, DESC_F_WRITE, 0);
     f.ring.offer(&f.mem, 0);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_elem(&f.mem, 0), (0, MAX_REQUEST_BYTES as u32));
     let end = 0x2_0000 + MAX_REQUEST_BYTES as u64;
     assert_eq!(bytes(&f.mem, end - 2, 4), [0xfe, 0xff, 0, 0]);
@@ -145,21 +157,42 @@ fn garbage_ring_indices_are_survived() {
     let mut f = active(8, false);
     // A head past the descriptor table.
     f.ring.offer(&f.mem, 100);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 0);
     // The next good request is still served.
     f.ring.set_desc(&f.mem, 1, 0x2_0000, 4, DESC_F_WRITE, 0);
     f.ring.offer(&f.mem, 1);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 1);
     assert_eq!(f.ring.used_elem(&f.mem, 0), (1, 4));
     // An available index further ahead than the queue is long.
     f.ring.set_avail_idx(&f.mem, 1000);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 1);
     // Notifies of a queue that does not exist.
-    f.rng.queue_notify(1);
-    f.rng.queue_notify(u16::MAX);
+    let mut rng = Rng::with_source(Box::new(CountingSource(0)));
+    rng.queue_notify(1);
+    rng.queue_notify(u16::MAX);
+}
+
+#[test]
+fn one_pass_serves_a_bounded_number_of_requests() {
+    let mut f = active(QUEUE_SIZE, false);
+    for i in 0..QUEUE_SIZE {
+        f.ring.set_desc(
+            &f.mem,
+            i,
+            0x2_0000 + 0x10 * u64::from(i),
+            4,
+            DESC_F_WRITE,
+            0,
+        );
+        f.ring.offer(&f.mem, i);
+    }
+    assert!(f.q.serve(), "more is pending after one pass");
+    assert_eq!(f.ring.used_idx(&f.mem), MAX_REQUESTS_PER_PASS as u16);
+    f.serve();
+    assert_eq!(f.ring.used_idx(&f.mem), QUEUE_SIZE, "nothing lost");
 }
 
 #[test]
@@ -177,7 +210,7 @@ fn event_idx_suppresses_interrupts_until_the_used_event() {
     }
     f.ring.set_used_event(&f.mem, 5);
     f.ring.offer(&f.mem, 0);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.ring.used_idx(&f.mem), 1);
     assert_eq!(
         f.irq.used(),
@@ -189,7 +222,7 @@ fn event_idx_suppresses_interrupts_until_the_used_event() {
     assert_eq!(f.ring.avail_event(&f.mem), 1);
     f.ring.set_used_event(&f.mem, 1);
     f.ring.offer(&f.mem, 1);
-    f.rng.queue_notify(0);
+    f.serve();
     assert_eq!(f.irq.used(), 1, "used idx went past 1");
     assert_eq!(f.ring.avail_event(&f.mem), 2);
 }
@@ -199,7 +232,7 @@ fn without_event_idx_notifications_stay_enabled() {
     let mut f = active(8, false);
     f.ring.set_desc(&f.mem, 0, 0x2_0000, 4, DESC_F_WRITE, 0);
     f.ring.offer(&f.mem, 0);
-    f.rng.queue_notify(0);
+    f.serve();
     let used_flags: [u8; 2] = f.mem.read_obj(GuestAddress(f.ring.used)).unwrap();
     assert_eq!(used_flags, [0, 0], "no VRING_USED_F_NO_NOTIFY");
     assert_eq!(f.irq.used(), 1);
@@ -241,6 +274,7 @@ fn host_urandom_fills_a_request() {
     ring.set_desc(&mem, 0, 0x2_0000, 64, DESC_F_WRITE, 0);
     ring.offer(&mem, 0);
     rng.queue_notify(0);
+    ring.wait_used(&mem, 1); // served by the worker thread
     assert_eq!(ring.used_elem(&mem, 0), (0, 64));
     assert_ne!(bytes(&mem, 0x2_0000, 64), vec![0; 64]);
 }
