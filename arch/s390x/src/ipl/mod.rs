@@ -92,7 +92,7 @@ pub struct Ipl {
 /// Load the payload `request` names into `mem`; errors name the file (and are reported
 /// against its flag).
 pub fn load(mem: &GuestMemory, request: &mut BootRequest) -> arch::Result<Ipl> {
-    let kpath = request.kernel.path.display().to_string();
+    let kpath = format!("{:?}", request.kernel.path);
     let kernel_err = |e: IplError| arch::Error::Kernel(format!("{kpath}: {e}"));
     let file = &mut request.kernel.file;
     file.seek(SeekFrom::Start(0))
@@ -109,9 +109,9 @@ pub fn load(mem: &GuestMemory, request: &mut BootRequest) -> arch::Result<Ipl> {
     if !is_linux(mem) {
         if let Some(rd) = &request.initrd {
             log::warn!(
-                "{kpath}: not a Linux image (no \"S390EP\" at 0x10008): --initrd {} and the \
+                "{kpath}: not a Linux image (no \"S390EP\" at 0x10008): --initrd {:?} and the \
                  command line are not passed to it",
-                rd.path.display()
+                rd.path
             );
         } else {
             log::warn!(
@@ -127,7 +127,7 @@ pub fn load(mem: &GuestMemory, request: &mut BootRequest) -> arch::Result<Ipl> {
     }
     let initrd = match request.initrd.as_mut() {
         Some(rd) => {
-            let rd_err = |e: IplError| arch::Error::Initrd(format!("{}: {e}", rd.path.display()));
+            let rd_err = |e: IplError| arch::Error::Initrd(format!("{:?}: {e}", rd.path));
             rd.file
                 .seek(SeekFrom::Start(0))
                 .map_err(|e| rd_err(IplError::Read(e.to_string())))?;
