@@ -95,6 +95,11 @@ pub struct VirtioTransport {
 pub trait Hypervisor: Sized + Send + Sync {
     type Vm: Vm;
 
+    /// Whether `--kernel` may be a raw image in no format this VMM recognises (s390x: a
+    /// raw image loads at 0 as QEMU loads it); elsewhere such a file is refused by name
+    /// before any VM exists.
+    const RAW_KERNEL_IMAGES: bool = false;
+
     /// Human-readable name of the backend, e.g. `"KVM x86_64"`.
     fn name(&self) -> &'static str;
     /// Open the hypervisor device and check the capabilities this backend relies on.

@@ -241,7 +241,12 @@ pub fn run_on<H: Hypervisor>(
     console_out: &console::ConsoleOutput,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
-    let kernel = boot::open_kernel(&config.kernel).map_err(Error::Kernel)?;
+    let open_kernel = if H::RAW_KERNEL_IMAGES {
+        boot::open_kernel_or_raw
+    } else {
+        boot::open_kernel
+    };
+    let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
     let initrd = config
         .initrd
         .as_deref()
