@@ -43,4 +43,7 @@ pub struct Platform {
     /// An ACPI Generic Event Device on MMIO whose event bit 0 is the guest's power button
     /// (the DSDT's `ACPI0013` and `PNP0C0C`; x86). The VMM presses it on SIGTERM.
     pub acpi_ged: Option<PlatformDevice>,
+    /// A pvpanic register (`devices::legacy::PvPanic`; x86: an I/O port described in the
+    /// DSDT as `QEMU0001`; arm64: MMIO, `qemu,pvpanic-mmio` in the FDT).
+    pub pvpanic: Option<PlatformDevice>,
 }

@@ -9,6 +9,8 @@ pub enum VmExitReason {
     Poweroff,
     /// The guest asked for a reset (i8042 CPU reset, triple fault, PSCI SYSTEM_RESET).
     Reset,
+    /// The guest said its kernel panicked (pvpanic; on s390x the panic's disabled wait).
+    GuestPanic,
     /// The VMM process was asked to stop by a signal (SIGTERM, SIGINT, SIGHUP).
     Signal(i32),
     /// The VMM failed; the string says what went wrong.

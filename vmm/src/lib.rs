@@ -19,6 +19,9 @@ pub use machine::{run, Error, RunOutcome};
 
 use std::sync::OnceLock;
 
+/// Exit status when the guest said its kernel panicked (pvpanic on x86_64 and aarch64).
+pub const EXIT_GUEST_PANIC: u8 = 3;
+
 /// Exit status when polyvisor itself panicked (a bug): the VM is stopped and the terminal
 /// restored first. (70 is `EX_SOFTWARE` of sysexits.h, "internal software error".)
 pub const EXIT_PANIC: u8 = 70;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
-    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031,
+    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic, RtcPl031,
     Serial16550, I8042,
 };
 use devices::virtio::Rng;
@@ -21,6 +21,8 @@ use crate::vcpu_thread::{self, Buses};
 pub enum RunOutcome {
     Poweroff,
     Reset,
+    /// The guest said its kernel panicked.
+    GuestPanic,
 }
 
 /// Why a run failed. Configuration errors name the flag and value; the rest say which
@@ -365,6 +367,13 @@ pub fn run_on<H: Hypervisor>(
     for transport in virtio {
         place(&mut buses, &transport.window, transport.device)?;
     }
+    if let Some(dev) = platform.pvpanic {
+        place(
+            &mut buses,
+            &dev,
+            Arc::new(Mutex::new(PvPanic::new(control.clone()))),
+        )?;
+    }
     if let (Some(dev), true) = (platform.boot_timer, config.boot_timer) {
         let timer = BootTimer::new(crate::process_start());
         place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
@@ -413,6 +422,7 @@ pub fn run_on<H: Hypervisor>(
     match ending.reason {
         VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
         VmExitReason::Reset => Ok(RunOutcome::Reset),
+        VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
         VmExitReason::Signal(signal) => Err(Error::Stopped {
             signal,
             waited: ending.waited,

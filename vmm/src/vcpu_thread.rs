@@ -73,6 +73,7 @@ pub fn spawn<V: Vcpu + 'static>(
                     }
                     Ok(VcpuExit::Poweroff) => control.request_exit(VmExitReason::Poweroff),
                     Ok(VcpuExit::Reset) => control.request_exit(VmExitReason::Reset),
+                    Ok(VcpuExit::GuestPanic) => control.request_exit(VmExitReason::GuestPanic),
                     Ok(VcpuExit::Interrupted | VcpuExit::Handled) => {}
                     Err(e) => control.request_exit(VmExitReason::Error(e.to_string())),
                 }

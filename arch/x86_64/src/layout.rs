@@ -123,6 +123,7 @@ pub fn platform() -> Platform {
         acpi_pm: Some(ACPI_PM),
         gpio: None,
         acpi_ged: Some(ACPI_GED),
+        pvpanic: None,
     }
 }
 
