@@ -100,6 +100,10 @@ pub trait Hypervisor: Sized + Send + Sync {
     /// before any VM exists.
     const RAW_KERNEL_IMAGES: bool = false;
 
+    /// The kernel command line when the user gives none: the console this architecture's
+    /// guests have, and a reboot one second after a panic.
+    const DEFAULT_CMDLINE: &'static str = "console=ttyS0 panic=1";
+
     /// Human-readable name of the backend, e.g. `"KVM x86_64"`.
     fn name(&self) -> &'static str;
     /// Open the hypervisor device and check the capabilities this backend relies on.

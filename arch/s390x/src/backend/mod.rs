@@ -51,6 +51,8 @@ impl Hypervisor for KvmS390 {
     type Vm = KvmS390Vm;
 
     const RAW_KERNEL_IMAGES: bool = true;
+    /// The SCLP VT220 console is `ttysclp0` (there is no UART).
+    const DEFAULT_CMDLINE: &'static str = "console=ttysclp0 panic=1";
 
     fn name(&self) -> &'static str {
         "KVM s390x"
