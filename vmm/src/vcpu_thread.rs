@@ -60,6 +60,7 @@ pub fn spawn<V: Vcpu + 'static>(
                         }
                     }
                     Ok(VcpuExit::IoOut { port, size, data }) => {
+                        test_hook::maybe_panic(port);
                         let step = port_elements(size, data.len());
                         for element in data.chunks(step) {
                             buses.pio.write(u64::from(port), element);
@@ -120,6 +121,27 @@ pub fn stop_all(threads: Vec<JoinHandle<()>>, deadline: Duration) -> Vec<String>
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// A way for the tests of the panic policy to make a vCPU thread panic: in debug builds
+/// only, `POLYVISOR_TEST_PANIC_ON_PORT=N` panics the vCPU that writes to port N. Release
+/// builds have no such hook.
+mod test_hook {
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(port: u16) {
+        static PORT: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+        let armed = PORT.get_or_init(|| {
+            std::env::var("POLYVISOR_TEST_PANIC_ON_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+        });
+        if *armed == Some(port) {
+            panic!("test panic: the guest wrote to port {port} (POLYVISOR_TEST_PANIC_ON_PORT)");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn maybe_panic(_port: u16) {}
 }
 
 #[cfg(test)]
