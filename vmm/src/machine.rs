@@ -79,6 +79,8 @@ impl Error {
                 arch::Error::Kernel(_)
                 | arch::Error::Initrd(_)
                 | arch::Error::Cmdline(_)
+                | arch::Error::Memory(_)
+                | arch::Error::Vcpus(_)
                 | arch::Error::Config(_),
             ) => 2,
             _ => 1,
@@ -117,12 +119,8 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
             format_size(config.memory_bytes),
             format!("cannot map guest memory: {reason}"),
         ),
-        arch::Error::Config(m) if m.contains("memory") => {
-            flagged("--memory", format_size(config.memory_bytes), m)
-        }
-        arch::Error::Config(m) if m.contains("vCPU") => {
-            flagged("--cpus", config.cpus.to_string(), m)
-        }
+        arch::Error::Memory(m) => flagged("--memory", format_size(config.memory_bytes), m),
+        arch::Error::Vcpus(m) => flagged("--cpus", config.cpus.to_string(), m),
         other => Error::Backend(other),
     }
 }

@@ -54,7 +54,7 @@ impl Hypervisor for KvmX86 {
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
         config.check(MIN_MEMORY, self.max_vcpus())?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
-            Error::Config(format!(
+            Error::Memory(format!(
                 "{} bytes of memory do not fit the address space",
                 config.memory_bytes
             ))
