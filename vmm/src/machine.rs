@@ -14,6 +14,7 @@ use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
 use crate::config::{format_size, Config, ConfigError};
 use crate::console;
 use crate::host::Host;
+use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread::{self, Buses};
 
 /// How a run ended, when it ended the way a guest ends.
@@ -196,20 +197,34 @@ fn required_line<V: Vm>(
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
 /// off or resets.
 pub fn run(config: &Config) -> Result<RunOutcome, Error> {
+    run_with(config, None)
+}
+
+/// [`run`], steered from another thread through `steering` (pause, resume) while the guest
+/// runs. Call it on the thread that owns the process's stop signals (see
+/// [`crate::signals::install`]).
+pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
     // Before anything can put the terminal in raw mode: a stop signal from here on is
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out);
+    let result = run_boots(config, &console_out, steering);
+    if let Some(s) = steering {
+        s.refuse_all();
+    }
     console_out.finish();
     result
 }
 
-fn run_boots(config: &Config, console_out: &console::ConsoleOutput) -> Result<RunOutcome, Error> {
+fn run_boots(
+    config: &Config,
+    console_out: &console::ConsoleOutput,
+    steering: Option<&RunControl>,
+) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out)?;
+        let outcome = run_on::<Host>(config, console_out, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -239,6 +254,7 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
+    steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
     let open_kernel = if H::RAW_KERNEL_IMAGES {
@@ -394,12 +410,38 @@ pub fn run_on<H: Hypervisor>(
         }
     }
 
+    let mut paused = false;
+    let mut handle = |command: VmCommand| -> Result<(), CommandError> {
+        match (command, paused) {
+            (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
+            (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
+            (VmCommand::Pause, false) => {
+                let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
+                    .map_err(|names| CommandError::DidNotPause(names.join(", ")));
+                paused = true; // even when late, they pause as soon as they can
+                if result.is_ok() {
+                    log::info!("VM paused");
+                }
+                result
+            }
+            (VmCommand::Resume, true) => {
+                vcpu_thread::resume_all(&threads);
+                paused = false;
+                log::info!("VM resumed");
+                Ok(())
+            }
+        }
+    };
     let ending = crate::signals::wait_for_exit(
         &control,
         &crate::signals::GracefulStop {
             button: power_button.as_deref(),
             timeout: config.shutdown_timeout,
         },
+        steering.map(|requests| crate::signals::Steering {
+            requests,
+            handle: &mut handle,
+        }),
     );
     let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
     if !stuck.is_empty() {

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use devices::{PowerButton, VmControl, VmExitReason};
+
+use crate::run_control::{CommandError, RunControl, VmCommand};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 /// The signals that stop the VM.
@@ -114,20 +116,31 @@ impl Pressed {
 
 const SIGNAL_EVENT: u64 = 1;
 const EXIT_EVENT: u64 = 2;
+const COMMAND_EVENT: u64 = 3;
+
+/// Requests to the running VM (pause, resume) and what carries them out.
+pub struct Steering<'a> {
+    pub requests: &'a RunControl,
+    pub handle: &'a mut dyn FnMut(VmCommand) -> Result<(), CommandError>,
+}
 
 /// The main thread's event loop while the guest runs: waits with epoll on the stop-signal
 /// signalfd and the VM's exit-request eventfd (and, while a power-button press is in
 /// progress, for its release and deadline) until the guest stops or a stop signal ends the
 /// VM. Nothing polls on a timer.
-pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop) -> Ending {
-    let epoll = match event_loop(control) {
+pub fn wait_for_exit(
+    control: &VmControl,
+    graceful: &GracefulStop,
+    mut steering: Option<Steering>,
+) -> Ending {
+    let epoll = match event_loop(control, steering.as_ref().map(|s| s.requests)) {
         Ok(e) => Some(e),
         Err(e) => {
             log::warn!("event loop: {e}; polling instead");
             None
         }
     };
-    let mut events = [EpollEvent::default(); 2];
+    let mut events = [EpollEvent::default(); 3];
     let mut pressed: Option<Pressed> = None;
     loop {
         if let Some(reason) = control.exit_reason() {
@@ -181,23 +194,35 @@ pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop) -> Ending {
                 let ms = wait.map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
                 if let Ok(n) = epoll.wait(ms, &mut events) {
                     for e in &events[..n] {
-                        if e.data() == EXIT_EVENT {
-                            if let Some(ev) = control.event() {
-                                let _ = ev.read();
+                        match e.data() {
+                            EXIT_EVENT => {
+                                if let Some(ev) = control.event() {
+                                    let _ = ev.read();
+                                }
                             }
+                            COMMAND_EVENT => {
+                                if let Some(s) = steering.as_mut() {
+                                    s.requests.serve(s.handle);
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
             }
             None => {
                 let _ = control.wait_timeout(wait.unwrap_or(FALLBACK_POLL).min(FALLBACK_POLL));
+                if let Some(s) = steering.as_mut() {
+                    s.requests.serve(s.handle);
+                }
             }
         }
     }
 }
 
-/// The epoll set of the main thread's loop: the stop signals and the exit requests.
-fn event_loop(control: &VmControl) -> std::io::Result<Epoll> {
+/// The epoll set of the main thread's loop: the stop signals, the exit requests and the
+/// steering requests.
+fn event_loop(control: &VmControl, requests: Option<&RunControl>) -> std::io::Result<Epoll> {
     let epoll = Epoll::new()?;
     let signals = SIGNALS
         .get()
@@ -215,6 +240,13 @@ fn event_loop(control: &VmControl) -> std::io::Result<Epoll> {
         exit.as_raw_fd(),
         EpollEvent::new(EventSet::IN, EXIT_EVENT),
     )?;
+    if let Some(requests) = requests {
+        epoll.ctl(
+            ControlOperation::Add,
+            requests.event().as_raw_fd(),
+            EpollEvent::new(EventSet::IN, COMMAND_EVENT),
+        )?;
+    }
     Ok(epoll)
 }
 
@@ -271,6 +303,7 @@ mod tests {
                 button: Some(button),
                 timeout,
             },
+            None,
         )
     }
 
@@ -286,7 +319,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let control = VmControl::new();
         raise_here(libc::SIGTERM);
-        let end = wait_for_exit(&control, &no_button());
+        let end = wait_for_exit(&control, &no_button(), None);
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert_eq!(end.waited, None);
         assert_eq!(name(libc::SIGHUP), "SIGHUP");
