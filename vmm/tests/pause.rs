@@ -92,7 +92,10 @@ fn pause_and_resume(cpus: u32) {
     };
     let vm_thread = tid_rx.recv().unwrap();
 
-    assert!(grows(&console, 6 + 10, Duration::from_secs(30)), "the guest never counted");
+    assert!(
+        grows(&console, 6 + 10, Duration::from_secs(30)),
+        "the guest never counted"
+    );
     // Pausing a running VM works once; a second pause is refused.
     rc.pause(Duration::from_secs(10)).expect("pause");
     assert_eq!(
@@ -122,7 +125,10 @@ fn pause_and_resume(cpus: u32) {
     // and waits for its signalfd.
     unsafe { libc::pthread_kill(vm_thread, libc::SIGTERM) };
     let outcome = vm.join().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(10), "a paused VM did not stop");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "a paused VM did not stop"
+    );
     match outcome {
         Err(e) => assert_eq!(e.exit_code(), 128 + libc::SIGTERM, "{e}"),
         Ok(o @ (RunOutcome::Poweroff | RunOutcome::Reset | RunOutcome::GuestPanic)) => {

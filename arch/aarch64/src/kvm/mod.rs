@@ -170,6 +170,7 @@ impl Vm for KvmVm {
         })?;
         let line = self.interrupt_line(node.spi)?;
         let transport = MmioTransport::new(device, self.memory.clone(), line);
+        arch_kvm::bind_queue_notifies(&self.fd, &transport, node.base)?;
         self.add_virtio_mmio(node);
         Ok(Some(VirtioTransport {
             window: PlatformDevice {

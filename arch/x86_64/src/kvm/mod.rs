@@ -153,6 +153,7 @@ impl Vm for KvmVm {
         let gsi = window.irq.unwrap_or(layout::VIRTIO_MMIO_FIRST_GSI + slot);
         let line = self.interrupt_line(gsi)?;
         let transport = MmioTransport::new(device, self.memory.clone(), line);
+        arch_kvm::bind_queue_notifies(&self.fd, &transport, window.base)?;
         self.virtio.push(window);
         Ok(Some(VirtioTransport {
             window,
