@@ -112,6 +112,15 @@ const BOOT_TIMER: PlatformDevice = PlatformDevice {
     irq: None,
 };
 
+/// The pvpanic register at QEMU's default port (`devices::legacy::pvpanic`; the DSDT's
+/// `QEMU0001`).
+pub const PVPANIC: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x505,
+    len: 1,
+    irq: None,
+};
+
 /// The fixed devices of an x86 guest (the ACPI tables' DSDT describes the port ones).
 pub fn platform() -> Platform {
     Platform {
@@ -123,7 +132,7 @@ pub fn platform() -> Platform {
         acpi_pm: Some(ACPI_PM),
         gpio: None,
         acpi_ged: Some(ACPI_GED),
-        pvpanic: None,
+        pvpanic: Some(PVPANIC),
     }
 }
 

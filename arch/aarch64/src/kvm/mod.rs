@@ -74,6 +74,7 @@ impl Hypervisor for KvmArm64 {
                 serial: Some(layout::UART),
                 rtc: Some(layout::RTC),
                 gpio: Some(layout::GPIO),
+                pvpanic: Some(layout::PVPANIC),
                 cmos: None,
                 acpi_pm: None,
                 boot_timer: Some(layout::BOOT_TIMER),
