@@ -91,8 +91,9 @@ fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Er
 }
 
 /// The GDT whose descriptors the vCPU's segment registers are loaded from (so a guest that
-/// reloads a selector gets the same segment), an empty IDT and, for the 64-bit entry,
-/// identity page tables.
+/// reloads a selector gets the same segment), an empty IDT, the code at the BIOS reset
+/// vector (a reboot through the BIOS resets through the FADT's reset register) and, for
+/// the 64-bit entry, identity page tables.
 fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
     let table: Vec<u8> = gdt::boot_gdt(long_mode)
         .iter()
@@ -102,6 +103,12 @@ fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
         .map_err(guest_write("GDT"))?;
     mem.write_slice(&0u64.to_le_bytes(), GuestAddress(IDT_ADDR))
         .map_err(guest_write("IDT"))?;
+    let reset = crate::reset_vector::code(
+        ACPI_PM_PORT + devices::legacy::acpi_pm::RESET as u16,
+        devices::legacy::acpi_pm::RESET_VALUE,
+    );
+    mem.write_slice(&reset, GuestAddress(crate::reset_vector::RESET_VECTOR))
+        .map_err(guest_write("reset vector"))?;
     // PVH enters with paging off: page tables only for the 64-bit entry.
     if long_mode {
         paging::write_identity_tables(mem).map_err(guest_write("page tables"))?;
