@@ -10,6 +10,7 @@ pub mod gdt;
 pub mod layout;
 pub mod mptable;
 pub mod paging;
+pub mod placement;
 pub mod reset_vector;
 
 #[cfg(target_arch = "x86_64")]
