@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
-    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic, RtcPl031,
-    Serial16550, I8042,
+    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic,
+    ResetControl, RtcPl031, Serial16550, I8042,
 };
 use devices::virtio::Rng;
 use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
@@ -360,6 +360,10 @@ pub fn run_on<H: Hypervisor>(
             &dev,
             Arc::new(Mutex::new(AcpiPm::new(control.clone()))),
         )?;
+    }
+    if let Some(dev) = platform.reset_control {
+        let reset = ResetControl::new(control.clone());
+        place(&mut buses, &dev, Arc::new(Mutex::new(reset)))?;
     }
     if let Some(dev) = platform.rtc {
         // The PL031 model raises no interrupt (no alarm), so it takes no line.
