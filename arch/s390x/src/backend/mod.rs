@@ -106,10 +106,7 @@ impl Hypervisor for KvmS390 {
             reason: "larger than the address space".into(),
         })?;
         let (memory, host_addr) = map_guest_memory(size)?;
-        let vm = self
-            .kvm
-            .create_vm()
-            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
+        let vm = self.kvm.create_vm().map_err(create_vm_error)?;
         vm.enable_cap(KVM_CAP_S390_USER_SIGP)
             .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_USER_SIGP)", e))?;
         let slot = KvmUserspaceMemoryRegion {
@@ -151,6 +148,19 @@ impl Hypervisor for KvmS390 {
             entry: None,
         })
     }
+}
+
+/// `KVM_CREATE_VM` failed; `EINVAL` on s390x most often means the process has no
+/// page-status tables: the error then says which of their two sources is missing.
+fn create_vm_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Error::hv("KVM_CREATE_VM", e);
+    }
+    let hint = crate::pgste::create_vm_einval_hint_here();
+    Error::hv(
+        "KVM_CREATE_VM",
+        std::io::Error::new(e.kind(), format!("{e}: {hint}")),
+    )
 }
 
 /// Map `size` bytes of anonymous memory at a 1 MiB-aligned host address; returns the guest
