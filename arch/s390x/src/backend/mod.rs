@@ -217,12 +217,19 @@ impl IoInterruptSink for KvmIoSink {
     }
 }
 
-/// Make an I/O interrupt pending in KVM (`KVM_S390_INT_IO`, classic: not an adapter
-/// interrupt; parm = subchannel identifier, parm64 = interruption parameter and word).
+/// Make an I/O interrupt pending in KVM (`KVM_S390_INTERRUPT` with a `KVM_S390_INT_IO`
+/// type: parm = subchannel identifier, parm64 = interruption parameter and word). An
+/// adapter interruption has the AI bit in its type and no subchannel; KVM queues it by the
+/// ISC in its word (or sets it in the GISA where the host has one).
 fn inject_io(vm: &VmFd, irq: IoInterrupt) {
     let ssid = ((irq.subchannel_id >> 1) & 3) as u8;
+    let type_ = if irq.is_adapter() {
+        kvm_s390_int_io(true, 0, 0, 0)
+    } else {
+        kvm_s390_int_io(false, 0, ssid, irq.subchannel_nr)
+    };
     let kirq = KvmS390Interrupt {
-        type_: kvm_s390_int_io(false, 0, ssid, irq.subchannel_nr),
+        type_,
         parm: irq.schid(),
         parm64: (u64::from(irq.parm) << 32) | u64::from(irq.word),
     };
