@@ -71,13 +71,13 @@ impl VmConfig {
     /// 1..=`max_vcpus` vCPUs.
     pub fn check(&self, min_memory: u64, max_vcpus: u32) -> Result<()> {
         if self.memory_bytes < min_memory {
-            return Err(Error::Config(format!(
+            return Err(Error::Memory(format!(
                 "guest memory must be at least {} MiB",
                 min_memory >> 20
             )));
         }
         if self.vcpus == 0 || self.vcpus > max_vcpus {
-            return Err(Error::Config(format!("vCPU count must be 1..={max_vcpus}")));
+            return Err(Error::Vcpus(format!("vCPU count must be 1..={max_vcpus}")));
         }
         Ok(())
     }

@@ -37,6 +37,9 @@ pub struct Platform {
     /// The hardware-reduced ACPI sleep control, sleep status and reset registers the
     /// FADT points at (`devices::legacy::AcpiPm`; x86 ports 0x600..=0x602).
     pub acpi_pm: Option<PlatformDevice>,
+    /// The PC reset control register (port 0xCF9, `devices::legacy::ResetControl`) that
+    /// Linux's `reboot=p`/`reboot=q` write (x86).
+    pub reset_control: Option<PlatformDevice>,
     /// A PL061 GPIO controller whose line 3 is the guest's power key (`gpio-keys`,
     /// `KEY_POWER`; arm64). The VMM presses it on SIGTERM.
     pub gpio: Option<PlatformDevice>,

@@ -10,12 +10,14 @@ pub mod host;
 pub mod logger;
 pub mod machine;
 pub mod manpage;
+pub mod run_control;
 pub mod signals;
 pub mod terminal;
 mod vcpu_thread;
 
 pub use config::{Config, ConfigError};
-pub use machine::{run, Error, RunOutcome};
+pub use machine::{run, run_with, Error, RunOutcome};
+pub use run_control::{CommandError, RunControl, VmCommand};
 
 use std::sync::OnceLock;
 

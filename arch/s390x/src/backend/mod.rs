@@ -90,13 +90,13 @@ impl Hypervisor for KvmS390 {
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmS390Vm> {
         if config.memory_bytes < MIN_MEMORY || config.memory_bytes % SEGMENT != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Memory(format!(
                 "guest memory must be a multiple of 1 MiB and at least {} MiB on s390x",
                 MIN_MEMORY >> 20
             )));
         }
         if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
-            return Err(Error::Config(format!(
+            return Err(Error::Vcpus(format!(
                 "vCPU count must be 1..={}",
                 self.max_vcpus()
             )));
