@@ -26,9 +26,10 @@ pub const EXIT_STATUSES: &[(&str, &str)] = &[
     ),
     (
         "3",
-        "The guest's kernel panicked and said so through the pvpanic device (x86_64, aarch64; \
-         the guest needs Linux's pvpanic-mmio driver, a module in Debian's kernels); stderr's \
-         last line says `guest panicked`.",
+        "The guest's kernel panicked and said so: through the pvpanic device (x86_64, \
+         aarch64; the guest needs Linux's pvpanic-mmio driver, a module in Debian's kernels), \
+         or on s390x by stopping in a disabled wait anywhere but the signal-quiesce address \
+         0xfff; stderr's last line says `guest panicked`.",
     ),
     (
         "70",

@@ -8,3 +8,16 @@ fn polyvisor_binary_is_built() {
     let meta = std::fs::metadata(bin).expect("polyvisor binary missing");
     assert!(meta.is_file() && meta.len() > 0, "{}", bin.display());
 }
+
+/// KVM on s390x creates a VM only for a process with page-status tables: the binary must
+/// carry the `PT_S390_PGSTE` program header whatever `RUSTFLAGS` said (`vmm/build.rs`).
+#[cfg(target_arch = "s390x")]
+#[test]
+fn polyvisor_binary_has_the_pgste_program_header() {
+    let bin = env!("CARGO_BIN_EXE_polyvisor");
+    let mut f = std::fs::File::open(bin).expect("polyvisor binary missing");
+    assert!(
+        arch_s390x::pgste::has_pgste_header(&mut f).expect("an ELF64 file"),
+        "{bin} has no PT_S390_PGSTE program header"
+    );
+}

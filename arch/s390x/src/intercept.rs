@@ -128,12 +128,16 @@ pub mod sigp {
     }
 }
 
-/// How a guest ends the machine, seen from one vCPU: every path a guest has to reset or
-/// stop comes down to one of these (the backend's `VcpuExit::Reset` / `VcpuExit::Poweroff`).
+/// How a guest ends the machine, seen from one vCPU: every path a guest has to reset,
+/// stop or crash comes down to one of these (the backend's `VcpuExit::Reset`,
+/// `VcpuExit::Poweroff`, `VcpuExit::GuestPanic`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
     Reset,
     Poweroff,
+    /// The guest's kernel stopped in a disabled wait that is not a shutdown (Linux's
+    /// `disabled_wait()` on a panic, or a boot-time error it cannot go on from).
+    Panic,
 }
 
 /// DIAG 0x308 (IPL functions) with this subcode (in GR[R3]): the resets (0 clear, 1 load
@@ -145,11 +149,32 @@ pub fn diag308_ending(subcode: u64) -> Option<Ending> {
     matches!(subcode, 0 | 1 | 3 | 4).then_some(Ending::Reset)
 }
 
-/// A wait-state intercept: a disabled wait ends the machine (Linux's poweroff and halt, its
-/// answer to a signal quiesce, and a panic with `panic=0` all load one); an enabled wait
-/// (idle) does not.
-pub fn wait_ending(psw_mask: u64) -> Option<Ending> {
-    psw::is_disabled_wait(psw_mask).then_some(Ending::Poweroff)
+/// The instruction address of the disabled wait Linux loads when it has quiesced the machine
+/// (`do_machine_quiesce` in drivers/s390/char/sclp_quiesce.c: poweroff, halt and restart
+/// after an SCLP signal quiesce): a shutdown, not a crash.
+pub const QUIESCE_WAIT_ADDRESS: u64 = 0xfff;
+
+/// A disabled wait at the quiesce address. Only the low 12 bits are compared, as QEMU's
+/// `is_special_wait_psw` does: instructions are halfword aligned, so no wait PSW a kernel
+/// loads at its own code (`disabled_wait()` uses `_THIS_IP_`) can end in 0xfff.
+pub fn is_quiesce_wait(psw_addr: u64) -> bool {
+    psw_addr & QUIESCE_WAIT_ADDRESS == QUIESCE_WAIT_ADDRESS
+}
+
+/// A wait-state intercept. A disabled wait ends the machine: at the quiesce address it is a
+/// poweroff (Linux's answer to a signal quiesce), at any other address a guest panic (Linux
+/// on s390x stops a panicking CPU with `disabled_wait()` at a kernel address; its own
+/// poweroff and halt are SIGP STOP of the last CPU, see [`stop_ending`]). This is how QEMU
+/// tells them apart too. An enabled wait (idle) does not end anything.
+pub fn wait_ending(psw_mask: u64, psw_addr: u64) -> Option<Ending> {
+    if !psw::is_disabled_wait(psw_mask) {
+        return None;
+    }
+    Some(if is_quiesce_wait(psw_addr) {
+        Ending::Poweroff
+    } else {
+        Ending::Panic
+    })
 }
 
 /// A CPU stopped (SIGP STOP or STOP AND STORE STATUS of itself, or KVM's stop intercept
@@ -239,13 +264,40 @@ mod tests {
         for subcode in [2, 5, 6, 7, 8, 10, 0x1_0003, u64::MAX] {
             assert_eq!(diag308_ending(subcode), None, "{subcode}");
         }
-        // Linux's poweroff/quiesce: disabled wait, 64-bit, with or without a code.
-        assert_eq!(wait_ending(0x0002_0001_8000_0000), Some(Ending::Poweroff));
-        assert_eq!(wait_ending(0x0002_0000_0000_0000), Some(Ending::Poweroff));
-        // Idle: I/O and external interrupts enabled.
-        assert_eq!(wait_ending(0x0302_0001_8000_0000), None);
-        assert_eq!(wait_ending(0x0102_0001_8000_0000), None);
-        assert_eq!(wait_ending(0x0000_0001_8000_0000), None);
+        // Linux's quiesce: disabled wait at 0xfff, 64-bit or 24-bit mode, and QEMU's rule
+        // (only the low 12 bits count).
+        assert_eq!(
+            wait_ending(0x0002_0001_8000_0000, 0xfff),
+            Some(Ending::Poweroff)
+        );
+        assert_eq!(
+            wait_ending(0x0002_0000_0000_0000, 0xfff),
+            Some(Ending::Poweroff)
+        );
+        assert_eq!(
+            wait_ending(0x0002_0001_8000_0000, 0x1fff),
+            Some(Ending::Poweroff)
+        );
+        // Linux's disabled_wait() on a panic: at a kernel address (even, so never 0xfff).
+        let kernel = 0x0000_0000_0012_3456;
+        assert_eq!(
+            wait_ending(0x0002_0001_8000_0000, kernel),
+            Some(Ending::Panic)
+        );
+        for addr in [0, 0xffe, 0x1000, 0x2000, 0xff0, u64::MAX - 1] {
+            assert_eq!(
+                wait_ending(0x0002_0001_8000_0000, addr),
+                Some(Ending::Panic)
+            );
+        }
+        // Idle: I/O and external interrupts enabled, wherever the PSW points.
+        for addr in [0xfff, kernel] {
+            assert_eq!(wait_ending(0x0302_0001_8000_0000, addr), None);
+            assert_eq!(wait_ending(0x0102_0001_8000_0000, addr), None);
+            assert_eq!(wait_ending(0x0000_0001_8000_0000, addr), None);
+        }
+        assert!(is_quiesce_wait(QUIESCE_WAIT_ADDRESS));
+        assert!(!is_quiesce_wait(0xffe));
         assert_eq!(stop_ending(true), Some(Ending::Poweroff));
         assert_eq!(stop_ending(false), None);
     }

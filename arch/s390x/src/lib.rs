@@ -11,6 +11,7 @@ pub mod intercept;
 pub mod ipl;
 pub mod kvm;
 pub mod log_limit;
+pub mod pgste;
 pub mod sclp;
 pub mod virtio_ccw;
 

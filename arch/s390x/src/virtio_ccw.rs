@@ -1,15 +1,24 @@
 //! The virtio-ccw transport (virtio 1.2 §4.3): a [`VirtioDevice`] behind a subchannel.
 //! The driver configures it with channel commands (SET_VIRTIO_REV, READ_FEAT/WRITE_FEAT,
 //! READ_CONF/WRITE_CONF, WRITE_STATUS/READ_STATUS, READ_VQ_CONF, SET_VQ, SET_IND,
-//! SET_CONF_IND), notifies queues with DIAG 0x500, and is interrupted through classic
-//! indicators: a bit per queue in a big-endian doubleword the driver names, then an
-//! unsolicited I/O interrupt (alert status) on the subchannel. Adapter interrupts
-//! (SET_IND_ADAPTER) are refused with command reject, so drivers fall back to classic
-//! indicators. Transport structures are big-endian; feature words and the device's
-//! configuration space are little-endian, as the specification says.
+//! SET_CONF_IND, SET_IND_ADAPTER), notifies queues with DIAG 0x500, and is interrupted
+//! for used buffers in one of two ways:
+//! - adapter interrupts (two-stage indicators, what Linux asks for first): SET_IND_ADAPTER
+//!   names a summary indicator byte, a queue-indicator area and the area's first bit for
+//!   this device; a used buffer on queue `i` sets bit `first + i` of the area (bits numbered
+//!   from the most significant bit of its first byte), then the summary byte, and an adapter
+//!   interruption for the driver's ISC is made pending when the summary was clear (as QEMU
+//!   does; the driver clears it once it has scanned the area);
+//! - classic indicators, the fallback (a driver without adapter support, or one that does
+//!   not ask): a bit per queue in a big-endian doubleword the driver names with SET_IND,
+//!   then an unsolicited I/O interrupt (alert status) on the subchannel.
+//!
+//! Configuration changes always use the classic second indicator (SET_CONF_IND) and the
+//! subchannel's interrupt. Transport structures are big-endian; feature words and the
+//! device's configuration space are little-endian, as the specification says.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use devices::virtio::{features, status, Queue, QueueT, VirtioDevice, VirtioInterrupt};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileMemory as _};
@@ -46,12 +55,87 @@ pub const MAX_REVISION: u16 = 2;
 const MAX_CONFIG: usize = 256;
 /// SET_VQ's revision-1 block: desc(8) reserved(4) index(2) num(2) avail(8) used(8).
 const VQ_INFO_LEN: usize = 32;
+/// SET_IND_ADAPTER's block (Linux's `struct virtio_thinint_area`, packed): summary
+/// indicator (8), queue-indicator area (8), first bit (8), ISC (1), big-endian.
+pub const THININT_AREA_LEN: usize = 25;
+/// What the device ORs into the summary indicator byte (as QEMU does).
+pub const SUMMARY_SET: u8 = 0x01;
 
-/// The guest addresses of the driver's indicators (0: not set yet).
+/// Two-stage queue indicators for adapter interrupts, as SET_IND_ADAPTER names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterIndicators {
+    /// Guest absolute address of the summary indicator byte.
+    pub summary: u64,
+    /// Guest absolute address of the queue-indicator area.
+    pub area: u64,
+    /// This device's first bit in the area (queue `i` is bit `first_bit + i`).
+    pub first_bit: u64,
+    /// Interruption subclass of the adapter interruption.
+    pub isc: u8,
+}
+
+impl AdapterIndicators {
+    /// Decode a SET_IND_ADAPTER block.
+    pub fn parse(b: &[u8; THININT_AREA_LEN]) -> Self {
+        let be64 = |at: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[at..at + 8]);
+            u64::from_be_bytes(v)
+        };
+        Self {
+            summary: be64(0),
+            area: be64(8),
+            first_bit: be64(16),
+            isc: b[24],
+        }
+    }
+
+    /// The byte holding queue `index`'s indicator and the mask of its bit: bit `n` of the
+    /// area is in byte `n / 8`, counted from the most significant bit (the s390 bit
+    /// numbering Linux's `airq_iv` bitmaps use). `None` when the address overflows.
+    pub fn queue_bit(&self, index: u16) -> Option<(u64, u8)> {
+        let n = self.first_bit.checked_add(u64::from(index))?;
+        let addr = self.area.checked_add(n / 8)?;
+        Some((addr, 0x80 >> (n % 8)))
+    }
+}
+
+/// Where used-buffer notifications go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum QueueIndicators {
+    /// Not set up yet (or reset): nothing to signal.
+    #[default]
+    None,
+    /// SET_IND: the guest address of the classic indicator doubleword.
+    Classic(u64),
+    /// SET_IND_ADAPTER.
+    Adapter(AdapterIndicators),
+}
+
+/// The driver's indicators: for the queues, and the configuration-change doubleword's
+/// guest address (0: not set yet).
 #[derive(Debug, Default)]
 struct Indicators {
-    queues: AtomicU64,
+    queues: Mutex<QueueIndicators>,
     config: AtomicU64,
+}
+
+impl Indicators {
+    fn queues(&self) -> QueueIndicators {
+        *self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_queues(&self, q: QueueIndicators) {
+        *self.queues.lock().unwrap_or_else(|p| p.into_inner()) = q;
+    }
+}
+
+/// OR `mask` into the byte at `addr` atomically; the byte's old value, `None` when it is
+/// not guest memory.
+fn or_byte(mem: &GuestMemory, addr: u64, mask: u8) -> Option<u8> {
+    let slice = mem.get_slice(GuestAddress(addr), 1).ok()?;
+    let byte = slice.get_atomic_ref::<AtomicU8>(0).ok()?;
+    Some(byte.fetch_or(mask, Ordering::SeqCst))
 }
 
 /// Set `mask` (a bit as the guest numbers it in a big-endian doubleword) at `addr`,
@@ -82,12 +166,30 @@ pub struct CcwInterrupt {
 
 impl VirtioInterrupt for CcwInterrupt {
     fn signal_used_queue(&self, index: u16) {
-        let addr = self.indicators.queues.load(Ordering::Acquire);
-        if addr == 0 || index >= 64 {
-            return;
+        match self.indicators.queues() {
+            QueueIndicators::None => {}
+            QueueIndicators::Classic(addr) => {
+                if index >= 64 {
+                    return;
+                }
+                set_indicator(&self.mem, addr, 1 << index);
+                self.subchannel.alert();
+            }
+            QueueIndicators::Adapter(a) => {
+                let Some((addr, mask)) = a.queue_bit(index) else {
+                    return;
+                };
+                if or_byte(&self.mem, addr, mask).is_none() {
+                    log::debug!("virtio-ccw: queue indicator at {addr:#x} outside guest memory");
+                    return;
+                }
+                // A summary already set means an adapter interruption is pending or its
+                // handler has not scanned the area yet: it will see this bit too.
+                if or_byte(&self.mem, a.summary, SUMMARY_SET) == Some(0) {
+                    self.subchannel.inject_adapter(a.isc);
+                }
+            }
         }
-        set_indicator(&self.mem, addr, 1 << index);
-        self.subchannel.alert();
     }
 
     fn signal_config_changed(&self) {
@@ -166,7 +268,7 @@ impl VirtioCcw {
         self.queues
             .iter_mut()
             .for_each(|q| *q = QueueConfig::default());
-        self.indicators.queues.store(0, Ordering::Release);
+        self.indicators.set_queues(QueueIndicators::None);
         self.indicators.config.store(0, Ordering::Release);
     }
 
@@ -282,18 +384,47 @@ impl VirtioCcw {
 
     fn set_indicator(&mut self, config: bool, data: &mut DataStream<'_>) -> Result<(), CcwError> {
         data.expect(8)?;
+        if !config && matches!(self.indicators.queues(), QueueIndicators::Adapter(_)) {
+            // As QEMU: classic queue indicators after adapter ones is a driver confusion.
+            return Err(reject("SET_IND with adapter indicators set"));
+        }
         let mut b = [0u8; 8];
         data.read(&mut b)?;
         let addr = u64::from_be_bytes(b);
         if addr == 0 || addr % 8 != 0 || self.mem.get_slice(GuestAddress(addr), 8).is_err() {
             return Err(CcwError::ProgramCheck);
         }
-        let slot = if config {
-            &self.indicators.config
+        if config {
+            self.indicators.config.store(addr, Ordering::Release);
         } else {
-            &self.indicators.queues
-        };
-        slot.store(addr, Ordering::Release);
+            self.indicators.set_queues(QueueIndicators::Classic(addr));
+        }
+        Ok(())
+    }
+
+    /// SET_IND_ADAPTER: two-stage indicators. Every indicator byte this device can set
+    /// (the summary, and the bits of all its queues) must be guest memory, and the ISC one
+    /// of 0-7; else a channel-program check.
+    fn set_adapter_indicators(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        data.expect(THININT_AREA_LEN)?;
+        if matches!(self.indicators.queues(), QueueIndicators::Classic(_)) {
+            // As QEMU: a driver that already set classic indicators keeps them.
+            return Err(reject("SET_IND_ADAPTER with classic indicators set"));
+        }
+        let mut b = [0u8; THININT_AREA_LEN];
+        data.read(&mut b)?;
+        let a = AdapterIndicators::parse(&b);
+        let in_memory = |addr: u64| self.mem.get_slice(GuestAddress(addr), 1).is_ok();
+        let last = u16::try_from(self.queues.len().saturating_sub(1)).unwrap_or(u16::MAX);
+        let queues_ok = [0, last]
+            .into_iter()
+            .all(|q| a.queue_bit(q).is_some_and(|(addr, _)| in_memory(addr)));
+        if a.isc > 7 || !in_memory(a.summary) || !queues_ok {
+            log::debug!("virtio-ccw: SET_IND_ADAPTER {a:x?}: program check");
+            return Err(CcwError::ProgramCheck);
+        }
+        log::debug!("virtio-ccw: adapter indicators {a:x?}");
+        self.indicators.set_queues(QueueIndicators::Adapter(a));
         Ok(())
     }
 
@@ -396,7 +527,7 @@ impl CcwDevice for VirtioCcw {
                 self.reset();
                 Ok(())
             }
-            command::SET_IND_ADAPTER => Err(reject("SET_IND_ADAPTER (no adapter interrupts)")),
+            command::SET_IND_ADAPTER => self.set_adapter_indicators(data),
             other => Err(reject(&format!("command {other:#04x}"))),
         }
     }

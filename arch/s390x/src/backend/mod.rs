@@ -106,10 +106,7 @@ impl Hypervisor for KvmS390 {
             reason: "larger than the address space".into(),
         })?;
         let (memory, host_addr) = map_guest_memory(size)?;
-        let vm = self
-            .kvm
-            .create_vm()
-            .map_err(|e| Error::hv("KVM_CREATE_VM", e))?;
+        let vm = self.kvm.create_vm().map_err(create_vm_error)?;
         vm.enable_cap(KVM_CAP_S390_USER_SIGP)
             .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_USER_SIGP)", e))?;
         let slot = KvmUserspaceMemoryRegion {
@@ -151,6 +148,19 @@ impl Hypervisor for KvmS390 {
             entry: None,
         })
     }
+}
+
+/// `KVM_CREATE_VM` failed; `EINVAL` on s390x most often means the process has no
+/// page-status tables: the error then says which of their two sources is missing.
+fn create_vm_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Error::hv("KVM_CREATE_VM", e);
+    }
+    let hint = crate::pgste::create_vm_einval_hint_here();
+    Error::hv(
+        "KVM_CREATE_VM",
+        std::io::Error::new(e.kind(), format!("{e}: {hint}")),
+    )
 }
 
 /// Map `size` bytes of anonymous memory at a 1 MiB-aligned host address; returns the guest
@@ -207,12 +217,19 @@ impl IoInterruptSink for KvmIoSink {
     }
 }
 
-/// Make an I/O interrupt pending in KVM (`KVM_S390_INT_IO`, classic: not an adapter
-/// interrupt; parm = subchannel identifier, parm64 = interruption parameter and word).
+/// Make an I/O interrupt pending in KVM (`KVM_S390_INTERRUPT` with a `KVM_S390_INT_IO`
+/// type: parm = subchannel identifier, parm64 = interruption parameter and word). An
+/// adapter interruption has the AI bit in its type and no subchannel; KVM queues it by the
+/// ISC in its word (or sets it in the GISA where the host has one).
 fn inject_io(vm: &VmFd, irq: IoInterrupt) {
     let ssid = ((irq.subchannel_id >> 1) & 3) as u8;
+    let type_ = if irq.is_adapter() {
+        kvm_s390_int_io(true, 0, 0, 0)
+    } else {
+        kvm_s390_int_io(false, 0, ssid, irq.subchannel_nr)
+    };
     let kirq = KvmS390Interrupt {
-        type_: kvm_s390_int_io(false, 0, ssid, irq.subchannel_nr),
+        type_,
         parm: irq.schid(),
         parm64: (u64::from(irq.parm) << 32) | u64::from(irq.word),
     };

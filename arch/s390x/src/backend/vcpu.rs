@@ -77,6 +77,7 @@ enum Outcome {
     Handled,
     Poweroff,
     Reset,
+    Panic,
 }
 
 impl From<Option<Ending>> for Outcome {
@@ -85,6 +86,7 @@ impl From<Option<Ending>> for Outcome {
             None => Outcome::Handled,
             Some(Ending::Reset) => Outcome::Reset,
             Some(Ending::Poweroff) => Outcome::Poweroff,
+            Some(Ending::Panic) => Outcome::Panic,
         }
     }
 }
@@ -201,14 +203,24 @@ impl KvmS390Vcpu {
             code::INSTRUCTION => self.handle_instruction(sieic.ipa, sieic.ipb)?,
             code::WAIT => {
                 let run = self.fd.run_struct();
-                let ending = intercept::wait_ending(run.psw_mask);
-                if ending.is_some() {
-                    log::info!(
-                        "vCPU {}: guest entered a disabled wait (PSW {:#018x} {:#018x})",
+                let ending = intercept::wait_ending(run.psw_mask, run.psw_addr);
+                match ending {
+                    Some(Ending::Panic) => log::warn!(
+                        "vCPU {}: guest entered a disabled wait at {:#x}, not the quiesce \
+                         address {:#x}: a guest panic (PSW {:#018x} {:#018x})",
+                        self.index,
+                        run.psw_addr,
+                        intercept::QUIESCE_WAIT_ADDRESS,
+                        run.psw_mask,
+                        run.psw_addr
+                    ),
+                    Some(_) => log::info!(
+                        "vCPU {}: guest entered the quiesce wait (PSW {:#018x} {:#018x})",
                         self.index,
                         run.psw_mask,
                         run.psw_addr
-                    );
+                    ),
+                    None => {}
                 }
                 Outcome::from(ending)
             }
@@ -615,6 +627,7 @@ impl Vcpu for KvmS390Vcpu {
             Outcome::Handled => VcpuExit::Handled,
             Outcome::Poweroff => VcpuExit::Poweroff,
             Outcome::Reset => VcpuExit::Reset,
+            Outcome::Panic => VcpuExit::GuestPanic,
         })
     }
 }

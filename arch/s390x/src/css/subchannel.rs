@@ -40,6 +40,25 @@ pub struct IoInterrupt {
 }
 
 impl IoInterrupt {
+    /// Interruption-identification word bit 0: an adapter interruption (no subchannel).
+    pub const WORD_ADAPTER: u32 = 0x8000_0000;
+
+    /// An adapter (thin) interruption for interruption subclass `isc`: no subchannel, no
+    /// parameter, the A bit and the ISC in the word, as QEMU's `css_adapter_interrupt`
+    /// presents it.
+    pub fn adapter(isc: u8) -> Self {
+        Self {
+            subchannel_id: 0,
+            subchannel_nr: 0,
+            parm: 0,
+            word: Self::WORD_ADAPTER | (u32::from(isc & 7) << 27),
+        }
+    }
+
+    pub fn is_adapter(&self) -> bool {
+        self.word & Self::WORD_ADAPTER != 0
+    }
+
     /// The subchannel identifier as GR1 holds it.
     pub fn schid(&self) -> u32 {
         (u32::from(self.subchannel_id) << 16) | u32::from(self.subchannel_nr)
@@ -311,6 +330,12 @@ impl Subchannel {
     pub fn inject(&self, irq: IoInterrupt) {
         log::trace!("css: I/O interrupt for {:#010x}", irq.schid());
         self.sink.inject(irq);
+    }
+
+    /// Make an adapter interruption for `isc` pending (the device set its indicators).
+    pub fn inject_adapter(&self, isc: u8) {
+        log::trace!("css: adapter interrupt, ISC {isc}, from {:?}", self.id);
+        self.sink.inject(IoInterrupt::adapter(isc));
     }
 
     /// Signal the driver (unsolicited alert status), when the architecture lets it.

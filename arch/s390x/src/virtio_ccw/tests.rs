@@ -8,7 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
 use crate::css::tests::{memory, Flat, Recorder};
-use crate::css::{Ccw, ChannelSubsystem, IoOp, IoOutcome, Irb, Pmcw, Schib};
+use crate::css::{Ccw, ChannelSubsystem, IoInterrupt, IoOp, IoOutcome, Irb, Pmcw, Schib};
 
 const VERSION_1: u64 = 1 << 32;
 
@@ -85,6 +85,8 @@ const CCW_AT: u64 = 0x2000;
 const DATA_AT: u64 = 0x3000;
 const IND_AT: u64 = 0x4000;
 const IND2_AT: u64 = 0x4008;
+const SUMMARY_AT: u64 = 0x5003;
+const AREA_AT: u64 = 0x6000;
 
 struct Guest {
     mem: GuestMemory,
@@ -148,7 +150,12 @@ impl Guest {
         orb[8..12].copy_from_slice(&(CCW_AT as u32).to_be_bytes());
         self.mem.write_slice(&orb, GuestAddress(ORB_AT)).unwrap();
         assert_eq!(self.op(IoOp::Ssch, ORB_AT), IoOutcome::Cc(0));
-        assert_eq!(self.irqs.take().len(), 1);
+        // The subchannel's own interrupt; adapter interrupts the command caused (a device
+        // started by DRIVER_OK signals at once) stay recorded for the test to look at.
+        let (adapter, io): (Vec<_>, Vec<_>) =
+            self.irqs.take().into_iter().partition(|i| i.is_adapter());
+        assert_eq!(io.len(), 1);
+        self.irqs.0.lock().unwrap().extend(adapter);
         assert_eq!(self.op(IoOp::Tsch, IRB_AT), IoOutcome::Cc(0));
         let mut b = [0u8; Irb::LEN];
         self.mem.read_slice(&mut b, GuestAddress(IRB_AT)).unwrap();
@@ -198,8 +205,28 @@ impl Guest {
         self.ok(command::SET_VQ, &b);
     }
 
-    /// What Linux does up to DRIVER_OK, with revision 2.
+    /// What Linux does up to DRIVER_OK, with revision 2 and classic indicators (a driver
+    /// that does not ask for adapter interrupts).
     fn bring_up(&self) {
+        self.bring_up_until_indicators();
+        self.ok(command::SET_IND, &IND_AT.to_be_bytes());
+        self.ok(command::SET_CONF_IND, &IND2_AT.to_be_bytes());
+        self.ok(command::WRITE_STATUS, &[0x0f]);
+    }
+
+    /// What Linux does up to DRIVER_OK when adapter interrupts are offered: its device's
+    /// queues start at bit `first_bit` of the area, ISC 3 (`VIRTIO_AIRQ_ISC`).
+    fn bring_up_adapter(&self, first_bit: u64) {
+        self.bring_up_until_indicators();
+        self.ok(
+            command::SET_IND_ADAPTER,
+            &thinint(SUMMARY_AT, AREA_AT, first_bit, 3),
+        );
+        self.ok(command::SET_CONF_IND, &IND2_AT.to_be_bytes());
+        self.ok(command::WRITE_STATUS, &[0x0f]);
+    }
+
+    fn bring_up_until_indicators(&self) {
         self.ok(command::SET_VIRTIO_REV, &[0, 2, 0, 0]);
         self.ok(command::VDEV_RESET, &[]);
         self.ok(
@@ -211,11 +238,21 @@ impl Guest {
         self.ok(command::WRITE_STATUS, &[0x0b]);
         assert_eq!(self.ok(command::READ_VQ_CONF, &[0, 0, 0, 0]), [0, 0, 0, 8]);
         self.set_vq(0, 8, 0x10000);
-        self.rejected(command::SET_IND_ADAPTER, &[0; 0x18]);
-        self.ok(command::SET_IND, &IND_AT.to_be_bytes());
-        self.ok(command::SET_CONF_IND, &IND2_AT.to_be_bytes());
-        self.ok(command::WRITE_STATUS, &[0x0f]);
     }
+
+    fn byte(&self, addr: u64) -> u8 {
+        self.mem.read_obj::<u8>(GuestAddress(addr)).unwrap()
+    }
+}
+
+/// A SET_IND_ADAPTER block as Linux builds it (`struct virtio_thinint_area`, big-endian).
+fn thinint(summary: u64, area: u64, first_bit: u64, isc: u8) -> Vec<u8> {
+    let mut b = Vec::with_capacity(THININT_AREA_LEN);
+    b.extend_from_slice(&summary.to_be_bytes());
+    b.extend_from_slice(&area.to_be_bytes());
+    b.extend_from_slice(&first_bit.to_be_bytes());
+    b.push(isc);
+    b
 }
 
 #[test]
@@ -364,4 +401,133 @@ fn bad_queue_and_indicator_setups_are_refused() {
     g2.ok(command::WRITE_FEAT, &[1, 0, 0, 0, 1]);
     g2.ok(command::WRITE_STATUS, &[0x0f]);
     assert_eq!(g2.ok(command::READ_STATUS, &[0]), [0x4f]);
+}
+
+#[test]
+fn adapter_indicator_bits_count_from_the_most_significant_bit() {
+    let b: [u8; THININT_AREA_LEN] = thinint(0x1234_5678_9abc_def0, 0x6000, 13, 3)
+        .try_into()
+        .unwrap();
+    let a = AdapterIndicators::parse(&b);
+    assert_eq!(
+        a,
+        AdapterIndicators {
+            summary: 0x1234_5678_9abc_def0,
+            area: 0x6000,
+            first_bit: 13,
+            isc: 3
+        }
+    );
+    // Bit 13 + i: byte 1, bits 5, 6, 7 (masks 0x04, 0x02, 0x01), then byte 2's first.
+    assert_eq!(a.queue_bit(0), Some((0x6001, 0x04)));
+    assert_eq!(a.queue_bit(1), Some((0x6001, 0x02)));
+    assert_eq!(a.queue_bit(2), Some((0x6001, 0x01)));
+    assert_eq!(a.queue_bit(3), Some((0x6002, 0x80)));
+    let a0 = AdapterIndicators { first_bit: 0, ..a };
+    assert_eq!(a0.queue_bit(0), Some((0x6000, 0x80)));
+    assert_eq!(a0.queue_bit(63), Some((0x6007, 0x01)));
+    assert_eq!(a0.queue_bit(64), Some((0x6008, 0x80)));
+    // Overflowing bit numbers and addresses: no bit, no panic.
+    let huge = AdapterIndicators {
+        first_bit: u64::MAX,
+        ..a
+    };
+    assert_eq!(huge.queue_bit(1), None);
+    let top = AdapterIndicators {
+        area: u64::MAX,
+        first_bit: 8,
+        ..a
+    };
+    assert_eq!(top.queue_bit(0), None);
+}
+
+#[test]
+fn linux_bring_up_with_adapter_interrupts() {
+    let g = Guest::new();
+    g.bring_up_adapter(13);
+    assert_eq!(g.ok(command::READ_STATUS, &[0]), [0x0f]);
+    // Activation served queue 0 once (buffers made available before DRIVER_OK): bit 13
+    // of the area (byte 1, mask 0x04), the summary byte, one adapter interruption for
+    // ISC 3 with no subchannel.
+    assert_eq!(g.byte(AREA_AT + 1), 0x04);
+    assert_eq!(g.byte(SUMMARY_AT), SUMMARY_SET);
+    let irqs = g.irqs.take();
+    assert_eq!(irqs.len(), 1);
+    assert!(irqs[0].is_adapter());
+    assert_eq!((irqs[0].schid(), irqs[0].parm), (0, 0));
+    assert_eq!((irqs[0].word, irqs[0].isc()), (0x9800_0000, 3));
+    // Neighbouring bits and bytes are untouched.
+    for at in [AREA_AT, AREA_AT + 2, SUMMARY_AT - 1, SUMMARY_AT + 1] {
+        assert_eq!(g.byte(at), 0, "{at:#x}");
+    }
+
+    // The summary is still set (the driver has not scanned): the bit is set, no new
+    // interruption.
+    g.mem.write_obj(0u8, GuestAddress(AREA_AT + 1)).unwrap();
+    assert_eq!(g.css.notify(SCH0, 0), 0);
+    assert_eq!(g.byte(AREA_AT + 1), 0x04);
+    assert!(g.irqs.take().is_empty());
+
+    // The driver's handler cleared the summary and the bit: the next signal interrupts.
+    g.mem.write_obj(0u8, GuestAddress(SUMMARY_AT)).unwrap();
+    g.mem.write_obj(0u8, GuestAddress(AREA_AT + 1)).unwrap();
+    assert_eq!(g.css.notify(SCH0, 0), 0);
+    assert_eq!(g.byte(AREA_AT + 1), 0x04);
+    assert_eq!(g.byte(SUMMARY_AT), SUMMARY_SET);
+    assert_eq!(g.irqs.take(), vec![IoInterrupt::adapter(3)]);
+    // The subchannel itself stays quiet: no status pending.
+    assert_eq!(g.op(IoOp::Tsch, IRB_AT), IoOutcome::Cc(1));
+
+    // Configuration changes still go through the classic second indicator.
+    let int = g.seen.lock().unwrap().interrupt.clone().unwrap();
+    int.signal_config_changed();
+    assert_eq!(g.byte(IND2_AT + 7), 1);
+    let irqs = g.irqs.take();
+    assert_eq!(irqs.len(), 1);
+    assert!(!irqs[0].is_adapter());
+    assert_eq!(irqs[0].schid(), 0x0001_0000);
+    g.op(IoOp::Tsch, IRB_AT);
+
+    // Reset forgets the adapter indicators; a driver may then choose classic ones.
+    g.ok(command::WRITE_STATUS, &[0]);
+    g.mem.write_obj(0u8, GuestAddress(SUMMARY_AT)).unwrap();
+    int.signal_used_queue(0);
+    assert!(g.irqs.take().is_empty(), "no indicators after reset");
+    assert_eq!(g.byte(SUMMARY_AT), 0);
+    g.ok(command::SET_IND, &IND_AT.to_be_bytes());
+}
+
+#[test]
+fn bad_adapter_indicator_setups_are_refused() {
+    let g = Guest::new();
+    g.ok(command::SET_VIRTIO_REV, &[0, 2, 0, 0]);
+    let end = 1u64 << 20;
+    // Too short without SLI; ISC above 7; summary, area or the device's bits outside
+    // guest memory; a first bit whose byte address overflows.
+    g.program_check(command::SET_IND_ADAPTER, &[0; THININT_AREA_LEN - 1]);
+    for bad in [
+        thinint(SUMMARY_AT, AREA_AT, 0, 8),
+        thinint(end, AREA_AT, 0, 3),
+        thinint(SUMMARY_AT, end, 0, 3),
+        thinint(SUMMARY_AT, end - 1, 8, 3),
+        thinint(SUMMARY_AT, AREA_AT, u64::MAX, 3),
+        thinint(SUMMARY_AT, u64::MAX, 64, 3),
+    ] {
+        g.program_check(command::SET_IND_ADAPTER, &bad);
+    }
+    // The last byte of memory is fine; with SLI a longer area is too.
+    g.ok(command::SET_IND_ADAPTER, &thinint(end - 1, end - 1, 7, 7));
+    let mut longer = thinint(SUMMARY_AT, AREA_AT, 0, 3);
+    longer.extend_from_slice(&[0; 7]);
+    let (irb, _) = g.ccw(command::SET_IND_ADAPTER, Ccw::FLAG_SLI, &longer);
+    assert_eq!((irb.scsw.dstat, irb.scsw.cstat), (0x0c, 0));
+    // Adapter indicators set: classic ones are refused (as QEMU does), and the other way
+    // round after a reset.
+    g.rejected(command::SET_IND, &IND_AT.to_be_bytes());
+    g.ok(command::VDEV_RESET, &[]);
+    g.ok(command::SET_IND, &IND_AT.to_be_bytes());
+    g.rejected(
+        command::SET_IND_ADAPTER,
+        &thinint(SUMMARY_AT, AREA_AT, 0, 3),
+    );
 }
