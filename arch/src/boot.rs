@@ -17,6 +17,9 @@ pub enum KernelFormat {
     Gzip,
     /// s390x image (an IPL-able kernel with its entry at 0x10000).
     S390Image,
+    /// No format recognised: a raw image, which only a backend that boots raw images
+    /// ([`crate::Hypervisor::RAW_KERNEL_IMAGES`], s390x) takes.
+    Raw,
 }
 
 /// An open kernel image.

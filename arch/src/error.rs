@@ -18,6 +18,12 @@ pub enum Error {
     GuestMemory { bytes: u64, reason: String },
     #[error("invalid VM configuration: {0}")]
     Config(String),
+    /// The guest memory size cannot be given to this guest (the `--memory` flag's value).
+    #[error("{0}")]
+    Memory(String),
+    /// The vCPU count cannot be given to this guest (the `--cpus` flag's value).
+    #[error("{0}")]
+    Vcpus(String),
     #[error("kernel: {0}")]
     Kernel(String),
     #[error("initrd: {0}")]

@@ -25,6 +25,9 @@ pub enum VcpuExit<'a> {
     Poweroff,
     /// The guest reset the machine (or faulted in a way real hardware resets on).
     Reset,
+    /// The guest's kernel panicked and said so the architecture's way (s390x: the
+    /// disabled wait Linux loads on a panic).
+    GuestPanic,
     /// The run was cut short by a signal or `set_immediate_exit`; nothing to do.
     Interrupted,
     /// The backend handled an architecture-specific exit itself; run again.

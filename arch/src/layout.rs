@@ -146,7 +146,7 @@ mod tests {
             .check(4 << 20, 8)
             .unwrap_err()
             .to_string(),
-            "invalid VM configuration: guest memory must be at least 4 MiB"
+            "guest memory must be at least 4 MiB"
         );
         let ok = crate::VmConfig {
             memory_bytes: 8 << 20,

@@ -32,6 +32,7 @@
 //!
 //! What only one architecture has (SIE intercepts, PSCI calls, SIGP orders, CPUID) stays
 //! inside its backend. The VMM picks the backend once, in `vmm::host`.
+#![forbid(unsafe_code)]
 
 pub mod boot;
 pub mod error;
@@ -70,13 +71,13 @@ impl VmConfig {
     /// 1..=`max_vcpus` vCPUs.
     pub fn check(&self, min_memory: u64, max_vcpus: u32) -> Result<()> {
         if self.memory_bytes < min_memory {
-            return Err(Error::Config(format!(
+            return Err(Error::Memory(format!(
                 "guest memory must be at least {} MiB",
                 min_memory >> 20
             )));
         }
         if self.vcpus == 0 || self.vcpus > max_vcpus {
-            return Err(Error::Config(format!("vCPU count must be 1..={max_vcpus}")));
+            return Err(Error::Vcpus(format!("vCPU count must be 1..={max_vcpus}")));
         }
         Ok(())
     }
@@ -93,6 +94,15 @@ pub struct VirtioTransport {
 /// A hypervisor on this host (an open `/dev/kvm`).
 pub trait Hypervisor: Sized + Send + Sync {
     type Vm: Vm;
+
+    /// Whether `--kernel` may be a raw image in no format this VMM recognises (s390x: a
+    /// raw image loads at 0 as QEMU loads it); elsewhere such a file is refused by name
+    /// before any VM exists.
+    const RAW_KERNEL_IMAGES: bool = false;
+
+    /// The kernel command line when the user gives none: the console this architecture's
+    /// guests have, and a reboot one second after a panic.
+    const DEFAULT_CMDLINE: &'static str = "console=ttyS0 panic=1";
 
     /// Human-readable name of the backend, e.g. `"KVM x86_64"`.
     fn name(&self) -> &'static str;

@@ -37,10 +37,16 @@ pub struct Platform {
     /// The hardware-reduced ACPI sleep control, sleep status and reset registers the
     /// FADT points at (`devices::legacy::AcpiPm`; x86 ports 0x600..=0x602).
     pub acpi_pm: Option<PlatformDevice>,
+    /// The PC reset control register (port 0xCF9, `devices::legacy::ResetControl`) that
+    /// Linux's `reboot=p`/`reboot=q` write (x86).
+    pub reset_control: Option<PlatformDevice>,
     /// A PL061 GPIO controller whose line 3 is the guest's power key (`gpio-keys`,
     /// `KEY_POWER`; arm64). The VMM presses it on SIGTERM.
     pub gpio: Option<PlatformDevice>,
     /// An ACPI Generic Event Device on MMIO whose event bit 0 is the guest's power button
     /// (the DSDT's `ACPI0013` and `PNP0C0C`; x86). The VMM presses it on SIGTERM.
     pub acpi_ged: Option<PlatformDevice>,
+    /// A pvpanic register (`devices::legacy::PvPanic`; x86: an I/O port described in the
+    /// DSDT as `QEMU0001`; arm64: MMIO, `qemu,pvpanic-mmio` in the FDT).
+    pub pvpanic: Option<PlatformDevice>,
 }

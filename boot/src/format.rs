@@ -9,13 +9,13 @@ const BZIMAGE_MAGIC: &[u8] = b"HdrS";
 const ARM64_MAGIC_OFFSET: usize = 0x38;
 const ARM64_MAGIC: &[u8] = b"ARM\x64";
 /// ELF identification: magic, then class 2 = 64-bit.
-const ELF_MAGIC: &[u8] = b"\x7fELF";
+pub(crate) const ELF_MAGIC: &[u8] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 /// gzip member header.
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-/// An s390x Linux image starts with the IPL PSW (64-bit, 0x0008_0000_8000_0000-style) and
-/// carries "S390EP" at 0x10008; we only see the head, so recognise its IPL PSW + CCWs:
-/// bytes 0..2 = 0x00 0x08 and the first CCW at 8 reads (opcode 0x02).
+/// An s390x Linux image starts with the IPL PSW (64-bit, 0x0008_0000_8000_0000-style)
+/// and the first CCW at 8 reads (opcode 0x02). Only a hint: s390x boots any raw image
+/// ([`KernelFormat::Raw`]) and looks for Linux's "S390EP" at 0x10008 once it is loaded.
 const S390_IPL_PSW_PREFIX: &[u8] = &[0x00, 0x08];
 
 fn has(head: &[u8], offset: usize, magic: &[u8]) -> bool {

@@ -1,5 +1,6 @@
 //! Opening the boot payload a user names: the kernel image (recognised by its first bytes,
-//! so a wrong file is refused before any VM exists), the initrd and the command line.
+//! so a wrong file is refused before any VM exists; a backend that boots raw images, s390x,
+//! opens it with [`open_kernel_or_raw`]), the initrd and the command line.
 //!
 //! Placing the payload in guest memory is each backend's job (linux-loader's bzImage and ELF
 //! loaders are x86-only, so they live in `arch-x86_64`); this crate is portable.
@@ -69,8 +70,18 @@ fn open_nonempty(path: &Path) -> Result<(File, u64), Error> {
     Ok((file, meta.len()))
 }
 
-/// Open a kernel image and recognise its format.
+/// Open a kernel image and recognise its format; a file in no known format is refused.
 pub fn open_kernel(path: &Path) -> Result<KernelFile, Error> {
+    open(path, false)
+}
+
+/// Open a kernel image for a backend that boots raw images (s390x): a file in no known
+/// format is [`KernelFormat::Raw`]; only a non-ELF64 ELF file is refused.
+pub fn open_kernel_or_raw(path: &Path) -> Result<KernelFile, Error> {
+    open(path, true)
+}
+
+fn open(path: &Path, raw: bool) -> Result<KernelFile, Error> {
     let (mut file, size) = open_nonempty(path)?;
     let mut head = vec![0u8; 0x240];
     let mut filled = 0;
@@ -87,9 +98,15 @@ pub fn open_kernel(path: &Path) -> Result<KernelFile, Error> {
         }
     }
     head.truncate(filled);
-    let format = detect_format(&head).ok_or_else(|| Error::UnknownFormat {
-        path: path.to_path_buf(),
-    })?;
+    let format = match detect_format(&head) {
+        Some(format) => format,
+        None if raw && !head.starts_with(format::ELF_MAGIC) => KernelFormat::Raw,
+        None => {
+            return Err(Error::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+        }
+    };
     Ok(KernelFile {
         path: path.to_path_buf(),
         file,
@@ -185,6 +202,40 @@ mod tests {
         assert_eq!(k.size, 64);
         let i = open_initrd(&p).unwrap();
         assert_eq!(i.size, 64);
+    }
+
+    #[test]
+    fn raw_images_only_where_the_backend_takes_them() {
+        let garbage = temp_file("raw", &[0x5a; 4096]);
+        assert!(matches!(
+            open_kernel(&garbage),
+            Err(Error::UnknownFormat { .. })
+        ));
+        let k = open_kernel_or_raw(&garbage).unwrap();
+        assert_eq!((k.format, k.size), (KernelFormat::Raw, 4096));
+        // Short files too (s390x takes any size), but an ELF32 file is refused.
+        let tiny = temp_file("tiny", &[0u8; 3]);
+        assert_eq!(open_kernel_or_raw(&tiny).unwrap().format, KernelFormat::Raw);
+        let elf32 = temp_file("elf32", b"\x7fELF\x01\x02\x01\0");
+        assert!(matches!(
+            open_kernel_or_raw(&elf32),
+            Err(Error::UnknownFormat { .. })
+        ));
+        // Recognised formats stay what they are.
+        let mut elf = vec![0u8; 64];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        let p = temp_file("elf64", &elf);
+        assert_eq!(open_kernel_or_raw(&p).unwrap().format, KernelFormat::Elf64);
+        // Still refused on every backend: empty files and non-files.
+        let empty = temp_file("empty-raw", b"");
+        assert!(matches!(
+            open_kernel_or_raw(&empty),
+            Err(Error::Empty { .. })
+        ));
+        assert!(matches!(
+            open_kernel_or_raw(&std::env::temp_dir()),
+            Err(Error::NotAFile { .. }) | Err(Error::Open { .. })
+        ));
     }
 
     #[test]

@@ -9,6 +9,11 @@ use std::io;
 pub trait InterruptLine: Send + Sync {
     /// Raise the line once.
     fn trigger(&self) -> io::Result<()>;
+    /// The `EventFd` behind the line, when it is one (an irqfd): a device thread, or later
+    /// a vhost-user backend, may write it to interrupt the guest directly.
+    fn event(&self) -> Option<&vmm_sys_util::eventfd::EventFd> {
+        None
+    }
 }
 
 /// Adapts an [`InterruptLine`] to vm-superio's `Trigger` trait.

@@ -2,6 +2,8 @@
 
 use std::sync::{Condvar, Mutex};
 
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
 /// Why the guest stopped running.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmExitReason {
@@ -9,6 +11,8 @@ pub enum VmExitReason {
     Poweroff,
     /// The guest asked for a reset (i8042 CPU reset, triple fault, PSCI SYSTEM_RESET).
     Reset,
+    /// The guest said its kernel panicked (pvpanic; on s390x the panic's disabled wait).
+    GuestPanic,
     /// The VMM process was asked to stop by a signal (SIGTERM, SIGINT, SIGHUP).
     Signal(i32),
     /// The VMM failed; the string says what went wrong.
@@ -16,15 +20,36 @@ pub enum VmExitReason {
 }
 
 /// Shared between devices, vCPU threads and the main thread: the first exit request wins.
-#[derive(Default)]
+/// The main thread's event loop waits on [`VmControl::event`]; other threads may block in
+/// [`VmControl::wait_timeout`].
 pub struct VmControl {
     reason: Mutex<Option<VmExitReason>>,
     changed: Condvar,
+    /// Written on every exit request (`None` if the host had no eventfd to give).
+    event: Option<EventFd>,
+}
+
+impl Default for VmControl {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl VmControl {
     pub fn new() -> Self {
-        Self::default()
+        let event = EventFd::new(EFD_NONBLOCK)
+            .map_err(|e| log::warn!("no eventfd for exit requests ({e}); the VMM will poll"))
+            .ok();
+        Self {
+            reason: Mutex::new(None),
+            changed: Condvar::new(),
+            event,
+        }
+    }
+
+    /// An `EventFd` that becomes readable when an exit is requested, for an event loop.
+    pub fn event(&self) -> Option<&EventFd> {
+        self.event.as_ref()
     }
 
     /// Ask the VM to stop. Later requests do not overwrite the first one.
@@ -34,6 +59,9 @@ impl VmControl {
             *guard = Some(reason);
         }
         self.changed.notify_all();
+        if let Some(event) = &self.event {
+            let _ = event.write(1);
+        }
     }
 
     /// The exit reason, if one was requested.

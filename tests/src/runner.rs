@@ -96,6 +96,7 @@ pub struct Polyvisor {
     args: Vec<OsString>,
     timeout: Duration,
     stdin: Option<Vec<u8>>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Polyvisor {
@@ -106,6 +107,7 @@ impl Polyvisor {
             args: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             stdin: None,
+            env: Vec::new(),
         }
     }
 
@@ -123,6 +125,13 @@ impl Polyvisor {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets an environment variable for polyvisor (e.g. `POLYVISOR_LOG=debug`).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -149,7 +158,8 @@ impl Polyvisor {
         s
     }
 
-    /// Runs polyvisor (no `RUST_LOG`/`POLYVISOR_LOG`: default logging), waits up to the
+    /// Runs polyvisor (no `RUST_LOG`/`POLYVISOR_LOG` unless [`Polyvisor::env`] set them:
+    /// default logging), waits up to the
     /// timeout, and returns what it printed and its exit code. On timeout it kills the
     /// process and panics with the output so far.
     pub fn run(&self) -> RunOutput {
@@ -159,6 +169,7 @@ impl Polyvisor {
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE")
             .env_remove("POLYVISOR_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -25,6 +25,11 @@ use polyvisor_tests::guest::{
     flat_data_segments, halt_forever, load_flat_gdt, print, print_hex32, protected_mode_trampoline,
     pvh_asm, pvh_kernel, reset_i8042, start_aps, COM1, SCRATCH, TRAMPOLINE_LEN,
 };
+use polyvisor_tests::virtio_mmio::{
+    DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH,
+    QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_READY,
+    QUEUE_SEL, STATUS,
+};
 use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg, TempDir};
 
 const SIGHUP: i32 = 1;
@@ -39,22 +44,6 @@ const STDERR_LIMIT: usize = 64 << 10;
 const FLOOD: Duration = Duration::from_secs(2);
 
 // ------------------------------------------------------------------ virtio-rng flood
-
-/// The first virtio-mmio slot of the x86_64 layout (virtio-rng with `--rng`).
-const MMIO: u32 = 0xd000_0000;
-const DRIVER_FEATURES: u32 = MMIO + 0x20;
-const DRIVER_FEATURES_SEL: u32 = MMIO + 0x24;
-const QUEUE_SEL: u32 = MMIO + 0x30;
-const QUEUE_NUM: u32 = MMIO + 0x38;
-const QUEUE_READY: u32 = MMIO + 0x44;
-const QUEUE_NOTIFY: u32 = MMIO + 0x50;
-const STATUS: u32 = MMIO + 0x70;
-const QUEUE_DESC_LOW: u32 = MMIO + 0x80;
-const QUEUE_DESC_HIGH: u32 = MMIO + 0x84;
-const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
-const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
-const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
-const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
 
 /// The queue, at its largest size, in guest-free memory (0x30000..0x9efff; the AP's
 /// trampoline page comes before it). Every descriptor points at the same buffer of the

@@ -325,6 +325,58 @@ fn assert_guest_ended(end: &Ended, line: &str) {
     );
 }
 
+/// Port a guest writes to make a debug build's vCPU thread panic (POLYVISOR_TEST_PANIC_ON_PORT).
+const PANIC_PORT: u8 = 0x80;
+
+fn panicking_guest() -> Vec<u8> {
+    let mut a = pvh_asm();
+    print(&mut a, "ready\n");
+    delay(&mut a);
+    a.out_imm_al(PANIC_PORT); // out 0x80, al: the armed vCPU thread panics
+    halt_forever(&mut a);
+    pvh_kernel(a.finish())
+}
+
+/// The panic policy: a panic on a vCPU thread stops the VM at once, restores the terminal,
+/// says which thread panicked where, and exits 70. (The hook that makes the thread panic
+/// exists in debug builds only; the tests use one.)
+#[test]
+fn a_vmm_panic_restores_the_terminal_and_exits_70() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let k = dir.write("panic.elf", &panicking_guest());
+    let pty = Pty::open();
+    let before = pty.customize();
+    let mut cmd = Command::new(polyvisor_bin());
+    cmd.args([OsStr::new("run"), OsStr::new("--kernel"), k.as_os_str()])
+        .env(
+            "POLYVISOR_TEST_PANIC_ON_PORT",
+            u16::from(PANIC_PORT).to_string(),
+        );
+    session_leader_on_stdin(&mut cmd);
+    let stdin = Stdio::from(pty.slave.try_clone().expect("dup the pty slave"));
+    let mut vm = Running::spawn_with(&mut cmd, stdin, Stdout::Read);
+    vm.wait_for_stdout("ready\n", Duration::from_secs(20));
+    let mut raw_seen = false;
+    let limit = Instant::now() + Duration::from_secs(20);
+    while !vm.has_exited() && Instant::now() < limit {
+        raw_seen |= Settings::of(&pty.termios()).is_raw();
+        thread::sleep(Duration::from_millis(1));
+    }
+    let end = vm.wait_exit(Duration::from_secs(20), "a vCPU thread's panic");
+    if cfg!(debug_assertions) {
+        assert_eq!(end.code(), Some(70), "exit status 70\n{end}");
+        assert!(end.stderr.contains("thread 'vcpu0' panicked"), "{end}");
+        assert!(end.stderr.contains("this is a bug"), "{end}");
+    }
+    let _ = raw_seen; // raw mode may be too short-lived to sample; the settings matter
+    assert_eq!(
+        Settings::of(&pty.termios()),
+        before,
+        "the terminal's settings after the panic differ from before\n{end}"
+    );
+}
+
 #[test]
 fn guest_poweroff_ends_without_a_key_and_restores_the_terminal() {
     polyvisor_tests::require_kvm!();

@@ -1,154 +1,187 @@
-//! Every way an x86 guest asks to reset or power off ends the run (issue 12, item 1), with
-//! `guest reset` / `guest powered off` and exit 0 — including the ways Linux's `reboot=`
-//! methods use that the other tests do not (the i8042 pulse and the FADT's registers are
-//! in console.rs/acpi.rs): a triple fault (`reboot=t`), the PCI reset control register at
-//! port 0xcf9 (`reboot=pci`), and requests made by an AP while the BSP keeps running.
+//! Every way an x86 Linux guest resets the machine ends the run with `guest reset` and exit
+//! 0, each done the way arch/x86/kernel/reboot.c does it: the FADT's reset register as the
+//! guest finds it in the tables (`reboot=a`), the i8042 pulse after waiting for its input
+//! buffer (`reboot=k`), the reset control register at 0xCF9 (`reboot=p`/`q`), and the BIOS
+//! reset vector F000:FFF0 reached in real mode (`reboot=b`, and where Linux's default
+//! order ends on this hardware-reduced ACPI machine: EFI, which does nothing without EFI,
+//! then BIOS). Triple faults are in `pvh.rs`.
+//!
+//! Each run has `POLYVISOR_LOG=debug`, so the test can tell which device saw the reset
+//! (a guest that went astray would triple-fault, which also ends in `guest reset`).
 //!
 //! Needs an x86_64 host with /dev/kvm and a built polyvisor (`cargo build -p vmm`).
 #![cfg(target_arch = "x86_64")]
 
 use polyvisor_tests::guest::{
-    flat_data_segments, halt_forever, load_flat_gdt, print, protected_mode_trampoline, pvh_asm,
-    pvh_kernel, reset_i8042, start_aps, I8042_COMMAND, SCRATCH, TRAMPOLINE_LEN,
+    halt_forever, print, print_hex32, pvh_asm, pvh_kernel, I8042_COMMAND, SCRATCH,
 };
-use polyvisor_tests::{run_kernel, Asm, Mem, Mode, Reg};
+use polyvisor_tests::{Cond, Mem, Polyvisor, Reg, RunOutput, TempDir};
 
-/// SLP_EN | SLP_TYP 5 to the ACPI sleep control register: S5.
-const SLEEP_CONTROL_PORT: u16 = 0x600;
-const SLEEP_S5: u8 = (1 << 5) | (5 << 2);
-/// The PCI reset control register (Intel chipsets; Linux's `reboot=pci`).
+const RSDP_ADDR: u32 = 0xe_0000;
+/// Offsets in the RSDP and the FADT (ACPI 6.5, 5.2.5.3 and 5.2.9).
+const RSDP_XSDT_ADDRESS: i32 = 24;
+const SDT_ENTRIES: i32 = 36;
+const FADT_FLAGS: i32 = 112;
+const FADT_RESET_REG_SPACE: i32 = 116;
+const FADT_RESET_REG_ADDRESS: i32 = 120;
+const FADT_RESET_VALUE: i32 = 128;
+const FADT_RESET_REG_SUP: u32 = 1 << 10;
+const SPACE_SYSTEM_IO: u8 = 1;
 const RESET_CONTROL_PORT: u16 = 0xcf9;
-/// Where APs start (a free page below 1 MiB).
-const TRAMPOLINE: u32 = 0x3_0000;
 
-/// `reboot=t`: an IDT with limit 0, then an exception: the #UD cannot be delivered, nor
-/// the #DF that follows, so the CPU shuts down (a triple fault), which a PC turns into a
-/// reset. (`ud2`, not `int3`: this host's KVM cannot emulate the delivery of a software
-/// interrupt through a broken IDT and reports an internal error instead.)
-#[test]
-fn triple_fault_resets() {
-    polyvisor_tests::require_kvm!();
-    let mut a = pvh_asm();
-    print(&mut a, "faulting\n");
-    a.mov_mem_imm32(Mem::Abs(SCRATCH), 0); // IDT descriptor: limit 0, base 0
-    a.mov_mem_imm32(Mem::Abs(SCRATCH + 4), 0);
-    a.lidt(Mem::Abs(SCRATCH)); // lidt [SCRATCH]
-    a.ud2(); // #UD -> #GP -> #DF -> shutdown
-    print(&mut a, "still here\n");
-    halt_forever(&mut a);
-    let out = run_kernel(&pvh_kernel(a.finish()), &[]);
+/// Runs `code` (PVH) with debug logging, checks it reset the machine and printed `text`,
+/// and that polyvisor's debug log has `device_line`.
+fn assert_resets_through(code: Vec<u8>, text: &str, device_line: &str) -> RunOutput {
+    let dir = TempDir::new();
+    let kernel = dir.write("kernel.elf", &pvh_kernel(code));
+    let out = Polyvisor::new()
+        .args(["run", "--kernel"])
+        .arg(&kernel)
+        .env("POLYVISOR_LOG", "debug")
+        .run();
     out.assert_guest_reset();
-    out.assert_stdout_contains("faulting\n");
-    assert!(!out.stdout.contains("still here"), "{out}");
+    out.assert_stdout_contains(text);
+    assert!(
+        out.stderr.contains(device_line),
+        "expected {device_line:?} in polyvisor's log\n{out}"
+    );
+    assert!(!out.stdout.contains("returned"), "{out}");
+    out
 }
 
-/// `reboot=pci`, as Linux's `BOOT_CF9_FORCE` does it for a cold reboot: read 0xcf9,
-/// write it back with SYS_RST (bit 1) set, then with RST_CPU | FULL_RST (bits 2, 3) too.
-///
-/// Ignored until the VMM serves port 0xcf9 (issue 12, item 1; not yet implemented when
-/// this test was written): run it with `cargo test -p polyvisor-tests --test reset --
-/// --ignored`, and drop the attribute with the change that makes it pass.
+/// The guest reads the FADT as Linux's `acpi_reboot()` does (RSDP → XSDT → its first
+/// entry, the FADT: `RESET_REG_SUP`, a system I/O reset register) and writes
+/// `RESET_VALUE` to `RESET_REG`.
 #[test]
-#[ignore = "port 0xcf9 reset not implemented yet (issue 12 item 1)"]
-fn pci_reset_control_register_resets() {
+fn fadt_reset_register_as_the_guest_finds_it() {
     polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
-    print(&mut a, "cf9\n");
-    a.mov_dx(RESET_CONTROL_PORT);
-    a.in_al_dx(); // in al, 0xcf9
-    a.and_al(!0x0e); // clear the reset bits
-    a.mov_rr(Reg::Ebx, Reg::Eax); // keep it
-    a.add_al(0x02); // | SYS_RST (bit 1 was clear)
-    a.out_dx_al(); // out 0xcf9, al
-    a.mov_rr(Reg::Eax, Reg::Ebx);
-    a.add_al(0x0e); // | SYS_RST | RST_CPU | FULL_RST
-    a.out_dx_al(); // out 0xcf9, al: the reset
-    a.mov_imm(Reg::Ecx, 100_000); // give it a moment, as Linux's udelay does
-    let wait = a.here_label();
-    a.loop_to(wait);
-    print(&mut a, "still here\n");
-    reset_i8042(&mut a); // end the run anyway (the check above fails the test)
-    let out = run_kernel(&pvh_kernel(a.finish()), &[]);
-    out.assert_guest_reset();
-    assert!(
-        !out.stdout.contains("still here"),
-        "writing SYS_RST | RST_CPU | FULL_RST to port 0xcf9 did not reset the machine (the \
-         guest went on and reset through the i8042)\n{out}"
+    let bad = a.label();
+    a.mov_load(Reg::Ebx, Mem::Abs(RSDP_ADDR + RSDP_XSDT_ADDRESS as u32)); // ebx = XSDT
+    a.mov_load(Reg::Ebx, Mem::Base(Reg::Ebx, SDT_ENTRIES)); // ebx = XSDT entry 0
+    a.cmp_mem_imm32(Mem::Base(Reg::Ebx, 0), u32::from_le_bytes(*b"FACP"));
+    a.j_near(Cond::Ne, bad);
+    a.mov_load(Reg::Eax, Mem::Base(Reg::Ebx, FADT_FLAGS)); // eax = FADT flags
+    a.test_eax_imm(FADT_RESET_REG_SUP);
+    a.j_near(Cond::E, bad);
+    a.cmp_mem_imm8(Mem::Base(Reg::Ebx, FADT_RESET_REG_SPACE), SPACE_SYSTEM_IO);
+    a.j_near(Cond::Ne, bad);
+    a.mov_load(Reg::Esi, Mem::Base(Reg::Ebx, FADT_RESET_REG_ADDRESS)); // esi = port
+    print(&mut a, "reset register ");
+    print_hex32(&mut a, Reg::Esi);
+    print(&mut a, "\n");
+    a.mov_rr(Reg::Edx, Reg::Esi); // dx = port
+    a.movzx_load8(Reg::Eax, Mem::Base(Reg::Ebx, FADT_RESET_VALUE)); // al = RESET_VALUE
+    a.out_dx_al(); // out dx, al
+    print(&mut a, "returned\n");
+    halt_forever(&mut a);
+    a.bind(bad);
+    print(&mut a, "bad FADT\n");
+    halt_forever(&mut a);
+    assert_resets_through(
+        a.finish(),
+        "reset register 00000602\n",
+        "acpi: reset register written",
     );
 }
 
-/// A 2-vCPU guest whose AP (still in real mode: ports need no more) runs `ap` while the
-/// BSP prints `spinning` and spins forever.
-fn ap_ends_the_run(ap: impl FnOnce(&mut Asm)) -> Vec<u8> {
-    let mut t = Asm::new(Mode::Real16, 0);
-    t.cli();
-    ap(&mut t);
-    halt_forever(&mut t);
-    let tramp_code = t.finish();
-
+/// `reboot=k`: wait until the controller's input buffer is empty, then command 0xFE.
+#[test]
+fn i8042_pulse_after_kb_wait() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
-    let tramp = a.label();
-    print(&mut a, "spinning\n");
-    start_aps(&mut a, TRAMPOLINE, tramp, tramp_code.len() as u32);
-    let spin = a.here_label();
-    a.jmp_short(spin); // the BSP never stops by itself
-    a.bind(tramp);
-    a.bytes(&tramp_code);
-    pvh_kernel(a.finish())
-}
-
-#[test]
-fn i8042_reset_from_an_ap_ends_the_run_while_the_bsp_spins() {
-    polyvisor_tests::require_kvm!();
-    let kernel = ap_ends_the_run(|t| {
-        t.mov_al(0xfe);
-        t.out_imm_al(I8042_COMMAND); // out 0x64, 0xfe
-    });
-    let out = run_kernel(&kernel, &["--cpus", "2"]);
-    out.assert_guest_reset();
-}
-
-#[test]
-fn s5_from_an_ap_ends_the_run_while_the_bsp_spins() {
-    polyvisor_tests::require_kvm!();
-    let kernel = ap_ends_the_run(|t| {
-        t.mov_dx(SLEEP_CONTROL_PORT);
-        t.mov_al(SLEEP_S5);
-        t.out_dx_al(); // out 0x600, S5
-    });
-    let out = run_kernel(&kernel, &["--cpus", "2"]);
-    out.assert_guest_poweroff();
-}
-
-/// The BSP loads the flat GDT, starts the AP in protected mode (real-mode exceptions are
-/// emulated on this host's KVM, which cannot deliver them through a broken IVT) and
-/// spins; the AP loads an IDT of limit 0 and raises #UD: a triple fault on vCPU 1.
-#[test]
-fn triple_fault_on_an_ap_ends_the_run_while_the_bsp_spins() {
-    polyvisor_tests::require_kvm!();
-    const GDT: u32 = SCRATCH + 0x800;
-    const GDT_DESC: u32 = SCRATCH + 0x20;
-    const IDT_DESC: u32 = SCRATCH + 0x40;
-    let mut a = pvh_asm();
-    let main = a.label();
-    let tramp = a.label();
-    a.jmp(main);
-    let ap = a.here_label();
-    flat_data_segments(&mut a);
-    a.lidt(Mem::Abs(IDT_DESC)); // limit 0
-    a.ud2(); // #UD -> #GP -> #DF -> shutdown
+    print(&mut a, "kbd\n");
+    let wait = a.here_label();
+    a.in_al_imm(I8042_COMMAND); // in al, 0x64
+    a.test_al(0x02); // input buffer full?
+    a.j(Cond::Ne, wait);
+    a.mov_al(0xfe); // pulse the reset line
+    a.out_imm_al(I8042_COMMAND); // out 0x64, al
+    print(&mut a, "returned\n");
     halt_forever(&mut a);
-    a.bind(main);
-    load_flat_gdt(&mut a, GDT, GDT_DESC);
-    a.mov_mem_imm32(Mem::Abs(IDT_DESC), 0);
-    a.mov_mem_imm32(Mem::Abs(IDT_DESC + 4), 0);
-    print(&mut a, "spinning\n");
-    start_aps(&mut a, TRAMPOLINE, tramp, TRAMPOLINE_LEN);
-    let spin = a.here_label();
-    a.jmp_short(spin);
-    let entry = a.addr_of(ap) as u32;
-    a.bind(tramp);
-    a.bytes(&protected_mode_trampoline(GDT, entry));
-    let out = run_kernel(&pvh_kernel(a.finish()), &["--cpus", "2"]);
-    out.assert_guest_reset();
+    assert_resets_through(a.finish(), "kbd\n", "i8042: command 0xfe: CPU reset");
+}
+
+/// `reboot=p`/`q`: `cf9 = inb(0xcf9) & ~0x0e; outb(cf9 | 2); outb(cf9 | 0x0e)`. The
+/// first write only selects a hard reset.
+#[test]
+fn reset_control_register_at_cf9() {
+    polyvisor_tests::require_kvm!();
+    let mut a = pvh_asm();
+    a.mov_dx(RESET_CONTROL_PORT); // mov dx, 0xcf9
+    a.in_al_dx(); // in al, dx
+    a.and_al(!0x0e); // and al, ~0x0e
+    a.mov_rr(Reg::Ebx, Reg::Eax); // ebx = cf9
+    a.or_imm(Reg::Eax, 0x02); // SYS_RST
+    a.out_dx_al(); // out dx, al
+    a.in_al_dx(); // in al, dx
+    a.mov_rr(Reg::Esi, Reg::Eax);
+    a.and_imm(Reg::Esi, 0xff);
+    print(&mut a, "cf9 ");
+    print_hex32(&mut a, Reg::Esi);
+    print(&mut a, "\n");
+    a.mov_rr(Reg::Eax, Reg::Ebx);
+    a.or_imm(Reg::Eax, 0x0e); // SYS_RST | RST_CPU | FULL_RST
+    a.mov_dx(RESET_CONTROL_PORT);
+    a.out_dx_al(); // out dx, al
+    print(&mut a, "returned\n");
+    halt_forever(&mut a);
+    assert_resets_through(a.finish(), "cf9 00000002\n", "reset control: 0xe written");
+}
+
+/// 16-bit code at [`REAL_MODE_CODE`]: 16-bit data segments, protection off, then a far
+/// jump to the BIOS reset vector, as `machine_real_restart(MRR_BIOS)` ends.
+const REAL_MODE_CODE: u32 = SCRATCH + 0x1000;
+const TO_RESET_VECTOR: [u8; 24] = [
+    0xb8, 0x20, 0x00, // mov ax, 0x20 (16-bit data, base 0, limit 0xffff)
+    0x8e, 0xd8, // mov ds, ax
+    0x8e, 0xc0, // mov es, ax
+    0x8e, 0xd0, // mov ss, ax
+    0x0f, 0x20, 0xc0, // mov eax, cr0
+    0x24, 0xfe, // and al, 0xfe: PE off
+    0x0f, 0x22, 0xc0, // mov cr0, eax
+    0xea, 0xf0, 0xff, 0x00, 0xf0, // jmp 0xf000:0xfff0
+    0xf4, 0xf4, // hlt (never reached)
+];
+
+/// `reboot=b` and Linux's default order here: real mode, then F000:FFF0, where the VMM's
+/// reset-vector code writes the FADT's reset register.
+#[test]
+fn bios_reset_vector_in_real_mode() {
+    polyvisor_tests::require_kvm!();
+    let mut a = pvh_asm();
+    print(&mut a, "to the reset vector\n");
+    a.cli();
+    // GDT at SCRATCH: null, 0x08 flat code32, 0x10 flat data32, 0x18 code16, 0x20 data16.
+    let gdt = SCRATCH;
+    let entries: [(u32, u32); 5] = [
+        (0, 0),
+        (0x0000_ffff, 0x00cf_9b00),
+        (0x0000_ffff, 0x00cf_9300),
+        (0x0000_ffff, 0x0000_9b00),
+        (0x0000_ffff, 0x0000_9300),
+    ];
+    for (i, (lo, hi)) in entries.iter().enumerate() {
+        a.mov_mem_imm32(Mem::Abs(gdt + 8 * i as u32), *lo);
+        a.mov_mem_imm32(Mem::Abs(gdt + 8 * i as u32 + 4), *hi);
+    }
+    let desc = gdt + 0x100;
+    a.mov_mem_imm32(Mem::Abs(desc), (gdt << 16) | 39); // limit 39, base 15:0
+    a.mov_mem_imm32(Mem::Abs(desc + 4), gdt >> 16); // base 31:16
+    a.lgdt(Mem::Abs(desc));
+    for (i, chunk) in TO_RESET_VECTOR.chunks(4).enumerate() {
+        let word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+        a.mov_mem_imm32(Mem::Abs(REAL_MODE_CODE + 4 * i as u32), word);
+    }
+    // jmp 0x18:REAL_MODE_CODE (ptr16:32)
+    a.bytes(&[0xea]);
+    a.bytes(&REAL_MODE_CODE.to_le_bytes());
+    a.bytes(&0x18u16.to_le_bytes());
+    print(&mut a, "returned\n");
+    halt_forever(&mut a);
+    assert_resets_through(
+        a.finish(),
+        "to the reset vector\n",
+        "acpi: reset register written",
+    );
 }

@@ -72,9 +72,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
 
-    /// Kernel command line [default: console=ttyS0 reboot=k panic=1].
-    #[arg(long, value_name = "STR")]
-    pub cmdline: Option<String>,
+    /// Kernel command line (the default names this architecture's console: ttyS0 on
+    /// x86_64 and aarch64, ttysclp0 on s390x).
+    #[arg(long, value_name = "STR", default_value = crate::host::DEFAULT_CMDLINE)]
+    pub cmdline: String,
 
     /// Number of vCPUs, from 1 up to the host's KVM limit.
     #[arg(long, value_name = "N", default_value = "1", value_parser = parse_cpus)]
@@ -127,17 +128,14 @@ pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Wri
     clap_complete::generate(shell, &mut cmd, "polyvisor", out);
 }
 
-/// Default kernel command line: serial console, reset through the keyboard controller
-/// (which ends the VM), reboot one second after a panic.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+pub use crate::host::DEFAULT_CMDLINE;
 
 impl RunArgs {
     /// Turn the parsed flags into a [`Config`], checking what clap could not.
     pub fn into_config(self) -> Result<Config, crate::ConfigError> {
         let memory_bytes = parse_size(&self.memory)
             .map_err(|reason| crate::ConfigError::new("--memory", &self.memory, reason))?;
-        let cmdline = self.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
-        let cmdline = boot::check_cmdline(&cmdline)
+        let cmdline = boot::check_cmdline(&self.cmdline)
             .map_err(|e| crate::ConfigError::new("--cmdline", "", e.to_string()))?;
         let config = Config {
             kernel: self.kernel,

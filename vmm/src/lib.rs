@@ -10,14 +10,19 @@ pub mod host;
 pub mod logger;
 pub mod machine;
 pub mod manpage;
+pub mod run_control;
 pub mod signals;
 pub mod terminal;
 mod vcpu_thread;
 
 pub use config::{Config, ConfigError};
-pub use machine::{run, Error, RunOutcome};
+pub use machine::{run, run_with, Error, RunOutcome};
+pub use run_control::{CommandError, RunControl, VmCommand};
 
 use std::sync::OnceLock;
+
+/// Exit status when the guest said its kernel panicked (pvpanic on x86_64 and aarch64).
+pub const EXIT_GUEST_PANIC: u8 = 3;
 
 /// Exit status when polyvisor itself panicked (a bug): the VM is stopped and the terminal
 /// restored first. (70 is `EX_SOFTWARE` of sysexits.h, "internal software error".)

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
-    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, RtcPl031,
-    Serial16550, I8042,
+    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic,
+    ResetControl, RtcPl031, Serial16550, I8042,
 };
 use devices::virtio::Rng;
 use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
@@ -14,6 +14,7 @@ use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
 use crate::config::{format_size, Config, ConfigError};
 use crate::console;
 use crate::host::Host;
+use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread::{self, Buses};
 
 /// How a run ended, when it ended the way a guest ends.
@@ -21,6 +22,8 @@ use crate::vcpu_thread::{self, Buses};
 pub enum RunOutcome {
     Poweroff,
     Reset,
+    /// The guest said its kernel panicked.
+    GuestPanic,
 }
 
 /// Why a run failed. Configuration errors name the flag and value; the rest say which
@@ -77,6 +80,8 @@ impl Error {
                 arch::Error::Kernel(_)
                 | arch::Error::Initrd(_)
                 | arch::Error::Cmdline(_)
+                | arch::Error::Memory(_)
+                | arch::Error::Vcpus(_)
                 | arch::Error::Config(_),
             ) => 2,
             _ => 1,
@@ -115,12 +120,8 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
             format_size(config.memory_bytes),
             format!("cannot map guest memory: {reason}"),
         ),
-        arch::Error::Config(m) if m.contains("memory") => {
-            flagged("--memory", format_size(config.memory_bytes), m)
-        }
-        arch::Error::Config(m) if m.contains("vCPU") => {
-            flagged("--cpus", config.cpus.to_string(), m)
-        }
+        arch::Error::Memory(m) => flagged("--memory", format_size(config.memory_bytes), m),
+        arch::Error::Vcpus(m) => flagged("--cpus", config.cpus.to_string(), m),
         other => Error::Backend(other),
     }
 }
@@ -196,20 +197,34 @@ fn required_line<V: Vm>(
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
 /// off or resets.
 pub fn run(config: &Config) -> Result<RunOutcome, Error> {
+    run_with(config, None)
+}
+
+/// [`run`], steered from another thread through `steering` (pause, resume) while the guest
+/// runs. Call it on the thread that owns the process's stop signals (see
+/// [`crate::signals::install`]).
+pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
     // Before anything can put the terminal in raw mode: a stop signal from here on is
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out);
+    let result = run_boots(config, &console_out, steering);
+    if let Some(s) = steering {
+        s.refuse_all();
+    }
     console_out.finish();
     result
 }
 
-fn run_boots(config: &Config, console_out: &console::ConsoleOutput) -> Result<RunOutcome, Error> {
+fn run_boots(
+    config: &Config,
+    console_out: &console::ConsoleOutput,
+    steering: Option<&RunControl>,
+) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out)?;
+        let outcome = run_on::<Host>(config, console_out, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -239,9 +254,15 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
+    steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
-    let kernel = boot::open_kernel(&config.kernel).map_err(Error::Kernel)?;
+    let open_kernel = if H::RAW_KERNEL_IMAGES {
+        boot::open_kernel_or_raw
+    } else {
+        boot::open_kernel
+    };
+    let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
     let initrd = config
         .initrd
         .as_deref()
@@ -340,6 +361,10 @@ pub fn run_on<H: Hypervisor>(
             Arc::new(Mutex::new(AcpiPm::new(control.clone()))),
         )?;
     }
+    if let Some(dev) = platform.reset_control {
+        let reset = ResetControl::new(control.clone());
+        place(&mut buses, &dev, Arc::new(Mutex::new(reset)))?;
+    }
     if let Some(dev) = platform.rtc {
         // The PL031 model raises no interrupt (no alarm), so it takes no line.
         place(&mut buses, &dev, Arc::new(Mutex::new(RtcPl031::new())))?;
@@ -359,6 +384,13 @@ pub fn run_on<H: Hypervisor>(
     }
     for transport in virtio {
         place(&mut buses, &transport.window, transport.device)?;
+    }
+    if let Some(dev) = platform.pvpanic {
+        place(
+            &mut buses,
+            &dev,
+            Arc::new(Mutex::new(PvPanic::new(control.clone()))),
+        )?;
     }
     if let (Some(dev), true) = (platform.boot_timer, config.boot_timer) {
         let timer = BootTimer::new(crate::process_start());
@@ -382,12 +414,38 @@ pub fn run_on<H: Hypervisor>(
         }
     }
 
+    let mut paused = false;
+    let mut handle = |command: VmCommand| -> Result<(), CommandError> {
+        match (command, paused) {
+            (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
+            (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
+            (VmCommand::Pause, false) => {
+                let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
+                    .map_err(|names| CommandError::DidNotPause(names.join(", ")));
+                paused = true; // even when late, they pause as soon as they can
+                if result.is_ok() {
+                    log::info!("VM paused");
+                }
+                result
+            }
+            (VmCommand::Resume, true) => {
+                vcpu_thread::resume_all(&threads);
+                paused = false;
+                log::info!("VM resumed");
+                Ok(())
+            }
+        }
+    };
     let ending = crate::signals::wait_for_exit(
         &control,
         &crate::signals::GracefulStop {
             button: power_button.as_deref(),
             timeout: config.shutdown_timeout,
         },
+        steering.map(|requests| crate::signals::Steering {
+            requests,
+            handle: &mut handle,
+        }),
     );
     let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
     if !stuck.is_empty() {
@@ -408,6 +466,7 @@ pub fn run_on<H: Hypervisor>(
     match ending.reason {
         VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
         VmExitReason::Reset => Ok(RunOutcome::Reset),
+        VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
         VmExitReason::Signal(signal) => Err(Error::Stopped {
             signal,
             waited: ending.waited,

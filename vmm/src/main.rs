@@ -67,6 +67,10 @@ fn main() -> ExitCode {
             log::info!("guest reset");
             ExitCode::SUCCESS
         }
+        Ok(RunOutcome::GuestPanic) => {
+            log::error!("guest panicked");
+            ExitCode::from(vmm::EXIT_GUEST_PANIC)
+        }
         Err(e) => {
             let code = e.exit_code();
             log::error!("{}", anyhow::Error::new(e));

@@ -25,6 +25,12 @@ pub const EXIT_STATUSES: &[(&str, &str)] = &[
          the file.",
     ),
     (
+        "3",
+        "The guest's kernel panicked and said so through the pvpanic device (x86_64, aarch64; \
+         the guest needs Linux's pvpanic-mmio driver, a module in Debian's kernels); stderr's \
+         last line says `guest panicked`.",
+    ),
+    (
         "70",
         "Polyvisor itself panicked (a bug): the VM was stopped at once and the terminal \
          restored; one error line names the thread and the place.",

@@ -4,35 +4,79 @@
 //! Either way the VMM tears down cleanly (vCPU threads joined, terminal restored) instead of
 //! dying mid-run.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use devices::{PowerButton, VmControl, VmExitReason};
-use vmm_sys_util::signal::register_signal_handler;
 
-/// The last stop signal received, 0 for none. Written by the handler (an atomic store is
-/// async-signal-safe), read by [`wait_for_exit`].
-static RECEIVED: AtomicI32 = AtomicI32::new(0);
+use crate::run_control::{CommandError, RunControl, VmCommand};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 /// The signals that stop the VM.
 pub const STOP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// How long the power button stays pressed.
 const PRESS_TIME: Duration = Duration::from_millis(200);
-/// How often the main thread looks at the signals.
-const POLL: Duration = Duration::from_millis(20);
+/// Without an exit-request eventfd (the host had none to give), how often the loop looks.
+const FALLBACK_POLL: Duration = Duration::from_millis(20);
 
-extern "C" fn note_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    RECEIVED.store(num, Ordering::SeqCst);
+/// The signalfd the stop signals arrive on (created once, by [`install`]).
+static SIGNALS: OnceLock<OwnedFd> = OnceLock::new();
+
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for both calls; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+    }
+    set
 }
 
-/// Route the stop signals to [`wait_for_exit`]. Called before the terminal goes into raw
-/// mode, so no stop signal can end the process with the terminal left raw.
+/// Route the stop signals to [`wait_for_exit`]: block them in the calling thread (every
+/// thread started after it inherits the block, so no other thread is interrupted by them)
+/// and read them from a signalfd. Call it on the main thread before any other thread
+/// starts, and before the terminal goes into raw mode: a stop signal from then on is held
+/// until the event loop reads it, and the run ends through the path that restores the
+/// terminal. Calling it again only blocks the signals in the calling thread.
 pub fn install() -> std::io::Result<()> {
-    for sig in STOP_SIGNALS {
-        register_signal_handler(sig, note_signal).map_err(std::io::Error::from)?;
+    let set = stop_set();
+    // SAFETY: `set` is a valid, initialised sigset_t; the old mask is not asked for.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    if SIGNALS.get().is_none() {
+        // SAFETY: `set` is valid; -1 asks for a new signalfd, whose ownership we take.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by signalfd and is owned by nobody else.
+        let _ = SIGNALS.set(unsafe { OwnedFd::from_raw_fd(fd) });
     }
     Ok(())
+}
+
+/// The next pending stop signal, if any.
+fn next_signal() -> Option<i32> {
+    let fd = SIGNALS.get()?;
+    // SAFETY: signalfd_siginfo is plain data; read fills it or fails.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is valid for writes of `size` bytes.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    (n == size as isize).then_some(info.ssi_signo as i32)
 }
 
 /// How SIGTERM asks the guest to shut down.
@@ -58,11 +102,48 @@ struct Pressed {
     released: bool,
 }
 
-/// Wait until the guest stops or a stop signal ends the VM (checked every 20 ms).
-pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop) -> Ending {
+impl Pressed {
+    /// How long until the press needs attention (release, or the time running out).
+    fn next_deadline(&self, timeout: Duration) -> Duration {
+        let due = if self.released {
+            timeout
+        } else {
+            PRESS_TIME.min(timeout)
+        };
+        due.saturating_sub(self.at.elapsed())
+    }
+}
+
+const SIGNAL_EVENT: u64 = 1;
+const EXIT_EVENT: u64 = 2;
+const COMMAND_EVENT: u64 = 3;
+
+/// Requests to the running VM (pause, resume) and what carries them out.
+pub struct Steering<'a> {
+    pub requests: &'a RunControl,
+    pub handle: &'a mut dyn FnMut(VmCommand) -> Result<(), CommandError>,
+}
+
+/// The main thread's event loop while the guest runs: waits with epoll on the stop-signal
+/// signalfd and the VM's exit-request eventfd (and, while a power-button press is in
+/// progress, for its release and deadline) until the guest stops or a stop signal ends the
+/// VM. Nothing polls on a timer.
+pub fn wait_for_exit(
+    control: &VmControl,
+    graceful: &GracefulStop,
+    mut steering: Option<Steering>,
+) -> Ending {
+    let epoll = match event_loop(control, steering.as_ref().map(|s| s.requests)) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            log::warn!("event loop: {e}; polling instead");
+            None
+        }
+    };
+    let mut events = [EpollEvent::default(); 3];
     let mut pressed: Option<Pressed> = None;
     loop {
-        if let Some(reason) = control.wait_timeout(POLL) {
+        if let Some(reason) = control.exit_reason() {
             let waited = pressed.as_ref().map(|p| p.at.elapsed());
             if let (Some(w), VmExitReason::Poweroff | VmExitReason::Reset) = (waited, &reason) {
                 log::info!(
@@ -86,29 +167,87 @@ pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop) -> Ending {
                 continue;
             }
         }
-        let sig = RECEIVED.swap(0, Ordering::SeqCst);
-        if sig == 0 {
+        if let Some(sig) = next_signal() {
+            match graceful.button {
+                Some(button)
+                    if sig == libc::SIGTERM && pressed.is_none() && !graceful.timeout.is_zero() =>
+                {
+                    log::info!(
+                        "SIGTERM: pressed the guest's {}; waiting up to {} s for it to power off \
+                         (another SIGTERM stops it at once)",
+                        button.describe(),
+                        graceful.timeout.as_secs()
+                    );
+                    button.press();
+                    pressed = Some(Pressed {
+                        at: Instant::now(),
+                        released: false,
+                    });
+                }
+                _ => control.request_exit(VmExitReason::Signal(sig)),
+            }
             continue;
         }
-        match graceful.button {
-            Some(button)
-                if sig == libc::SIGTERM && pressed.is_none() && !graceful.timeout.is_zero() =>
-            {
-                log::info!(
-                    "SIGTERM: pressed the guest's {}; waiting up to {} s for it to power off \
-                     (another SIGTERM stops it at once)",
-                    button.describe(),
-                    graceful.timeout.as_secs()
-                );
-                button.press();
-                pressed = Some(Pressed {
-                    at: Instant::now(),
-                    released: false,
-                });
+        let wait = pressed.as_ref().map(|p| p.next_deadline(graceful.timeout));
+        match &epoll {
+            Some(epoll) => {
+                let ms = wait.map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
+                if let Ok(n) = epoll.wait(ms, &mut events) {
+                    for e in &events[..n] {
+                        match e.data() {
+                            EXIT_EVENT => {
+                                if let Some(ev) = control.event() {
+                                    let _ = ev.read();
+                                }
+                            }
+                            COMMAND_EVENT => {
+                                if let Some(s) = steering.as_mut() {
+                                    s.requests.serve(s.handle);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
             }
-            _ => control.request_exit(VmExitReason::Signal(sig)),
+            None => {
+                let _ = control.wait_timeout(wait.unwrap_or(FALLBACK_POLL).min(FALLBACK_POLL));
+                if let Some(s) = steering.as_mut() {
+                    s.requests.serve(s.handle);
+                }
+            }
         }
     }
+}
+
+/// The epoll set of the main thread's loop: the stop signals, the exit requests and the
+/// steering requests.
+fn event_loop(control: &VmControl, requests: Option<&RunControl>) -> std::io::Result<Epoll> {
+    let epoll = Epoll::new()?;
+    let signals = SIGNALS
+        .get()
+        .ok_or_else(|| std::io::Error::other("the stop signals are not installed"))?;
+    epoll.ctl(
+        ControlOperation::Add,
+        signals.as_raw_fd(),
+        EpollEvent::new(EventSet::IN, SIGNAL_EVENT),
+    )?;
+    let exit = control
+        .event()
+        .ok_or_else(|| std::io::Error::other("no exit-request eventfd"))?;
+    epoll.ctl(
+        ControlOperation::Add,
+        exit.as_raw_fd(),
+        EpollEvent::new(EventSet::IN, EXIT_EVENT),
+    )?;
+    if let Some(requests) = requests {
+        epoll.ctl(
+            ControlOperation::Add,
+            requests.event().as_raw_fd(),
+            EpollEvent::new(EventSet::IN, COMMAND_EVENT),
+        )?;
+    }
+    Ok(epoll)
 }
 
 /// The conventional name of a stop signal.
@@ -125,11 +264,19 @@ pub fn name(sig: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    /// Tests share the process-wide RECEIVED: run them one at a time.
+    /// Tests share the process-wide signalfd: run them one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());
+
+    /// Send `sig` to this thread only (blocked here by `install`, so it waits for the
+    /// signalfd; other test threads never see it).
+    fn raise_here(sig: i32) {
+        install().unwrap();
+        // SAFETY: pthread_self names this live thread; the signal is blocked in it.
+        unsafe { libc::pthread_kill(libc::pthread_self(), sig) };
+    }
 
     #[derive(Default)]
     struct Button {
@@ -156,6 +303,7 @@ mod tests {
                 button: Some(button),
                 timeout,
             },
+            None,
         )
     }
 
@@ -170,8 +318,8 @@ mod tests {
     fn a_noted_signal_becomes_the_exit_reason() {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let control = VmControl::new();
-        RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
-        let end = wait_for_exit(&control, &no_button());
+        raise_here(libc::SIGTERM);
+        let end = wait_for_exit(&control, &no_button(), None);
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert_eq!(end.waited, None);
         assert_eq!(name(libc::SIGHUP), "SIGHUP");
@@ -182,7 +330,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let control = Arc::new(VmControl::new());
         let button = Button::default();
-        RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
+        raise_here(libc::SIGTERM);
         let guest = {
             let control = control.clone();
             std::thread::spawn(move || {
@@ -206,7 +354,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let control = VmControl::new();
         let button = Button::default();
-        RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
+        raise_here(libc::SIGTERM);
         let t0 = Instant::now();
         let end = with_button(&control, &button, Duration::from_millis(300));
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
@@ -220,16 +368,20 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let button = Button::default();
         let control = VmControl::new();
-        RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
+        raise_here(libc::SIGTERM);
         let end = with_button(&control, &button, Duration::ZERO);
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);
 
         let control = Arc::new(VmControl::new());
-        RECEIVED.store(libc::SIGTERM, Ordering::SeqCst);
-        let again = std::thread::spawn(|| {
+        raise_here(libc::SIGTERM);
+        // SAFETY: pthread_self names this live thread, which outlives the helper below.
+        let me = unsafe { libc::pthread_self() };
+        let again = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
-            RECEIVED.store(libc::SIGINT, Ordering::SeqCst);
+            // SAFETY: `me` is the test thread, alive until it has joined this one; the
+            // signal is blocked there and waits for the signalfd.
+            unsafe { libc::pthread_kill(me, libc::SIGINT) };
         });
         let end = with_button(&control, &button, Duration::from_secs(30));
         again.join().unwrap();
@@ -243,7 +395,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let button = Button::default();
         let control = VmControl::new();
-        RECEIVED.store(libc::SIGINT, Ordering::SeqCst);
+        raise_here(libc::SIGINT);
         let end = with_button(&control, &button, Duration::from_secs(30));
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGINT));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);

@@ -65,6 +65,8 @@ pub struct FdtConfig<'a> {
     pub rtc: Option<PlatformDevice>,
     /// The PL061 whose line [`POWER_KEY_LINE`] is the power key.
     pub gpio: Option<PlatformDevice>,
+    /// The pvpanic register (`qemu,pvpanic-mmio`).
+    pub pvpanic: Option<PlatformDevice>,
     pub virtio: &'a [VirtioMmioNode],
 }
 
@@ -119,6 +121,9 @@ pub fn build(cfg: &FdtConfig) -> FdtResult<Vec<u8>> {
     }
     if let Some(gpio) = cfg.gpio {
         gpio_nodes(&mut fdt, &gpio)?;
+    }
+    if let Some(pvpanic) = cfg.pvpanic {
+        pvpanic_node(&mut fdt, &pvpanic)?;
     }
     for dev in cfg.virtio {
         virtio_node(&mut fdt, dev)?;
@@ -270,6 +275,15 @@ fn uart_node(fdt: &mut FdtWriter, uart: &PlatformDevice) -> FdtResult<()> {
     if let Some(irq) = uart.irq {
         fdt.property_array_u32("interrupts", &spi(irq, IRQ_TYPE_EDGE_RISING))?;
     }
+    fdt.end_node(node)
+}
+
+/// The pvpanic register, as QEMU's `virt` machine describes its `pvpanic-mmio` (Linux's
+/// `pvpanic-mmio` driver binds `qemu,pvpanic-mmio`); two bytes of the window are decoded.
+fn pvpanic_node(fdt: &mut FdtWriter, dev: &PlatformDevice) -> FdtResult<()> {
+    let node = fdt.begin_node(&format!("pvpanic@{:x}", dev.base))?;
+    fdt.property_string("compatible", "qemu,pvpanic-mmio")?;
+    fdt.property_array_u64("reg", &[dev.base, 2])?;
     fdt.end_node(node)
 }
 

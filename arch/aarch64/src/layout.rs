@@ -11,6 +11,8 @@
 //! | 0x0900_0000..0x0900_1000     | 16550 UART (`ns16550a`, byte registers), SPI 1    |
 //! | 0x0901_0000..0x0901_1000     | PL031 RTC, SPI 2                                  |
 //! | 0x0902_0000..0x0902_1000     | boot timer (`devices::boot_timer`), no interrupt   |
+//! | 0x0903_0000..0x0903_1000     | PL061 GPIO (power key), SPI 3                     |
+//! | 0x0904_0000..0x0904_1000     | pvpanic (`qemu,pvpanic-mmio`), no interrupt       |
 //! | 0x0a00_0000..0x0a00_0000 + 32 * 0x200 | virtio-mmio slots, SPI 16 + slot         |
 //! | 0x4000_0000..                | RAM: kernel at the start (2 MiB aligned),         |
 //! |                              | initrd below the FDT, FDT in the last 2 MiB       |
@@ -41,6 +43,9 @@ pub const RTC_SIZE: u64 = 0x1000;
 pub const RTC_SPI: u32 = 2;
 pub const BOOT_TIMER_BASE: u64 = 0x0902_0000;
 pub const BOOT_TIMER_SIZE: u64 = 0x1000;
+/// The pvpanic register (`devices::legacy::pvpanic`; a page of MMIO, one byte decoded).
+pub const PVPANIC_BASE: u64 = 0x0904_0000;
+pub const PVPANIC_SIZE: u64 = 0x1000;
 /// The PL061 GPIO controller carrying the power key.
 pub const GPIO_BASE: u64 = 0x0903_0000;
 pub const GPIO_SIZE: u64 = 0x1000;
@@ -93,6 +98,13 @@ pub const GPIO: PlatformDevice = PlatformDevice {
     irq: Some(GPIO_SPI),
 };
 
+pub const PVPANIC: PlatformDevice = PlatformDevice {
+    bus: BusKind::Mmio,
+    base: PVPANIC_BASE,
+    len: PVPANIC_SIZE,
+    irq: None,
+};
+
 pub const BOOT_TIMER: PlatformDevice = PlatformDevice {
     bus: BusKind::Mmio,
     base: BOOT_TIMER_BASE,
@@ -140,6 +152,8 @@ mod tests {
             (UART_BASE, UART_SIZE),
             (RTC_BASE, RTC_SIZE),
             (BOOT_TIMER_BASE, BOOT_TIMER_SIZE),
+            (GPIO_BASE, GPIO_SIZE),
+            (PVPANIC_BASE, PVPANIC_SIZE),
             (
                 VIRTIO_MMIO_BASE,
                 u64::from(VIRTIO_MMIO_SLOTS) * VIRTIO_MMIO_SIZE,

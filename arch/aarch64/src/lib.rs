@@ -3,6 +3,7 @@
 //! Portable pieces (memory map, device tree, arm64 `Image` loader, boot register values)
 //! compile and are tested on every target; the KVM glue in [`kvm`] exists only on aarch64
 //! hosts.
+#![forbid(unsafe_code)]
 
 pub mod fdt;
 pub mod layout;

@@ -269,6 +269,7 @@ pub fn load(
         serial: machine.platform.serial,
         rtc: machine.platform.rtc,
         gpio: machine.platform.gpio,
+        pvpanic: machine.platform.pvpanic,
         virtio: machine.virtio,
     })
     .map_err(|e| Error::GuestWrite {

@@ -86,6 +86,26 @@ impl InterruptLine for IrqfdLine {
     fn trigger(&self) -> std::io::Result<()> {
         self.event.write(1)
     }
+
+    fn event(&self) -> Option<&EventFd> {
+        Some(&self.event)
+    }
+}
+
+/// Bind each of `transport`'s queue-notify `EventFd`s to its `QueueNotify` register at
+/// `base` (a 4-byte write of the queue index), so a driver's notify wakes the device's
+/// worker inside KVM, without an exit to the VMM.
+pub fn bind_queue_notifies(
+    vm: &VmFd,
+    transport: &devices::virtio::MmioTransport,
+    base: u64,
+) -> Result<()> {
+    let addr = base + devices::virtio::mmio::reg::QUEUE_NOTIFY;
+    for (queue, event) in transport.queue_notify_events() {
+        vm.register_ioevent(&event, &kvm_ioctls::IoEventAddress::Mmio(addr), queue)
+            .map_err(|e| Error::hv("KVM_IOEVENTFD", e))?;
+    }
+    Ok(())
 }
 
 /// `KVM_RUN` once, with the element size of a port exit (1, 2 or 4 bytes), which
@@ -96,11 +116,14 @@ pub fn run_vcpu(fd: &mut VcpuFd) -> (std::result::Result<KvmExit<'_>, kvm_ioctls
     let run: *const kvm_bindings::kvm_run = fd.get_kvm_run();
     let exit = fd.run();
     let size = match exit {
-        // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as `fd`;
-        // the exit reason says the `io` member of the union is the valid one, and it lies in
-        // the structure's header, apart from the data area the exit's slice borrows.
         Ok(KvmExit::IoIn(..) | KvmExit::IoOut(..)) => {
-            unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() }.into()
+            // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as
+            // `fd`; the exit reason says the `io` member of the union is the valid one, and
+            // it lies in the structure's header, apart from the data area the exit's slice
+            // borrows.
+            let size =
+                unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read_volatile() };
+            usize::from(size)
         }
         _ => 0,
     };

@@ -128,6 +128,37 @@ pub mod sigp {
     }
 }
 
+/// How a guest ends the machine, seen from one vCPU: every path a guest has to reset or
+/// stop comes down to one of these (the backend's `VcpuExit::Reset` / `VcpuExit::Poweroff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Reset,
+    Poweroff,
+}
+
+/// DIAG 0x308 (IPL functions) with this subcode (in GR[R3]): the resets (0 clear, 1 load
+/// normal) and the re-IPLs (3 load clear, 4 load normal: Linux's reboot, with IPL type
+/// unknown) reset the machine. KVM serves 3 and 4 itself as `KVM_EXIT_S390_RESET`, which
+/// the backend also maps to [`Ending::Reset`]. `None`: not provided here (set/store IPL
+/// parameters, ...: a specification exception).
+pub fn diag308_ending(subcode: u64) -> Option<Ending> {
+    matches!(subcode, 0 | 1 | 3 | 4).then_some(Ending::Reset)
+}
+
+/// A wait-state intercept: a disabled wait ends the machine (Linux's poweroff and halt, its
+/// answer to a signal quiesce, and a panic with `panic=0` all load one); an enabled wait
+/// (idle) does not.
+pub fn wait_ending(psw_mask: u64) -> Option<Ending> {
+    psw::is_disabled_wait(psw_mask).then_some(Ending::Poweroff)
+}
+
+/// A CPU stopped (SIGP STOP or STOP AND STORE STATUS of itself, or KVM's stop intercept
+/// after another CPU's SIGP STOP): the machine powers off when that was the last CPU
+/// running (`all_stopped` counts this one as stopped).
+pub fn stop_ending(all_stopped: bool) -> Option<Ending> {
+    all_stopped.then_some(Ending::Poweroff)
+}
+
 /// Program-interruption codes.
 pub mod pgm {
     pub const OPERATION: u16 = 0x0001;
@@ -198,6 +229,25 @@ mod tests {
                 ipb: 0x1000_0000
             }
         );
+    }
+
+    #[test]
+    fn every_reset_and_stop_path_ends_the_machine() {
+        for subcode in [0, 1, 3, 4] {
+            assert_eq!(diag308_ending(subcode), Some(Ending::Reset), "{subcode}");
+        }
+        for subcode in [2, 5, 6, 7, 8, 10, 0x1_0003, u64::MAX] {
+            assert_eq!(diag308_ending(subcode), None, "{subcode}");
+        }
+        // Linux's poweroff/quiesce: disabled wait, 64-bit, with or without a code.
+        assert_eq!(wait_ending(0x0002_0001_8000_0000), Some(Ending::Poweroff));
+        assert_eq!(wait_ending(0x0002_0000_0000_0000), Some(Ending::Poweroff));
+        // Idle: I/O and external interrupts enabled.
+        assert_eq!(wait_ending(0x0302_0001_8000_0000), None);
+        assert_eq!(wait_ending(0x0102_0001_8000_0000), None);
+        assert_eq!(wait_ending(0x0000_0001_8000_0000), None);
+        assert_eq!(stop_ending(true), Some(Ending::Poweroff));
+        assert_eq!(stop_ending(false), None);
     }
 
     #[test]

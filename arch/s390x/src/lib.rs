@@ -10,6 +10,7 @@ pub mod ebcdic;
 pub mod intercept;
 pub mod ipl;
 pub mod kvm;
+pub mod log_limit;
 pub mod sclp;
 pub mod virtio_ccw;
 

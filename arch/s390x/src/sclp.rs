@@ -11,9 +11,12 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
+use crate::log_limit::LogLimit;
 use crate::{ebcdic, GuestMemory};
 
 /// SCLP command words (the register named by SERVC's R1).
@@ -111,6 +114,8 @@ pub struct Sclp {
     quiesce_pending: bool,
     /// Console input waiting for the guest's READ EVENT DATA (VT220 events).
     input: VecDeque<u8>,
+    /// Console output the sink refused.
+    output_errors: LogLimit,
 }
 
 /// Console input held for the guest at most (the VMM's input thread waits when it is full).
@@ -157,6 +162,7 @@ impl Sclp {
             guest_send_mask: 0,
             quiesce_pending: false,
             input: VecDeque::new(),
+            output_errors: LogLimit::new("SCLP console output"),
         }
     }
 
@@ -377,7 +383,7 @@ impl Sclp {
             match text {
                 Some(text) => {
                     if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {
-                        log::warn!("SCLP console output: {e}");
+                        self.output_errors.warn(format_args!("{e}"));
                     }
                     sccb[at + 3] |= event::BUFFER_ACCEPTED;
                 }
@@ -465,6 +471,23 @@ impl Sclp {
             return;
         }
         set_response(sccb, response::NO_EVENT_BUFFERS_STORED);
+    }
+}
+
+/// How long the power button waits for a busy SCLP.
+pub const PRESS_WAIT: Duration = Duration::from_secs(1);
+
+/// Lock `m` if that takes at most about `wait` (polling; a poisoned lock is taken as it
+/// is): for callers on a stop path, which must not wait for a guest.
+pub fn lock_within<T>(m: &Mutex<T>, wait: Duration) -> Option<MutexGuard<'_, T>> {
+    let start = Instant::now();
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) if start.elapsed() >= wait => return None,
+            Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
+        }
     }
 }
 

@@ -15,7 +15,11 @@ use devices::virtio::{features, status, Queue, QueueT, VirtioDevice, VirtioInter
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileMemory as _};
 
 use crate::css::{CcwDevice, CcwError, DataStream, Subchannel};
+use crate::log_limit::LogLimit;
 use crate::GuestMemory;
+
+/// Activation failures (a driver can reset and set DRIVER_OK again and again).
+static ACTIVATE: LogLimit = LogLimit::new("virtio-ccw activation");
 
 /// Channel commands of virtio-ccw.
 pub mod command {
@@ -309,7 +313,10 @@ impl VirtioCcw {
         self.status = new;
         if added & status::DRIVER_OK != 0 && !self.active {
             if let Err(e) = self.activate() {
-                log::warn!("virtio-ccw: device type {}: {e}", self.device.device_type());
+                ACTIVATE.warn(format_args!(
+                    "device type {}: {e}",
+                    self.device.device_type()
+                ));
                 self.status |= status::DEVICE_NEEDS_RESET;
             }
         }

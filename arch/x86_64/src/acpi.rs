@@ -206,14 +206,20 @@ impl PortDevice {
         if let Some(irq) = &irq {
             resources.push(irq);
         }
-        let hid = EISAName::new(self.hid);
         let crs = ResourceTemplate::new(resources);
-        let (hid, uid, crs) = (
-            Name::new(Path::new("_HID"), &hid),
+        let (uid, crs) = (
             Name::new(Path::new("_UID"), &0u8),
             Name::new(Path::new("_CRS"), &crs),
         );
-        aml_bytes(&Device::new(Path::new(self.path), vec![&hid, &uid, &crs]))
+        // A 7-character PNP ID is an EISA ID; anything else (`QEMU0001`) a string.
+        if self.hid.len() == 7 {
+            let eisa = EISAName::new(self.hid);
+            let hid = Name::new(Path::new("_HID"), &eisa);
+            aml_bytes(&Device::new(Path::new(self.path), vec![&hid, &uid, &crs]))
+        } else {
+            let hid = Name::new(Path::new("_HID"), &self.hid);
+            aml_bytes(&Device::new(Path::new(self.path), vec![&hid, &uid, &crs]))
+        }
     }
 }
 
@@ -233,6 +239,10 @@ fn port_devices(platform: &Platform) -> Vec<PortDevice> {
     }
     if let Some(dev) = &platform.cmos {
         devices.extend(PortDevice::new("\\_SB_.RTC_", "PNP0B00", dev));
+    }
+    if let Some(dev) = &platform.pvpanic {
+        // Linux's pvpanic-mmio driver matches QEMU0001 and takes an I/O resource too.
+        devices.extend(PortDevice::new("\\_SB_.PEVT", "QEMU0001", dev));
     }
     devices
 }

@@ -13,7 +13,8 @@
 //! | 0x20000..0x30000    | kernel command line                       |
 //! | 0x9fc00..0xa0000    | MP table (in the EBDA)                    |
 //! | 0xa0000..0x100000   | legacy VGA/BIOS hole, not RAM in the e820 |
-//! | 0xe0000..0x100000   | ACPI tables, RSDP first (BIOS area)       |
+//! | 0xe0000..0xffff0    | ACPI tables, RSDP first (BIOS area)       |
+//! | 0xffff0..0x100000   | reset vector F000:FFF0: resets through the FADT reset register |
 //! | 1 MiB..             | kernel; initrd at the top of low RAM      |
 //! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, ACPI GED 0xc000_1000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
 //! | 0xd000_0000..+8 * 0x200 | virtio-mmio slots (in the hole), GSI 16 + slot; DSDT `LNRO0005` |
@@ -38,9 +39,10 @@ pub const EBDA_START: u64 = 0x9fc00;
 pub const MPTABLE_ADDR: u64 = EBDA_START;
 pub const HIGH_MEMORY_START: u64 = 0x10_0000;
 /// The BIOS area, where a guest without EFI scans for the RSDP (on 16-byte boundaries);
-/// the ACPI tables follow it, up to 1 MiB. Reserved in the e820, used by nothing else.
+/// the ACPI tables follow it, up to the reset vector's code (`crate::reset_vector`) in the
+/// last 16 bytes below 1 MiB. Reserved in the e820, used by nothing else.
 pub const ACPI_TABLES_START: u64 = 0xe_0000;
-pub const ACPI_TABLES_END: u64 = HIGH_MEMORY_START;
+pub const ACPI_TABLES_END: u64 = crate::reset_vector::RESET_VECTOR;
 pub const RSDP_ADDR: u64 = ACPI_TABLES_START;
 /// First of the hardware-reduced ACPI registers (`devices::legacy::acpi_pm`): sleep
 /// control 0x600, sleep status 0x601, reset 0x602.
@@ -96,6 +98,14 @@ const ACPI_PM: PlatformDevice = PlatformDevice {
     irq: None,
 };
 
+/// The reset control register Linux's `reboot=p`/`reboot=q` write.
+const RESET_CONTROL: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: devices::legacy::reset_control::PORT,
+    len: devices::legacy::reset_control::WINDOW,
+    irq: None,
+};
+
 /// The ACPI GED: the power button SIGTERM presses (`devices::legacy::acpi_ged`).
 const ACPI_GED: PlatformDevice = PlatformDevice {
     bus: BusKind::Mmio,
@@ -112,6 +122,15 @@ const BOOT_TIMER: PlatformDevice = PlatformDevice {
     irq: None,
 };
 
+/// The pvpanic register at QEMU's default port (`devices::legacy::pvpanic`; the DSDT's
+/// `QEMU0001`).
+pub const PVPANIC: PlatformDevice = PlatformDevice {
+    bus: BusKind::Pio,
+    base: 0x505,
+    len: 1,
+    irq: None,
+};
+
 /// The fixed devices of an x86 guest (the ACPI tables' DSDT describes the port ones).
 pub fn platform() -> Platform {
     Platform {
@@ -121,8 +140,10 @@ pub fn platform() -> Platform {
         rtc: None,
         cmos: Some(CMOS),
         acpi_pm: Some(ACPI_PM),
+        reset_control: Some(RESET_CONTROL),
         gpio: None,
         acpi_ged: Some(ACPI_GED),
+        pvpanic: Some(PVPANIC),
     }
 }
 
@@ -208,6 +229,10 @@ mod tests {
             (CMDLINE_ADDR, CMDLINE_MAX_SIZE as u64),
             (MPTABLE_ADDR, 0x400),
             (ACPI_TABLES_START, ACPI_TABLES_END - ACPI_TABLES_START),
+            (
+                crate::reset_vector::RESET_VECTOR,
+                crate::reset_vector::RESET_VECTOR_LEN as u64,
+            ),
         ];
         for (i, a) in areas.iter().enumerate() {
             assert!(a.0 + a.1 <= HIGH_MEMORY_START);

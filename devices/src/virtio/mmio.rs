@@ -188,6 +188,17 @@ impl MmioTransport {
         }
     }
 
+    /// The `EventFd`s to bind at `QueueNotify` (offset [`reg::QUEUE_NOTIFY`]), each with
+    /// the queue index the driver writes as its datamatch.
+    pub fn queue_notify_events(&self) -> Vec<(u32, Arc<vmm_sys_util::eventfd::EventFd>)> {
+        self.device
+            .queue_events()
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (i as u32, e))
+            .collect()
+    }
+
     /// The device's status as the driver last set it (and the transport confirmed).
     pub fn status(&self) -> u8 {
         self.status

@@ -110,4 +110,11 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&mut self, index: u16);
     /// The driver reset the device (status 0): forget the queues and the accepted features.
     fn reset(&mut self);
+    /// The `EventFd` that wakes the device's worker for each queue, in queue order, when the
+    /// device has them: the backend binds each to the transport's notify register
+    /// (`KVM_IOEVENTFD`), so a driver's notify reaches the worker without a VM exit. Empty
+    /// (the default) means notifies go through [`VirtioDevice::queue_notify`] only.
+    fn queue_events(&self) -> Vec<Arc<vmm_sys_util::eventfd::EventFd>> {
+        Vec::new()
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::worker::{QueueHandler, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
@@ -168,6 +169,9 @@ enum State {
 pub struct Rng {
     state: State,
     driver_features: u64,
+    /// Wakes the worker: written on a notify (bound as the queue's ioeventfd, or by
+    /// [`VirtioDevice::queue_notify`]).
+    kick: Option<Arc<EventFd>>,
 }
 
 impl Rng {
@@ -178,9 +182,14 @@ impl Rng {
 
     /// An entropy device reading `source` (tests use a fixed pattern).
     pub fn with_source(source: Box<dyn Read + Send>) -> Self {
+        let kick = EventFd::new(EFD_NONBLOCK)
+            .map_err(|e| log::warn!("virtio-rng: no eventfd for notifies ({e})"))
+            .ok()
+            .map(Arc::new);
         Self {
             state: State::Idle(source),
             driver_features: 0,
+            kick,
         }
     }
 
@@ -257,8 +266,11 @@ impl VirtioDevice for Rng {
                 queue,
             },
         );
-        let worker = Worker::spawn("virtio-rng", handler)
-            .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
+        let worker = match &self.kick {
+            Some(kick) => Worker::spawn_on("virtio-rng", kick.clone(), handler),
+            None => Worker::spawn("virtio-rng", handler),
+        }
+        .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
         self.state = State::Running(worker);
         Ok(())
     }
@@ -271,6 +283,10 @@ impl VirtioDevice for Rng {
         if let State::Running(worker) = &self.state {
             worker.kick();
         }
+    }
+
+    fn queue_events(&self) -> Vec<Arc<EventFd>> {
+        self.kick.iter().cloned().collect()
     }
 
     fn reset(&mut self) {

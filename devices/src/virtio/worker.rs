@@ -44,7 +44,12 @@ pub struct Worker<H: QueueHandler> {
 impl<H: QueueHandler> Worker<H> {
     /// Start a thread named `name` that serves `handler` on every kick.
     pub fn spawn(name: &str, handler: H) -> io::Result<Self> {
-        let kick = Arc::new(EventFd::new(EFD_NONBLOCK)?);
+        Self::spawn_on(name, Arc::new(EventFd::new(EFD_NONBLOCK)?), handler)
+    }
+
+    /// [`Worker::spawn`] woken by `kick`, an `EventFd` the device keeps across activations
+    /// (the one bound as its ioeventfd).
+    pub fn spawn_on(name: &str, kick: Arc<EventFd>, handler: H) -> io::Result<Self> {
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let epoll = Epoll::new()?;
         epoll.ctl(

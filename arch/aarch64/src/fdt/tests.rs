@@ -87,6 +87,7 @@ fn config(vcpus: u32, gic: GicVersion, virtio: &[VirtioMmioNode]) -> FdtConfig<'
         serial: Some(UART),
         rtc: Some(RTC),
         gpio: Some(GPIO),
+        pvpanic: Some(crate::layout::PVPANIC),
         virtio,
     }
 }
@@ -157,6 +158,13 @@ fn gicv3_machine_blob() {
         "the clock the RTC names exists"
     );
     assert_eq!(str_prop(&p, "/apb-pclk:compatible"), "fixed-clock\0");
+
+    let pvpanic = "/pvpanic@9040000";
+    assert_eq!(
+        str_prop(&p, &format!("{pvpanic}:compatible")),
+        "qemu,pvpanic-mmio\0"
+    );
+    assert_eq!(u64s(&p[&format!("{pvpanic}:reg")]), [0x0904_0000, 2]);
 
     let gpio = "/pl061@9030000";
     assert_eq!(

@@ -38,7 +38,7 @@ impl Vgic {
             }
             Err(v3_err) => {
                 if vcpus > layout::MAX_VCPUS_GICV2 {
-                    return Err(Error::Config(format!(
+                    return Err(Error::Vcpus(format!(
                         "this host has no GICv3 ({v3_err}); a GICv2 guest has at most {} vCPUs",
                         layout::MAX_VCPUS_GICV2
                     )));

@@ -56,7 +56,7 @@ impl Hypervisor for KvmArm64 {
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
         config.check(MIN_MEMORY, self.max_vcpus())?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
-            Error::Config(format!(
+            Error::Memory(format!(
                 "{} bytes of memory do not fit the address space",
                 config.memory_bytes
             ))
@@ -74,6 +74,7 @@ impl Hypervisor for KvmArm64 {
                 serial: Some(layout::UART),
                 rtc: Some(layout::RTC),
                 gpio: Some(layout::GPIO),
+                pvpanic: Some(layout::PVPANIC),
                 cmos: None,
                 acpi_pm: None,
                 boot_timer: Some(layout::BOOT_TIMER),
@@ -170,6 +171,7 @@ impl Vm for KvmVm {
         })?;
         let line = self.interrupt_line(node.spi)?;
         let transport = MmioTransport::new(device, self.memory.clone(), line);
+        arch_kvm::bind_queue_notifies(&self.fd, &transport, node.base)?;
         self.add_virtio_mmio(node);
         Ok(Some(VirtioTransport {
             window: PlatformDevice {

@@ -4,22 +4,23 @@
 mod vcpu;
 
 use std::collections::VecDeque;
-use std::io::{Seek, SeekFrom, Write};
-use std::sync::{Arc, Condvar, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arch::{
-    BootRequest, Error, GuestMemory, Hypervisor, KernelFormat, MemoryLayout, Platform, RamRange,
-    Result, VirtioTransport, Vm, VmConfig,
+    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, RamRange, Result,
+    VirtioTransport, Vm, VmConfig,
 };
 use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
 use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
-use crate::ipl::{self, IplError};
+use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
-use crate::sclp::{Sclp, SclpConsole};
+use crate::log_limit::LogLimit;
+use crate::sclp::{self, Sclp, SclpConsole};
 use crate::virtio_ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
@@ -48,6 +49,10 @@ pub struct KvmS390 {
 
 impl Hypervisor for KvmS390 {
     type Vm = KvmS390Vm;
+
+    const RAW_KERNEL_IMAGES: bool = true;
+    /// The SCLP VT220 console is `ttysclp0` (there is no UART).
+    const DEFAULT_CMDLINE: &'static str = "console=ttysclp0 panic=1";
 
     fn name(&self) -> &'static str {
         "KVM s390x"
@@ -85,13 +90,13 @@ impl Hypervisor for KvmS390 {
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmS390Vm> {
         if config.memory_bytes < MIN_MEMORY || config.memory_bytes % SEGMENT != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Memory(format!(
                 "guest memory must be a multiple of 1 MiB and at least {} MiB on s390x",
                 MIN_MEMORY >> 20
             )));
         }
         if config.vcpus == 0 || config.vcpus > self.max_vcpus() {
-            return Err(Error::Config(format!(
+            return Err(Error::Vcpus(format!(
                 "vCPU count must be 1..={}",
                 self.max_vcpus()
             )));
@@ -143,7 +148,7 @@ impl Hypervisor for KvmS390 {
             vcpus: config.vcpus,
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
-            loaded: false,
+            entry: None,
         })
     }
 }
@@ -212,9 +217,13 @@ fn inject_io(vm: &VmFd, irq: IoInterrupt) {
         parm64: (u64::from(irq.parm) << 32) | u64::from(irq.word),
     };
     if let Err(e) = vm.inject_floating(&kirq) {
-        log::warn!("I/O interrupt for {:#010x}: {e}", irq.schid());
+        IO_INTERRUPT.warn(format_args!("for {:#010x}: {e}", irq.schid()));
     }
 }
+
+/// Warnings a guest can cause, limited per site (see [`LogLimit`]).
+static IO_INTERRUPT: LogLimit = LogLimit::new("I/O interrupt");
+static SERVICE_SIGNAL: LogLimit = LogLimit::new("service signal");
 
 /// A KVM VM on s390x.
 pub struct KvmS390Vm {
@@ -227,23 +236,10 @@ pub struct KvmS390Vm {
     vcpus: u32,
     mmap_size: usize,
     console: Mutex<Option<Box<dyn Write + Send>>>,
-    loaded: bool,
+    /// Where the loaded image starts.
+    entry: Option<u64>,
     /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
     sclp: Arc<Mutex<Sclp>>,
-}
-
-fn ipl_error(e: IplError) -> Error {
-    match e {
-        IplError::KernelTooBig { .. } | IplError::KernelTooSmall { .. } => {
-            Error::Kernel(e.to_string())
-        }
-        IplError::InitrdTooBig { .. } => Error::Initrd(e.to_string()),
-        IplError::CmdlineTooLong { .. } | IplError::CmdlineNul => Error::Cmdline(e.to_string()),
-        IplError::Memory(reason) => Error::GuestWrite {
-            what: "the IPL payload",
-            reason,
-        },
-    }
 }
 
 impl Vm for KvmS390Vm {
@@ -301,40 +297,21 @@ impl Vm for KvmS390Vm {
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
-        if request.kernel.format != KernelFormat::S390Image {
-            return Err(Error::Kernel(format!(
-                "{} is a {:?} image; s390x boots an IPL-able s390x image",
-                request.kernel.path.display(),
-                request.kernel.format
-            )));
-        }
-        let kernel_size = request.kernel.size;
-        request
-            .kernel
-            .file
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| Error::Kernel(e.to_string()))?;
-        ipl::load_kernel(&self.memory, &mut request.kernel.file, kernel_size).map_err(ipl_error)?;
-        let initrd = match request.initrd.as_mut() {
-            Some(rd) => {
-                rd.file
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::Initrd(e.to_string()))?;
-                let at = ipl::load_initrd(&self.memory, &mut rd.file, kernel_size, rd.size)
-                    .map_err(ipl_error)?;
-                Some((at, rd.size))
-            }
-            None => None,
-        };
-        ipl::write_parmarea(&self.memory, initrd, &request.cmdline).map_err(ipl_error)?;
-        self.loaded = true;
+        let ipl = ipl::load(&self.memory, request)?;
+        log::debug!(
+            "IPL: entry {:#x}, {}, initrd {:?}",
+            ipl.entry,
+            if ipl.linux { "Linux" } else { "not Linux" },
+            ipl.initrd
+        );
+        self.entry = Some(ipl.entry);
         Ok(())
     }
 
     fn create_vcpus(&mut self) -> Result<Vec<KvmS390Vcpu>> {
-        if !self.loaded {
+        let Some(entry) = self.entry else {
             return Err(Error::Config("create_vcpus before load".into()));
-        }
+        };
         let mut fds = Vec::with_capacity(self.vcpus as usize);
         let mut slots = Vec::with_capacity(self.vcpus as usize);
         for index in 0..self.vcpus {
@@ -347,7 +324,7 @@ impl Vm for KvmS390Vm {
             if index == 0 {
                 fd.set_initial_psw(&KvmS390Psw {
                     mask: ipl::IPL_PSW_MASK,
-                    addr: ipl::IPL_PSW_ADDR,
+                    addr: entry,
                 })
                 .map_err(|e| Error::hv("KVM_S390_SET_INITIAL_PSW", e))?;
             }
@@ -427,7 +404,15 @@ struct SclpEvents {
 impl SclpEvents {
     /// Run `queue` on the SCLP; announce what the guest can take now.
     fn queue<T>(&self, queue: impl FnOnce(&mut Sclp) -> T) -> T {
-        let mut sclp = self.sclp.lock().unwrap_or_else(|p| p.into_inner());
+        let sclp = self.sclp.lock().unwrap_or_else(|p| p.into_inner());
+        self.queue_locked(sclp, queue)
+    }
+
+    fn queue_locked<T>(
+        &self,
+        mut sclp: MutexGuard<'_, Sclp>,
+        queue: impl FnOnce(&mut Sclp) -> T,
+    ) -> T {
         let result = queue(&mut sclp);
         if sclp.event_pending() {
             let irq = KvmS390Interrupt {
@@ -436,7 +421,7 @@ impl SclpEvents {
                 parm64: 0,
             };
             if let Err(e) = self.vm.inject_floating(&irq) {
-                log::warn!("KVM_S390_INTERRUPT(service signal, event pending): {e}");
+                SERVICE_SIGNAL.warn(format_args!("KVM_S390_INTERRUPT (event pending): {e}"));
             }
         }
         result
@@ -449,8 +434,17 @@ impl SclpEvents {
 struct QuiesceButton(SclpEvents);
 
 impl PowerButton for QuiesceButton {
+    /// Waits for the SCLP at most [`sclp::PRESS_WAIT`] (it is held only for one service
+    /// call's memory work, never across console output, but a stop must not depend on it).
     fn press(&self) {
-        if !self.0.queue(Sclp::request_quiesce) {
+        let Some(sclp) = sclp::lock_within(&self.0.sclp, sclp::PRESS_WAIT) else {
+            log::warn!(
+                "the SCLP stayed busy for {:?}: no signal-quiesce request sent",
+                sclp::PRESS_WAIT
+            );
+            return;
+        };
+        if !self.0.queue_locked(sclp, Sclp::request_quiesce) {
             log::warn!("the guest has not registered for SCLP signal-quiesce events yet");
         }
     }

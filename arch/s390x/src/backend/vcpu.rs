@@ -1,6 +1,7 @@
 //! An s390x KVM vCPU: runs SIE and serves the intercepts KVM hands to userspace (SCLP via
 //! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,14 +10,22 @@ use vm_memory::GuestMemoryBackend as _;
 
 use super::{inject_io, Machine, Order};
 use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, OperandMemory};
-use crate::intercept::{code, operand_address, pgm, psw, sigp, Instruction};
+use crate::intercept::{self, code, operand_address, pgm, psw, sigp, Ending, Instruction};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
+use crate::log_limit::LogLimit;
 
 /// How long a stopped vCPU waits for an order before letting the VMM look at it again.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
 /// Unknown intercepts in a row before the vCPU gives up.
 const MAX_UNKNOWN_INTERCEPTS: u32 = 1000;
+
+/// Warnings a guest can cause, limited per site for the life of the VM (see [`LogLimit`]).
+static UNEXPECTED_INTERCEPT: LogLimit = LogLimit::new("unexpected SIE intercept");
+static OPERAND_ACCESS: LogLimit = LogLimit::new("instruction operand");
+static SIGP_ORDER: LogLimit = LogLimit::new("SIGP");
+static STORE_STATUS: LogLimit = LogLimit::new("store status");
+static CONSOLE_OUTPUT: LogLimit = LogLimit::new("SCLP console output");
 
 /// One vCPU of a [`super::KvmS390Vm`].
 pub struct KvmS390Vcpu {
@@ -42,9 +51,11 @@ impl GuestOperands<'_> {
                 Err(AccessFault)
             }
             Err(e) => {
-                log::warn!("KVM_S390_MEM_OP at {addr:#x}: {e}: addressing exception");
+                OPERAND_ACCESS.warn(format_args!(
+                    "KVM_S390_MEM_OP at {addr:#x}: {e}: addressing exception"
+                ));
                 if let Err(e) = self.fd.inject(&KvmS390Irq::program(pgm::ADDRESSING)) {
-                    log::warn!("KVM_S390_IRQ(program): {e}");
+                    OPERAND_ACCESS.warn(format_args!("KVM_S390_IRQ(program): {e}"));
                 }
                 Err(AccessFault)
             }
@@ -66,6 +77,16 @@ enum Outcome {
     Handled,
     Poweroff,
     Reset,
+}
+
+impl From<Option<Ending>> for Outcome {
+    fn from(ending: Option<Ending>) -> Self {
+        match ending {
+            None => Outcome::Handled,
+            Some(Ending::Reset) => Outcome::Reset,
+            Some(Ending::Poweroff) => Outcome::Poweroff,
+        }
+    }
 }
 
 impl KvmS390Vcpu {
@@ -151,7 +172,7 @@ impl KvmS390Vcpu {
                 }
                 Order::StoreStatus(addr) => {
                     if let Err(e) = self.fd.store_status(addr) {
-                        log::warn!("vCPU {}: store status at {addr:#x}: {e}", self.index);
+                        STORE_STATUS.warn(format_args!("vCPU {}: at {addr:#x}: {e}", self.index));
                     }
                 }
             }
@@ -162,12 +183,11 @@ impl KvmS390Vcpu {
     /// Mark this vCPU stopped; the machine powers off when it was the last one running.
     fn stop_self(&self) -> Outcome {
         self.machine.cpus[self.index as usize].lock().stopped = true;
-        if self.machine.all_stopped() {
+        let ending = intercept::stop_ending(self.machine.all_stopped());
+        if ending.is_some() {
             log::debug!("vCPU {}: the last running CPU stopped", self.index);
-            Outcome::Poweroff
-        } else {
-            Outcome::Handled
         }
+        Outcome::from(ending)
     }
 
     fn handle_sieic(&mut self) -> Result<Outcome> {
@@ -181,17 +201,16 @@ impl KvmS390Vcpu {
             code::INSTRUCTION => self.handle_instruction(sieic.ipa, sieic.ipb)?,
             code::WAIT => {
                 let run = self.fd.run_struct();
-                if psw::is_disabled_wait(run.psw_mask) {
+                let ending = intercept::wait_ending(run.psw_mask);
+                if ending.is_some() {
                     log::info!(
                         "vCPU {}: guest entered a disabled wait (PSW {:#018x} {:#018x})",
                         self.index,
                         run.psw_mask,
                         run.psw_addr
                     );
-                    Outcome::Poweroff
-                } else {
-                    Outcome::Handled
                 }
+                Outcome::from(ending)
             }
             code::STOP => self.stop_self(),
             code::VALIDITY => {
@@ -202,12 +221,10 @@ impl KvmS390Vcpu {
             }
             other => {
                 self.unknown += 1;
-                log::warn!(
-                    "vCPU {}: unexpected intercept {other:#04x} (ipa {:#06x} ipb {:#010x})",
-                    self.index,
-                    sieic.ipa,
-                    sieic.ipb
-                );
+                UNEXPECTED_INTERCEPT.warn(format_args!(
+                    "vCPU {}: code {other:#04x} (ipa {:#06x} ipb {:#010x})",
+                    self.index, sieic.ipa, sieic.ipb
+                ));
                 if self.unknown > MAX_UNKNOWN_INTERCEPTS {
                     return Err(self.fault(format!("{} unexpected intercepts", self.unknown)));
                 }
@@ -327,10 +344,25 @@ impl KvmS390Vcpu {
         let command = gprs[r1 as usize] as u32;
         let sccb = gprs[r2 as usize];
         let result = {
+            // Console lock, then the SCLP lock for the service call only: what the guest
+            // writes is collected (at most one SCCB) and goes to the sink after the SCLP
+            // is free again, so the power button and console input (which take only the
+            // SCLP lock) never wait for the sink. The console lock keeps the output of
+            // concurrent service calls in order.
             let machine = &self.machine;
-            let mut sclp = machine.sclp.lock().unwrap_or_else(|p| p.into_inner());
             let mut console = machine.console.lock().unwrap_or_else(|p| p.into_inner());
-            sclp.service_call(&machine.memory, command, sccb, &mut **console)
+            let mut output = Vec::new();
+            let result = machine
+                .sclp
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .service_call(&machine.memory, command, sccb, &mut output);
+            if !output.is_empty() {
+                if let Err(e) = console.write_all(&output).and_then(|()| console.flush()) {
+                    CONSOLE_OUTPUT.warn(format_args!("{e}"));
+                }
+            }
+            result
         };
         match result {
             Ok(parm) => {
@@ -406,7 +438,7 @@ impl KvmS390Vcpu {
                 if stopped {
                     state.orders.push_back(Order::Restart);
                 } else if let Err(e) = slot.injector.inject(&KvmS390Irq::new(KVM_S390_RESTART)) {
-                    log::warn!("SIGP restart of CPU {target}: {e}");
+                    SIGP_ORDER.warn(format_args!("restart of CPU {target}: {e}"));
                 }
                 None
             }
@@ -419,7 +451,7 @@ impl KvmS390Vcpu {
                             .push_back(Order::StoreStatus(KVM_S390_STORE_STATUS_NOADDR));
                     }
                 } else if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(store)) {
-                    log::warn!("SIGP stop of CPU {target}: {e}");
+                    SIGP_ORDER.warn(format_args!("stop of CPU {target}: {e}"));
                 }
                 None
             }
@@ -433,7 +465,7 @@ impl KvmS390Vcpu {
                 });
                 if !stopped {
                     if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(false)) {
-                        log::warn!("SIGP reset of CPU {target}: stop: {e}");
+                        SIGP_ORDER.warn(format_args!("reset of CPU {target}: stop: {e}"));
                     }
                 }
                 None
@@ -470,7 +502,7 @@ impl KvmS390Vcpu {
             sigp::STOP | sigp::STOP_AND_STORE_STATUS => {
                 if order == sigp::STOP_AND_STORE_STATUS {
                     if let Err(e) = self.fd.store_status(KVM_S390_STORE_STATUS_NOADDR) {
-                        log::warn!("vCPU {}: store status: {e}", self.index);
+                        STORE_STATUS.warn(format_args!("vCPU {}: {e}", self.index));
                     }
                 }
                 self.set_cc(sigp::CC_ACCEPTED);
@@ -512,16 +544,19 @@ impl KvmS390Vcpu {
                 Ok(Outcome::Handled)
             }
             // IPL functions: subcodes 0/1 (reset), 3/4 (re-IPL) reset the machine.
-            0x308 => match self.gprs()[r3 as usize] {
-                0 | 1 | 3 | 4 => {
-                    log::debug!("vCPU {}: DIAG 0x308 re-IPL: reset", self.index);
-                    Ok(Outcome::Reset)
+            0x308 => {
+                let subcode = self.gprs()[r3 as usize & 0xf];
+                match intercept::diag308_ending(subcode) {
+                    Some(ending) => {
+                        log::debug!("vCPU {}: DIAG 0x308 subcode {subcode}: reset", self.index);
+                        Ok(Outcome::from(Some(ending)))
+                    }
+                    None => {
+                        self.program_interrupt(pgm::SPECIFICATION)?;
+                        Ok(Outcome::Handled)
+                    }
                 }
-                _ => {
-                    self.program_interrupt(pgm::SPECIFICATION)?;
-                    Ok(Outcome::Handled)
-                }
-            },
+            }
             other => {
                 log::debug!(
                     "vCPU {}: DIAG {other:#x} not served: specification exception",

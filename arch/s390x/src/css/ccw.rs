@@ -4,8 +4,13 @@
 //! and hands the rest to the [`CcwDevice`]. CCWs and their data are at absolute addresses.
 //! Garbage ends the program with a channel-program check, unknown commands with a unit
 //! check (command reject); nothing panics.
+//!
+//! One channel program is bounded, whatever the guest writes: every CCW fetched (command-
+//! or data-chained, TIC) and every IDAW counts against [`MAX_FETCHES`], and the data counts
+//! of all its CCWs against the smaller of [`MAX_PROGRAM_BYTES`] and the guest's memory size.
+//! A program that runs out of either ends with a channel-program check.
 
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
 use super::blocks::{Ccw, Orb, Scsw};
 use super::subchannel::{Completion, SENSE_COMMAND_REJECT, SENSE_LEN};
@@ -18,8 +23,12 @@ pub mod cmd {
     pub const SENSE_ID: u8 = 0xe4;
 }
 
-/// CCWs one channel program may execute before it counts as a runaway loop.
-const MAX_CCWS: usize = 4096;
+/// CCWs (command-chained, data-chained and TICs) and IDAWs one channel program may fetch
+/// before it counts as a runaway.
+pub const MAX_FETCHES: u32 = 4096;
+/// Data bytes (the sum of the CCW counts) one channel program may name, at most; less when
+/// the guest's memory is smaller.
+pub const MAX_PROGRAM_BYTES: u64 = 4 << 20;
 /// SENSE ID stores at most this much.
 const SENSE_ID_MAX: usize = 256;
 
@@ -146,6 +155,41 @@ impl<'a> DataStream<'a> {
     }
 }
 
+/// What is left of one channel program's allowance.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    fetches: u32,
+    bytes: u64,
+}
+
+impl Budget {
+    fn new(mem: &GuestMemory) -> Self {
+        let ram = mem.last_addr().0.saturating_add(1);
+        Self {
+            fetches: MAX_FETCHES,
+            bytes: ram.min(MAX_PROGRAM_BYTES),
+        }
+    }
+
+    /// One more CCW or IDAW fetched.
+    fn fetch(&mut self) -> Result<(), CcwError> {
+        self.fetches = self.fetches.checked_sub(1).ok_or_else(|| {
+            log::debug!("css: channel program fetches more than {MAX_FETCHES} CCWs and IDAWs");
+            CcwError::ProgramCheck
+        })?;
+        Ok(())
+    }
+
+    /// `n` more data bytes named.
+    fn bytes(&mut self, n: u64) -> Result<(), CcwError> {
+        self.bytes = self.bytes.checked_sub(n).ok_or_else(|| {
+            log::debug!("css: channel program names more data than it may");
+            CcwError::ProgramCheck
+        })?;
+        Ok(())
+    }
+}
+
 /// One channel program's run.
 pub struct ChannelProgram<'a> {
     mem: &'a GuestMemory,
@@ -160,7 +204,8 @@ impl<'a> ChannelProgram<'a> {
         Self { mem, orb, sense }
     }
 
-    fn fetch(&self, addr: u64) -> Result<Ccw, CcwError> {
+    fn fetch(&self, addr: u64, budget: &mut Budget) -> Result<Ccw, CcwError> {
+        budget.fetch()?;
         let mut b = [0u8; 8];
         self.mem
             .read_slice(&mut b, GuestAddress(addr))
@@ -182,8 +227,14 @@ impl<'a> ChannelProgram<'a> {
     }
 
     /// The pieces of one CCW's data: its own address, or the blocks its IDAWs name.
-    fn pieces(&self, ccw: &Ccw, out: &mut Vec<(u64, usize)>) -> Result<(), CcwError> {
+    fn pieces(
+        &self,
+        ccw: &Ccw,
+        out: &mut Vec<(u64, usize)>,
+        budget: &mut Budget,
+    ) -> Result<(), CcwError> {
         let count = usize::from(ccw.count);
+        budget.bytes(u64::from(ccw.count))?;
         if ccw.flags & Ccw::FLAG_IDA == 0 {
             if count > 0 {
                 out.push((u64::from(ccw.cda), count));
@@ -201,15 +252,16 @@ impl<'a> ChannelProgram<'a> {
             return Err(CcwError::ProgramCheck);
         }
         while left > 0 {
+            budget.fetch()?;
             let mut b = [0u8; 8];
             let b = &mut b[..idaw_len as usize];
             self.mem
                 .read_slice(b, GuestAddress(at))
                 .map_err(|_| CcwError::ProgramCheck)?;
-            let addr = if c64 {
-                u64::from_be_bytes(b.try_into().unwrap())
-            } else {
-                u64::from(u32::from_be_bytes(b.try_into().unwrap()))
+            let addr = match *b {
+                [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+                [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+                _ => return Err(CcwError::ProgramCheck),
             };
             if (!c64 && addr & 0x8000_0000 != 0) || (!first && addr % block != 0) {
                 return Err(CcwError::ProgramCheck);
@@ -217,7 +269,7 @@ impl<'a> ChannelProgram<'a> {
             let n = (block - addr % block).min(left);
             out.push((addr, n as usize));
             left -= n;
-            at += idaw_len;
+            at = at.checked_add(idaw_len).ok_or(CcwError::ProgramCheck)?;
             first = false;
         }
         Ok(())
@@ -228,8 +280,9 @@ impl<'a> ChannelProgram<'a> {
         let mut addr = u64::from(self.orb.cpa);
         let mut sense = None;
         let mut last_tic = false;
-        for _ in 0..MAX_CCWS {
-            let ccw = match self.fetch(addr) {
+        let mut budget = Budget::new(self.mem);
+        loop {
+            let ccw = match self.fetch(addr, &mut budget) {
                 Ok(c) => c,
                 Err(e) => return self.ended(addr, 0, e, sense),
             };
@@ -245,16 +298,16 @@ impl<'a> ChannelProgram<'a> {
             // Data chaining: the following CCWs extend this one's data area.
             let mut pieces = Vec::new();
             let mut tail = ccw;
-            if let Err(e) = self.pieces(&ccw, &mut pieces) {
+            if let Err(e) = self.pieces(&ccw, &mut pieces, &mut budget) {
                 return self.ended(addr, ccw.count, e, sense);
             }
             while tail.flags & Ccw::FLAG_CD != 0 {
                 addr += 8;
-                tail = match self.fetch(addr) {
+                tail = match self.fetch(addr, &mut budget) {
                     Ok(c) if c.cmd != Ccw::CMD_TIC => c,
                     _ => return self.ended(addr, 0, CcwError::ProgramCheck, sense),
                 };
-                if let Err(e) = self.pieces(&tail, &mut pieces) {
+                if let Err(e) = self.pieces(&tail, &mut pieces, &mut budget) {
                     return self.ended(addr, tail.count, e, sense);
                 }
             }
@@ -285,8 +338,6 @@ impl<'a> ChannelProgram<'a> {
             }
             addr += 8;
         }
-        log::debug!("css: channel program at {:#x} runs away", self.orb.cpa);
-        self.ended(addr, 0, CcwError::ProgramCheck, sense)
     }
 
     fn execute(
@@ -335,3 +386,6 @@ impl<'a> ChannelProgram<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -376,3 +376,68 @@ fn input_is_bounded_and_line_mode_takes_none() {
     let mut s = Sclp::new(64 << 20, 1, SclpConsole::LineMode);
     assert_eq!(s.queue_input(b"ls\n"), 0);
 }
+
+/// A console sink that always fails.
+struct Broken;
+
+impl Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_sink_is_counted_and_the_output_still_taken() {
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    for _ in 0..100 {
+        let mut b = sccb(8, 0);
+        b.extend(vt220_event(b"x"));
+        let len = b.len() as u16;
+        b[0..2].copy_from_slice(&len.to_be_bytes());
+        s.execute(command::WRITE_EVENT_DATA, &mut b, &mut Broken);
+        assert_eq!(rc(&b), 0x0020);
+        assert_eq!(b[8 + 3], 0x80);
+    }
+    assert_eq!(s.output_errors.count(), 100);
+}
+
+#[test]
+fn lock_within_gives_up_on_a_held_lock_in_bounded_time() {
+    use std::sync::{mpsc, Arc};
+    let m = Arc::new(Mutex::new(0u32));
+    assert!(
+        lock_within(&m, Duration::ZERO).is_some(),
+        "free: taken at once"
+    );
+    let (held_tx, held_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let holder = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            let _g = m.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        })
+    };
+    held_rx.recv().unwrap();
+    let start = Instant::now();
+    assert!(lock_within(&m, Duration::from_millis(50)).is_none());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(50), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(lock_within(&m, Duration::from_secs(5)).is_some());
+    // A lock poisoned by a panicking holder is still taken.
+    let p = m.clone();
+    let _ = std::thread::spawn(move || {
+        let _g = p.lock().unwrap();
+        panic!("poison");
+    })
+    .join();
+    assert!(m.is_poisoned());
+    assert!(lock_within(&m, Duration::ZERO).is_some());
+}

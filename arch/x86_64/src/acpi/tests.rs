@@ -433,6 +433,8 @@ fn iasl_disassembles_the_dsdt() {
         "If (((Local0 & One) == One)) { Notify (\\_SB.PWRB, 0x80)",
         "Device (\\_SB.PWRB) { Name (_HID, EisaId (\"PNP0C0C\")",
         "Device (\\_SB.VR00) { Name (_HID, \"LNRO0005\")",
+        "Device (\\_SB.PEVT) { Name (_HID, \"QEMU0001\")",
+        "IO (Decode16, 0x0505, // Range Minimum 0x0505, // Range Maximum 0x01, // Alignment 0x01, // Length )",
         "Memory32Fixed (ReadWrite, 0xD0000000, // Address Base 0x00000200, // Address Length )",
         "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000010, }",
     ] {

@@ -17,6 +17,7 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::gdt;
 use crate::layout::*;
 use crate::paging;
+use crate::placement;
 
 /// How vCPU 0 enters the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +35,6 @@ const KERNEL_LOADER_OTHER: u8 = 0xff;
 const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 /// Offset of the 64-bit entry point from the start of a bzImage's protected-mode code.
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
-const PAGE_MASK: u64 = !0xfff;
 
 /// Load everything `request` names into `mem`; returns how vCPU 0 must start.
 pub fn load(
@@ -62,19 +62,42 @@ pub fn load(
     };
     write_cmdline(mem, &request.cmdline, cmdline_limit)?;
 
-    let initrd = load_initrd(mem, layout, request, &kernel)?;
+    // Where the kernel starts and, for a bzImage, where it decompresses; all checked
+    // against guest RAM. An ELF's `kernel_load` is its (possibly virtual) e_entry, not
+    // where its segments are: those end at `kernel_end`, at or above 1 MiB.
+    let bad_kernel = |e: placement::Error| Error::Kernel(format!("{kpath}: {e}"));
+    let (start, decompress) = match request.kernel.format {
+        KernelFormat::BzImage => (
+            kernel.kernel_load.0,
+            header.map(|h| placement::Decompress {
+                pref_address: h.pref_address,
+                init_size: h.init_size,
+            }),
+        ),
+        _ => (HIGH_MEMORY_START, None),
+    };
+    let kernel_end =
+        placement::kernel_end(start, kernel.kernel_end, decompress, layout.low_ram_end())
+            .map_err(bad_kernel)?;
+
+    let initrd = load_initrd(mem, layout, request, &kernel, kernel_end)?;
     let e820 = e820_map(layout);
 
     let entry = match (request.kernel.format, kernel.pvh_boot_cap) {
         (KernelFormat::Elf64, PvhBootCapability::PvhEntryPresent(entry)) => {
+            placement::check_entry(entry.0, start, kernel.kernel_end).map_err(bad_kernel)?;
             write_pvh_start_info(mem, initrd, &e820)?;
             BootEntry::Pvh { entry: entry.0 }
         }
         _ => {
             let entry = match request.kernel.format {
-                KernelFormat::BzImage => kernel.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
+                KernelFormat::BzImage => {
+                    placement::end_of("the 64-bit entry", start, BZIMAGE_64BIT_ENTRY_OFFSET)
+                        .map_err(bad_kernel)?
+                }
                 _ => kernel.kernel_load.0,
             };
+            placement::check_entry(entry, start, kernel.kernel_end).map_err(bad_kernel)?;
             write_zero_page(mem, header, request.cmdline.len(), initrd, &e820)?;
             BootEntry::Linux64 { entry }
         }
@@ -91,8 +114,9 @@ fn guest_write(what: &'static str) -> impl Fn(vm_memory::GuestMemoryError) -> Er
 }
 
 /// The GDT whose descriptors the vCPU's segment registers are loaded from (so a guest that
-/// reloads a selector gets the same segment), an empty IDT and, for the 64-bit entry,
-/// identity page tables.
+/// reloads a selector gets the same segment), an empty IDT, the code at the BIOS reset
+/// vector (a reboot through the BIOS resets through the FADT's reset register) and, for
+/// the 64-bit entry, identity page tables.
 fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
     let table: Vec<u8> = gdt::boot_gdt(long_mode)
         .iter()
@@ -102,6 +126,12 @@ fn write_boot_structures(mem: &GuestMemory, long_mode: bool) -> Result<()> {
         .map_err(guest_write("GDT"))?;
     mem.write_slice(&0u64.to_le_bytes(), GuestAddress(IDT_ADDR))
         .map_err(guest_write("IDT"))?;
+    let reset = crate::reset_vector::code(
+        ACPI_PM_PORT + devices::legacy::acpi_pm::RESET as u16,
+        devices::legacy::acpi_pm::RESET_VALUE,
+    );
+    mem.write_slice(&reset, GuestAddress(crate::reset_vector::RESET_VECTOR))
+        .map_err(guest_write("reset vector"))?;
     // PVH enters with paging off: page tables only for the 64-bit entry.
     if long_mode {
         paging::write_identity_tables(mem).map_err(guest_write("page tables"))?;
@@ -126,12 +156,13 @@ fn write_cmdline(mem: &GuestMemory, cmdline: &str, limit: usize) -> Result<()> {
 type InitrdPlacement = Option<(u64, u64)>;
 
 /// Put the initrd at the top of low RAM (below the kernel's `initrd_addr_max`), page
-/// aligned, above the kernel.
+/// aligned, above the kernel (which, decompressed, ends at `kernel_end`).
 fn load_initrd(
     mem: &GuestMemory,
     layout: &MemoryLayout,
     request: &mut BootRequest,
     kernel: &KernelLoaderResult,
+    kernel_end: u64,
 ) -> Result<InitrdPlacement> {
     let Some(initrd) = request.initrd.as_mut() else {
         return Ok(None);
@@ -143,28 +174,11 @@ fn load_initrd(
         .filter(|m| *m != 0)
         .unwrap_or(u64::MAX);
     let top = layout.low_ram_end().min(addr_max.saturating_add(1));
-    // A bzImage decompresses in place and needs `init_size` bytes from where it runs (its
-    // load address, or `pref_address` when it relocates there): keep the initrd out of it.
-    let file_end = kernel.kernel_end;
-    let decompress_end = kernel
-        .setup_header
-        .map(|h| {
-            let pref = h.pref_address;
-            kernel.kernel_load.0.max(pref) + u64::from(h.init_size)
-        })
-        .unwrap_or(0);
-    let kernel_end = (file_end.max(decompress_end) + 0xfff) & PAGE_MASK;
-    let addr = top
-        .checked_sub(initrd.size)
-        .map(|a| a & PAGE_MASK)
-        .filter(|a| *a >= kernel_end.max(HIGH_MEMORY_START))
-        .ok_or_else(|| {
-            Error::Initrd(format!(
-                "{path}: {} bytes do not fit in guest RAM between the kernel (ending at {kernel_end:#x}) and {top:#x}; give the guest more --memory",
-                initrd.size
-            ))
-        })?;
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut initrd.file, initrd.size as usize)
+    let addr = placement::initrd_addr(initrd.size, kernel_end, top)
+        .map_err(|e| Error::Initrd(format!("{path}: {e}")))?;
+    let size = usize::try_from(initrd.size)
+        .map_err(|_| Error::Initrd(format!("{path}: {} bytes is too big", initrd.size)))?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut initrd.file, size)
         .map_err(|e| Error::Initrd(format!("{path}: reading: {e}")))?;
     Ok(Some((addr, initrd.size)))
 }

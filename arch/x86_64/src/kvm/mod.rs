@@ -54,7 +54,7 @@ impl Hypervisor for KvmX86 {
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
         config.check(MIN_MEMORY, self.max_vcpus())?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
-            Error::Config(format!(
+            Error::Memory(format!(
                 "{} bytes of memory do not fit the address space",
                 config.memory_bytes
             ))
@@ -153,6 +153,7 @@ impl Vm for KvmVm {
         let gsi = window.irq.unwrap_or(layout::VIRTIO_MMIO_FIRST_GSI + slot);
         let line = self.interrupt_line(gsi)?;
         let transport = MmioTransport::new(device, self.memory.clone(), line);
+        arch_kvm::bind_queue_notifies(&self.fd, &transport, window.base)?;
         self.virtio.push(window);
         Ok(Some(VirtioTransport {
             window,

@@ -278,3 +278,55 @@ fn host_urandom_fills_a_request() {
     assert_eq!(ring.used_elem(&mem, 0), (0, 64));
     assert_ne!(bytes(&mem, 0x2_0000, 64), vec![0; 64]);
 }
+
+/// An entropy source that blocks until the test lets it go (a slow host device).
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl std::io::Read for Gate {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (m, c) = &*self.0;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = c.wait(open).unwrap();
+        }
+        buf.fill(0x42);
+        Ok(buf.len())
+    }
+}
+
+#[test]
+fn a_blocking_device_never_blocks_the_notifying_vcpu() {
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let mem = test_util::memory();
+    let ring = DriverRing::new(&mem, 0x1_0000, 8);
+    let irq = Arc::new(CountingInterrupt::default());
+    let mut rng = Rng::with_source(Box::new(Gate(gate.clone())));
+    assert_eq!(
+        rng.queue_events().len(),
+        1,
+        "one ioeventfd for the request queue"
+    );
+    rng.activate(mem.clone(), irq.clone(), vec![ring.queue(QUEUE_SIZE)])
+        .unwrap();
+    ring.set_desc(&mem, 0, 0x2_0000, 16, DESC_F_WRITE, 0);
+    ring.offer(&mem, 0);
+    // What the vCPU thread does on a notify: returns at once, the device is blocked.
+    let t0 = std::time::Instant::now();
+    for _ in 0..100 {
+        rng.queue_notify(0);
+    }
+    assert!(t0.elapsed() < std::time::Duration::from_millis(500));
+    assert_eq!(
+        ring.used_idx(&mem),
+        0,
+        "the worker is still waiting on the host"
+    );
+    // The device's own event (the ioeventfd KVM writes) wakes it as well.
+    rng.queue_events()[0].write(1).unwrap();
+    let (m, c) = &*gate;
+    *m.lock().unwrap() = true;
+    c.notify_all();
+    ring.wait_used(&mem, 1);
+    assert_eq!(bytes(&mem, 0x2_0000, 16), vec![0x42; 16]);
+    rng.reset();
+}

@@ -1,0 +1,127 @@
+//! Steering a running VM from another thread (the management API will hold one of these):
+//! requests go into a queue, an `EventFd` wakes the main thread's event loop, which carries
+//! them out between other events and answers each one.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// What may be asked of a running VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmCommand {
+    /// Stop every vCPU outside the guest (devices and timers go on).
+    Pause,
+    /// Let paused vCPUs run again.
+    Resume,
+}
+
+/// Why a request was not carried out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("the VM is not running")]
+    NotRunning,
+    #[error("the VM is already {0}")]
+    AlreadyIn(&'static str),
+    #[error("vCPU thread(s) {0} did not pause in time")]
+    DidNotPause(String),
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
+type Reply = Sender<Result<(), CommandError>>;
+
+/// The queue of requests to a running VM and the `EventFd` that announces them.
+pub struct RunControl {
+    queue: Mutex<VecDeque<(VmCommand, Reply)>>,
+    event: EventFd,
+}
+
+impl RunControl {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            queue: Mutex::new(VecDeque::new()),
+            event: EventFd::new(EFD_NONBLOCK)?,
+        })
+    }
+
+    /// Ask for `command` and wait (up to `timeout`) for the event loop's answer.
+    pub fn request(&self, command: VmCommand, timeout: Duration) -> Result<(), CommandError> {
+        let (tx, rx) = channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((command, tx));
+        let _ = self.event.write(1);
+        rx.recv_timeout(timeout)
+            .unwrap_or(Err(CommandError::NoAnswer(timeout)))
+    }
+
+    /// Pause the VM's vCPUs.
+    pub fn pause(&self, timeout: Duration) -> Result<(), CommandError> {
+        self.request(VmCommand::Pause, timeout)
+    }
+
+    /// Resume the VM's vCPUs.
+    pub fn resume(&self, timeout: Duration) -> Result<(), CommandError> {
+        self.request(VmCommand::Resume, timeout)
+    }
+
+    /// The `EventFd` the event loop waits on.
+    pub fn event(&self) -> &EventFd {
+        &self.event
+    }
+
+    /// Carry out every queued request with `handle` (event loop side).
+    pub fn serve(&self, handle: &mut dyn FnMut(VmCommand) -> Result<(), CommandError>) {
+        let _ = self.event.read();
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some((command, reply)) = next else {
+                return;
+            };
+            let _ = reply.send(handle(command));
+        }
+    }
+
+    /// Answer every queued request with `NotRunning` (the VM has ended).
+    pub fn refuse_all(&self) {
+        self.serve(&mut |_| Err(CommandError::NotRunning));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn requests_are_answered_by_the_loop() {
+        let rc = Arc::new(RunControl::new().unwrap());
+        let asker = {
+            let rc = rc.clone();
+            std::thread::spawn(move || rc.pause(Duration::from_secs(10)))
+        };
+        let mut seen = Vec::new();
+        while seen.is_empty() {
+            rc.serve(&mut |c| {
+                seen.push(c);
+                Ok(())
+            });
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(asker.join().unwrap(), Ok(()));
+        assert_eq!(seen, vec![VmCommand::Pause]);
+        // Nobody serving: the request times out.
+        assert_eq!(
+            rc.resume(Duration::from_millis(10)),
+            Err(CommandError::NoAnswer(Duration::from_millis(10)))
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Pausing and resuming a running VM through the VMM's Rust API (`vmm::run_with` with a
+//! `RunControl`, what the management API will drive): a counting guest stops making
+//! progress while paused and goes on after resume, with 1, 2 and 4 vCPUs (all of them
+//! leave the guest together); a paused VM still ends cleanly on SIGTERM.
+//!
+//! Needs an x86_64 host with /dev/kvm; skipped (with a line saying so) without one.
+#![cfg(target_arch = "x86_64")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use polyvisor_tests::guest::{print, pvh_asm, pvh_kernel};
+use polyvisor_tests::{Reg, TempDir};
+use vmm::cli::{Cli, Command};
+use vmm::{CommandError, RunControl, RunOutcome};
+
+/// Loop iterations between two dots (about 1 µs each on this host's software KVM).
+const LOOPS_PER_DOT: u32 = 5_000;
+
+/// Prints `ready`, then a dot every few milliseconds, forever.
+fn counting_guest() -> Vec<u8> {
+    let mut a = pvh_asm();
+    print(&mut a, "ready\n");
+    let top = a.here_label();
+    a.mov_imm(Reg::Ecx, LOOPS_PER_DOT);
+    let spin = a.here_label();
+    a.loop_to(spin);
+    print(&mut a, ".");
+    a.jmp_short(top);
+    pvh_kernel(a.finish())
+}
+
+fn config(kernel: &Path, console: &Path, cpus: u32) -> vmm::Config {
+    let args = [
+        "polyvisor".to_string(),
+        "run".into(),
+        "--kernel".into(),
+        kernel.display().to_string(),
+        "--memory".into(),
+        "64M".into(),
+        "--cpus".into(),
+        cpus.to_string(),
+        "--shutdown-timeout".into(),
+        "0".into(),
+        "--console".into(),
+        format!("file={}", console.display()),
+    ];
+    let Command::Run(run) = Cli::try_parse_from(args).unwrap().command else {
+        panic!("not a run command")
+    };
+    run.into_config().unwrap()
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Wait (bounded) until the console file grows past `than`.
+fn grows(p: &Path, than: u64, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if size(p) > than {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn pause_and_resume(cpus: u32) {
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: no /dev/kvm on this host");
+        return;
+    }
+    let dir = TempDir::new();
+    let kernel = dir.write("count.elf", &counting_guest());
+    let console = dir.path().join("console.log");
+    let config = config(&kernel, &console, cpus);
+    let rc = Arc::new(RunControl::new().unwrap());
+    // The VM runs on its own thread, which owns the stop signals there (blocked in it,
+    // read from its signalfd): SIGTERM below is sent to that thread only.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let vm = {
+        let rc = rc.clone();
+        std::thread::spawn(move || {
+            // SAFETY: pthread_self names this live thread.
+            tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+            vmm::run_with(&config, Some(&rc))
+        })
+    };
+    let vm_thread = tid_rx.recv().unwrap();
+
+    assert!(
+        grows(&console, 6 + 10, Duration::from_secs(30)),
+        "the guest never counted"
+    );
+    // Pausing a running VM works once; a second pause is refused.
+    rc.pause(Duration::from_secs(10)).expect("pause");
+    assert_eq!(
+        rc.pause(Duration::from_secs(10)),
+        Err(CommandError::AlreadyIn("paused"))
+    );
+    std::thread::sleep(Duration::from_millis(100)); // the console writer catches up
+    let frozen = size(&console);
+    assert!(
+        !grows(&console, frozen, Duration::from_millis(500)),
+        "the guest kept counting while paused ({cpus} vCPUs)"
+    );
+    rc.resume(Duration::from_secs(10)).expect("resume");
+    assert!(
+        grows(&console, frozen, Duration::from_secs(10)),
+        "the guest did not go on after resume ({cpus} vCPUs)"
+    );
+    assert_eq!(
+        rc.resume(Duration::from_secs(10)),
+        Err(CommandError::AlreadyIn("running"))
+    );
+
+    // Paused again, then SIGTERM: the VM still ends, promptly, as a stopped run.
+    rc.pause(Duration::from_secs(10)).expect("second pause");
+    let t0 = Instant::now();
+    // SAFETY: `vm_thread` is the live VM thread (it joins below); SIGTERM is blocked there
+    // and waits for its signalfd.
+    unsafe { libc::pthread_kill(vm_thread, libc::SIGTERM) };
+    let outcome = vm.join().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "a paused VM did not stop"
+    );
+    match outcome {
+        Err(e) => assert_eq!(e.exit_code(), 128 + libc::SIGTERM, "{e}"),
+        Ok(o @ (RunOutcome::Poweroff | RunOutcome::Reset | RunOutcome::GuestPanic)) => {
+            panic!("ended as {o:?}, not by the signal")
+        }
+    }
+    // Once the VM has ended, requests are refused.
+    assert_eq!(
+        rc.pause(Duration::from_secs(1)),
+        Err(CommandError::NoAnswer(Duration::from_secs(1)))
+    );
+}
+
+// One test function: the VM runs on a thread of this process that owns the stop signals,
+// so the cases run one after another rather than in parallel threads.
+#[test]
+fn pause_stops_a_counting_guest_and_resume_continues_it() {
+    for cpus in [1, 2, 4] {
+        pause_and_resume(cpus);
+    }
+}
