@@ -261,26 +261,31 @@ fn rng_flood(ap_notifies: bool, args: &[&str], sig: i32, deadline: Duration) {
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigterm_default_timeout() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &[], SIGTERM, DEFAULT_SHUTDOWN + STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigint() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &[], SIGINT, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_and_notified_by_both_vcpus_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     rng_flood(true, &["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_and_notified_by_both_vcpus_sigint() {
+    polyvisor_tests::require_kvm!();
     rng_flood(true, &[], SIGINT, STOP_DEADLINE);
 }
 
@@ -347,6 +352,7 @@ fn rng_garbage(kind: Garbage) -> Ended {
 
 #[test]
 fn rng_requests_with_buffers_outside_ram_warn_boundedly() {
+    polyvisor_tests::require_kvm!();
     let end = rng_garbage(Garbage::BufferOutsideRam);
     assert!(
         end.stderr.contains("virtio-rng"),
@@ -356,6 +362,7 @@ fn rng_requests_with_buffers_outside_ram_warn_boundedly() {
 
 #[test]
 fn rng_avail_index_beyond_the_queue_warns_boundedly() {
+    polyvisor_tests::require_kvm!();
     rng_garbage(Garbage::AvailIdxTooFar);
 }
 
@@ -431,6 +438,7 @@ fn boot_timer_lines(end: &Ended) -> usize {
 
 #[test]
 fn boot_timer_flood_with_the_flag_logs_init_once_and_stores_nothing() {
+    polyvisor_tests::require_kvm!();
     let (end, growth) = boot_timer_flood(true);
     assert_eq!(
         boot_timer_lines(&end),
@@ -446,6 +454,7 @@ fn boot_timer_flood_with_the_flag_logs_init_once_and_stores_nothing() {
 
 #[test]
 fn boot_timer_flood_without_the_flag_hits_unclaimed_mmio() {
+    polyvisor_tests::require_kvm!();
     let (end, _) = boot_timer_flood(false);
     assert!(
         end.stdout.contains("bt=ffffffff"),
@@ -493,31 +502,37 @@ fn uart_flood(args: &[&str], sig: i32, deadline: Duration) {
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigterm_default_timeout() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGTERM, DEFAULT_SHUTDOWN + STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigint() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGINT, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sighup() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGHUP, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigquit() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGQUIT, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_a_console_file_stops_at_its_max_size() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let log = dir.path().join("console.log");
     let console = format!("file={},max-size=4K", log.display());
@@ -547,6 +562,7 @@ fn uart_flood_into_a_console_file_stops_at_its_max_size() {
 
 #[test]
 fn uart_flood_into_a_closed_pipe_warns_boundedly() {
+    polyvisor_tests::require_kvm!();
     // The reader goes away: every write fails (EPIPE). Warnings must stay bounded.
     let dir = TempDir::new();
     let k = dir.write("hostile.elf", &uart_flood_guest());
@@ -621,6 +637,7 @@ fn rep_ins_guest() -> Vec<u8> {
 
 #[test]
 fn rep_insb_and_rep_insw_read_each_element_separately() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&rep_ins_guest(), &[]);
     out.assert_guest_reset();
     let singles = out.hex_field("singles=");
@@ -649,6 +666,7 @@ fn rep_insb_and_rep_insw_read_each_element_separately() {
 /// `rep outsb` of "rep-outsb\n" to COM1: each byte its own write, so all of them show.
 #[test]
 fn rep_outsb_writes_each_byte_separately() {
+    polyvisor_tests::require_kvm!();
     let text = b"rep-outsb\n";
     let mut a = pvh_asm();
     let data = a.label();

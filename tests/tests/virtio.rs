@@ -160,6 +160,7 @@ fn rng_driver_guest() -> Vec<u8> {
 
 #[test]
 fn guest_driver_gets_entropy_through_a_virtio_mmio_queue() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&rng_driver_guest(), &["--rng"]);
     out.assert_guest_reset();
     assert_eq!(out.hex_field("magic="), 0x7472_6976, "\"virt\"\n{out}");
@@ -195,6 +196,7 @@ fn guest_driver_gets_entropy_through_a_virtio_mmio_queue() {
 
 #[test]
 fn without_rng_the_slot_is_unclaimed() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     show(&mut a, "magic=", MAGIC);
     print(&mut a, "\n");
