@@ -12,6 +12,7 @@ const PVPANIC_PORT: u16 = 0x505;
 
 #[test]
 fn a_guest_panic_ends_the_run_with_exit_3() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     print(&mut a, "panicking\n");
     a.mov_dx(PVPANIC_PORT);
@@ -27,6 +28,7 @@ fn a_guest_panic_ends_the_run_with_exit_3() {
 
 #[test]
 fn reading_the_register_shows_its_events_and_changes_nothing() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     a.mov_imm(Reg::Eax, 0);
     a.mov_dx(PVPANIC_PORT);
