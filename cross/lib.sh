@@ -57,6 +57,17 @@ pv_run() {
     return $rc
 }
 
+# pv_sudo CMD...: CMD as root: directly when we are root, else through sudo (the harness
+# needs root only for apt-get and the guest initramfs' device nodes).
+pv_sudo() {
+    if [[ $(id -u) == 0 ]]; then
+        "$@"
+    else
+        command -v sudo >/dev/null 2>&1 || pv_die "need root, or sudo, for: $*"
+        sudo "$@"
+    fi
+}
+
 # Rust target triple and Debian architecture for a polyvisor ARCH name.
 pv_triple() {
     case "$1" in
