@@ -52,7 +52,11 @@ fn main() -> Result<()> {
         println!("{USAGE}");
         return Ok(());
     }
-    let out = PathBuf::from(out);
+    generate(&PathBuf::from(out))
+}
+
+/// Write the man page and the completion scripts under `out`.
+fn generate(out: &Path) -> Result<()> {
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions).with_context(|| format!("creating {completions:?}"))?;
 
@@ -70,4 +74,32 @@ fn main() -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_man_page_and_every_completion() {
+        let out = std::env::temp_dir().join(format!("polyvisor-gen-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        generate(&out).unwrap();
+        let page = std::fs::read_to_string(out.join("polyvisor.1")).unwrap();
+        assert!(page.contains("EXIT STATUS") && page.contains("POLYVISOR_LOG"));
+        for name in [
+            "polyvisor.bash",
+            "_polyvisor",
+            "polyvisor.fish",
+            "polyvisor.elv",
+            "_polyvisor.ps1",
+        ] {
+            let text = std::fs::read_to_string(out.join("completions").join(name)).unwrap();
+            assert!(
+                text.contains("kernel") && text.contains("polyvisor"),
+                "{name}"
+            );
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }
