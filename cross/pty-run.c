@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /*
  * pty-run SECS CMD [ARG...]: run CMD the way a person at a terminal runs it, with a new
  * pseudo-terminal as its controlling terminal and as its stdin, stdout and stderr; copy

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What to boot: the request the VMM hands to a backend.
 
 use std::fs::File;

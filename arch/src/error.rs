@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Errors every backend reports in the same words.
 
 use std::io;

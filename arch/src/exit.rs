@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Why a vCPU came back to the VMM.
 
 /// A vCPU exit in the VMM's words. Borrowed data points into the backend's shared run

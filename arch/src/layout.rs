@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Guest physical memory layout.
 
 /// One range of guest RAM.

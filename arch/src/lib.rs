@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The trait layer between the VMM and one machine architecture.
 //!
 //! `vmm` talks to a backend only through [`Hypervisor`], [`Vm`] and [`Vcpu`] and the plain

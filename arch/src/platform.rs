@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The platform devices an architecture's guests expect, and where they sit.
 
 /// Which bus a device sits on.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The backend of a host architecture Polyvisor cannot run guests on yet. It compiles
 //! everywhere so the workspace and its portable tests build for every target, and it
 //! refuses at once, saying so, instead of pretending.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The driver: argument parsing, the three peers' command lines, the measurement plan and
 //! the report.
 

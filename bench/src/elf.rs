@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Just enough ELF64 reading for the floor: the `PT_LOAD` segments and the PVH entry
 //! point from the Xen `XEN_ELFNOTE_PHYS32_ENTRY` note.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The floor: the least a KVM program can do to run the bench guest. It creates the VM
 //! (same memory size, in-kernel irqchip, 1 vCPU), loads the ELF's `PT_LOAD` segments at
 //! their physical addresses, enters the PVH entry point in 32-bit protected mode with the

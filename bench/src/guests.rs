@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The bench guests: tiny PVH kernels built with the tests crate's assembler and ELF
 //! builder, so every peer (polyvisor, the KVM floor, QEMU microvm) runs the same bytes at
 //! the same addresses.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Polyvisor's benchmarks (`cross/bench`): start-up, exit round trips, resident memory and
 //! teardown of polyvisor, each next to two peers measured in the same run — a minimal KVM
 //! program (the "floor", [`floor`]) and QEMU's microvm — running the same guest bytes.

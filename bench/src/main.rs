@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `polyvisor-bench`: see the crate docs and `--help`.
 
 use std::process::ExitCode;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Runs one VMM process and timestamps, from the outside, what it reports: the guest's
 //! marks (as lines on stderr or bytes on stdout), optionally a memory sample, and the
 //! moment the process is reaped. Every peer is measured the same way, so pipe and wake-up

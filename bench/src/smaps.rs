@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Resident memory of a VMM process from `/proc/PID/smaps_rollup` and `/proc/PID/smaps`,
 //! split into the guest-memory mapping(s) and everything else.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Medians, ranges, ratios and the two report formats (markdown table, JSON).
 
 use std::fmt::Write as _;

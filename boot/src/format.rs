@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Recognising kernel image formats from their first bytes.
 
 use arch::boot::KernelFormat;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Opening the boot payload a user names: the kernel image (recognised by its first bytes,
 //! so a wrong file is refused before any VM exists; a backend that boots raw images, s390x,
 //! opens it with [`open_kernel_or_raw`]), the initrd and the command line.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Boot timer: a one-register MMIO device a guest writes to when it reaches init, so boot
 //! time is measured inside the VMM against the VMM's own start (the same idea as
 //! Firecracker's boot timer, which also uses the value 123 for "init reached").

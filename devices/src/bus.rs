@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The address bus: routes a guest's port I/O or MMIO access to the device that owns the
 //! address. One `Bus` instance serves port I/O, another MMIO; the routing is the same.
 //!

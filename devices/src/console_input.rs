@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Where the VMM's console input goes: the UART's receive FIFO, or a console the backend
 //! serves itself (the s390x SCLP VT220 console).
 

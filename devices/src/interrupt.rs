@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Interrupt lines: how a device asks for the guest's attention.
 //!
 //! The backend decides what a line is (an irqfd bound to a GSI on x86, a GIC SPI on arm64,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Devices of a Polyvisor guest: the bus that routes port and MMIO accesses, the interrupt
 //! line trait that backends implement, and the emulated hardware itself.
 //!

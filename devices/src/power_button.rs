@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The button the VMM presses to ask the guest to shut down.
 
 /// A power button wired to the guest (arm64: a GPIO key on a PL061). On SIGTERM the VMM

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! How a device or a vCPU tells the VMM that the guest wants to stop.
 
 use std::sync::{Condvar, Mutex};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `polyvisor-gen OUTDIR`: writes what packages ship next to the `polyvisor` binary, from the
 //! same CLI definition (`vmm::cli::Cli`) the binary parses with, so they cannot drift:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `cargo run -p polyvisor-tests --example tiny-guest -- PATH [TEXT]`: writes a tiny x86_64
 //! PVH guest to PATH that prints TEXT (default `polyvisor tiny guest: ok`) and a newline on
 //! COM1, then resets through the i8042 (so `polyvisor run --kernel PATH` prints it and exits

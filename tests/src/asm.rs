@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A very small x86 assembler: just the instructions the test guests use.
 //!
 //! Each method appends one instruction's machine code and documents its encoding. The

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A tiny ELF64 (x86_64, little-endian) executable builder for test guests.
 //!
 //! It writes an ELF header, a program header table (an optional `PT_NOTE` carrying the Xen

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Building blocks for test guests: serial output, hex printing, i8042 reset, and the two
 //! kernel images polyvisor boots (PVH ELF entered in 32-bit protected mode, plain ELF64
 //! entered in 64-bit long mode).

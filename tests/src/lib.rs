@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Test support for Polyvisor's integration tests.
 //!
 //! The tests build tiny guest programs themselves — hand-assembled x86 machine code

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Runs the real `polyvisor` binary with a timeout and captures what it did.
 
 use std::ffi::{OsStr, OsString};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The first virtio-mmio slot's registers as a tiny x86_64 guest reaches them
 //! (arch-x86_64 puts slot 0 at 0xd000_0000; virtio 1.2 §4.2.2 gives the offsets).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Hardware-reduced ACPI: the RSDP where a guest looks for it (the BIOS area, and the PVH
 //! start info's `rsdp_paddr`), and the FADT's sleep control and reset registers ending
 //! the VM the way Linux writes them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! bzImage kernels: the protected-mode part is loaded at `code32_start` and entered at its
 //! 64-bit entry (+0x200) in long mode, with RSI at a zero page that carries the image's own
 //! setup header, completed by the loader (type_of_loader, cmdline, boot_flag).

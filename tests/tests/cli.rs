@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The CLI contract: bad flags and files give a non-zero exit (2 for bad CLI/config, 1 for a
 //! runtime failure) and exactly one stderr line naming the flag or file, never a panic;
 //! `--help` lists every flag; valid sizes are accepted.

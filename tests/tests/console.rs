@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The serial console (16550 at COM1): `--console off`, `--console file=PATH`, and input
 //! from stdin reaching the guest's receive register.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Hostile tiny guests: a guest cannot hold polyvisor hostage or flood the host (issue 12).
 //!
 //! - a 2-vCPU guest whose AP keeps refilling the virtio-rng queue and notifying while the

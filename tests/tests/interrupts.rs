@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Interrupt delivery: the 16550's IRQ 4, routed by the in-kernel IOAPIC to the BSP's
 //! local APIC, reaches an IDT handler in the guest.
 //!

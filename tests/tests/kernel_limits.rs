@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Kernel files whose addresses and sizes overflow or point outside guest RAM: each is one
 //! error line naming `--kernel` (or `--initrd`) and exit 2, never a panic, a wrap-around
 //! or a guest started at a wild address.

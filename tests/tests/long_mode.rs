@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! ELF64 kernels without the PVH note: entered in 64-bit long mode (identity-mapped low
 //! memory) with RSI pointing at the Linux zero page, as the Linux 64-bit boot protocol says.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `--on-reset`: the default ends the run at a guest reset (exit 0, `guest reset`);
 //! `restart` boots the guest again as a fresh machine, as often as it resets, until it is
 //! stopped; `--log-file` and `--log-level` put the log where and as loud as asked.

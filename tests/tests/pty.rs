@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! polyvisor with a terminal as its stdin, as a person runs it: a pseudo-terminal whose
 //! slave is polyvisor's stdin and controlling terminal (polyvisor is a session leader).
 //! polyvisor puts the terminal in raw mode while the guest runs; whatever ends the run —

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! PVH boot: ELF kernels with the Xen PHYS32_ENTRY note, entered in 32-bit protected mode
 //! with paging off and EBX pointing at `struct hvm_start_info`.
 //!

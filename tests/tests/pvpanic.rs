@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A guest that says it panicked (pvpanic, QEMU0001 at port 0x505) ends the run with exit
 //! 3 and `guest panicked`, told apart from a poweroff or reset; a guest that only reads
 //! the register sees the events it supports and goes on.

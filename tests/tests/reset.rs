@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Every way an x86 Linux guest resets the machine ends the run with `guest reset` and exit
 //! 0, each done the way arch/x86/kernel/reboot.c does it: the FADT's reset register as the
 //! guest finds it in the tables (`reboot=a`), the i8042 pulse after waiting for its input

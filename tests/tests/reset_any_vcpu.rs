@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Every way an x86 guest asks to reset or power off ends the run (issue 12, item 1), with
 //! `guest reset` / `guest powered off` and exit 0 — including the ways Linux's `reboot=`
 //! methods use that the other tests do not (the i8042 pulse and the FADT's registers are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! SIGTERM, SIGINT and SIGHUP stop a running guest cleanly: vCPU threads are stopped and
 //! joined, polyvisor exits 128 + the signal number with one line saying which signal.
 //! SIGTERM first presses the guest's ACPI power button (a GED event): a guest that answers

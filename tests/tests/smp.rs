@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `--cpus N`: the BSP starts the APs with INIT-SIPI-SIPI through its local APIC, each AP
 //! reports its APIC id; the MP table lists the CPUs.
 //!

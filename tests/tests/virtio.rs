@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A virtio queue driven by a small guest loop: a tiny PVH guest finds the virtio-rng
 //! device `--rng` adds (virtio-mmio at 0xd000_0000, I/O APIC pin 16), negotiates
 //! VERSION_1, sets up a split queue in its own memory, offers one 64-byte buffer,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The `polyvisor` command line. `--help`, the README and the man page describe these
 //! flags; keep them in step.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The VM configuration and the parsers behind each CLI flag. Every error names the flag
 //! and the value.
 

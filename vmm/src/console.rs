@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The console's host side: where guest output goes, and the thread that feeds host input
 //! to the guest.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Polyvisor's VMM: configuration, the VM builder, vCPU threads and the console.
 //!
 //! Architecture-blind: the backend is chosen once in [`host`], and everything else goes

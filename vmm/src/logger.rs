@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A small stderr logger: `polyvisor: <level>: <message>`, one line per record.
 //!
 //! Every call site is rate-limited: much of what is logged can be triggered by the guest

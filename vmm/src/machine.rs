@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Building a VM from a [`Config`] and running it to the end.
 
 use std::sync::{Arc, Mutex};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `polyvisor`: the command-line entry point. The only place `anyhow`-style handling and
 //! process exit codes live.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The CLI contract users and scripts rely on, in one place: the exit statuses, the
 //! signals and the environment, as `--help` shows them and as the man page's EXIT STATUS,
 //! SIGNALS and ENVIRONMENT sections print them.

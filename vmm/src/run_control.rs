@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Steering a running VM from another thread (the management API will hold one of these):
 //! requests go into a queue, an `EventFd` wakes the main thread's event loop, which carries
 //! them out between other events and answers each one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Stop signals. SIGINT, SIGHUP and SIGQUIT stop the guest at once; SIGTERM first presses the
 //! guest's power button, where the machine has one, and waits a bounded time for the guest
 //! to power itself off (a second stop signal, or the time running out, stops it at once).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The terminal polyvisor may run in: its settings are saved once, before raw mode, and put
 //! back on every way out (the normal end, an error, every stop signal, a panic).
 //!

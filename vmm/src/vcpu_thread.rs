@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! vCPU threads: run a vCPU, dispatch its exits to the buses, pause and resume when asked,
 //! stop when the VM stops.
 //!

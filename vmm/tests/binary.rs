@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Makes `cargo test --workspace` build the `polyvisor` binary (integration tests of a
 //! package get its binaries), so the guest and CLI tests in `tests/` always run a fresh
 //! `target/<profile>/polyvisor`. The CLI contract itself is tested there.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Pausing and resuming a running VM through the VMM's Rust API (`vmm::run_with` with a
 //! `RunControl`, what the management API will drive): a counting guest stops making
 //! progress while paused and goes on after resume, with 1, 2 and 4 vCPUs (all of them

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The flattened device tree the guest kernel boots with, written with vm-fdt.
 //!
 //! It describes: RAM (`/memory`), one `cpu@` node per vCPU (`enable-method = "psci"`, `reg`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Where the aarch64 backend puts things in guest physical memory.
 //!
 //! Devices live below 1 GiB, RAM starts at 1 GiB (as in crosvm, Firecracker and QEMU's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The aarch64 backend.
 //!
 //! Portable pieces (memory map, device tree, arm64 `Image` loader, boot register values)

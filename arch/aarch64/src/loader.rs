@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Placing an arm64 boot payload: the `Image` (raw, or gzip-compressed as some distributions
 //! ship `vmlinuz`), the initrd and the device tree.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! KVM `ONE_REG` ids and values for the arm64 boot state. Plain arithmetic, so it is
 //! compiled and tested everywhere; the aarch64 KVM glue checks it against kvm-bindings.
 //!

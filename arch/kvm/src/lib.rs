@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What the kvm-ioctls backends (x86_64, aarch64) do the same way: opening `/dev/kvm` and
 //! checking capabilities, creating a VM with its guest memory slots, irqfd interrupt lines,
 //! and turning the exits and errors common to both into [`arch::VcpuExit`]s. s390x has its

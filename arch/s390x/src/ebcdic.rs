@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! EBCDIC (code page 037, the table Linux's `_ascebc` uses for the SCLP line-mode console)
 //! to ASCII, for the characters an operator console shows. Anything else becomes `?`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! SIE intercepts as KVM reports them (`kvm_run.s390_sieic`): the interception code and
 //! the instruction's first bytes (`ipa`: bytes 0-1, `ipb`: bytes 2-5), decoded into what
 //! the backend serves. Portable, so the decoding is tested on every target.

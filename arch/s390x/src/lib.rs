@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The s390x backend.
 //!
 //! Portable pieces (the KVM UAPI structures in [`kvm::bindings`], the IPL layout, SCLP,

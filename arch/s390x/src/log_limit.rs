@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Warnings a guest can cause, limited per site: the first [`WARN_FIRST`] are logged at
 //! warn level, the last of them saying so; the rest at debug level with their running
 //! count. The count never resets, so a guest cannot flood the log by spacing its mistakes.

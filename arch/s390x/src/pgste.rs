@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Page-status tables (PGSTE): KVM on s390x creates a VM only for a process whose page
 //! tables carry them. A process gets them when its executable has the `PT_S390_PGSTE`
 //! program header (linked with `-Wl,--s390-pgste`, which polyvisor's build script adds to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The Service-Call Logical Processor: what a guest's `SERVC` asks for, answered in its
 //! service-call control block (SCCB). All fields are big-endian.
 //!

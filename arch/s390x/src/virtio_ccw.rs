@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The virtio-ccw transport (virtio 1.2 §4.3): a [`VirtioDevice`] behind a subchannel.
 //! The driver configures it with channel commands (SET_VIRTIO_REV, READ_FEAT/WRITE_FEAT,
 //! READ_CONF/WRITE_CONF, WRITE_STATUS/READ_STATUS, READ_VQ_CONF, SET_VQ, SET_IND,

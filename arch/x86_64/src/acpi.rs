@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Hardware-reduced ACPI tables: how a Linux guest finds its CPUs and I/O APIC and, above
 //! all, how it powers off (S5 through the FADT's sleep control register) and resets
 //! (the FADT's reset register), as Firecracker and Cloud Hypervisor guests do.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The CPUID a vCPU sees: the host's KVM-supported leaves with the topology, APIC id and
 //! hypervisor bits made true for this VM. Vendor-neutral: Intel leaves (4, 0xB, 0x1F) and
 //! AMD leaves (0x8000_0008, 0x8000_001E) are fixed when present and left alone otherwise.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Global descriptor table entries for the boot segments.
 
 /// GDT selectors the boot code uses: null, code, data, TSS.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Where the x86_64 backend puts things in guest physical memory.
 //!
 //! Low memory map (the tests' guest programs rely on it; keep `tests/` in step):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The x86_64 backend.
 //!
 //! Portable pieces (memory map, GDT, page tables, MP table, ACPI tables, CPUID policy, the reset vector's code)

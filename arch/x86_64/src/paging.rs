@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Identity page tables for 64-bit entry: the first 1 GiB mapped with 2 MiB pages.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};

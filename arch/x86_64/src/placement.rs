@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Checked arithmetic for where the x86 loader puts a kernel and its initrd. Every address
 //! and size here comes from the kernel file (the bzImage setup header's `code32_start`,
 //! `pref_address` and `init_size`, ELF segments and entry points, the PVH note) or from

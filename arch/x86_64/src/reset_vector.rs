@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The code at the PC's BIOS reset vector, F000:FFF0 (physical 0xFFFF0).
 //!
 //! A PC's firmware has its power-on code there, and operating systems jump to it to reboot

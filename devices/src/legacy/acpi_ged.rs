@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! ACPI Generic Event Device (ACPI 6.5 §5.6.9): how a hardware-reduced ACPI machine tells
 //! the guest about a button press. The DSDT describes a `ACPI0013` device with this
 //! device's interrupt and an `_EVT` method that reads [`GED_EVENTS`] and, for

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The fixed registers of a hardware-reduced ACPI platform that end a VM: the ACPI sleep
 //! control register, the sleep status register and the reset register, three byte-wide
 //! I/O ports the firmware's FADT points at (`SLEEP_CONTROL_REG`, `SLEEP_STATUS_REG`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! MC146818-compatible CMOS RTC and NVRAM at ports 0x70 (index) and 0x71 (data).
 //!
 //! What a PC guest reads here: the wall-clock time (BCD, 24-hour, UTC) that Linux's

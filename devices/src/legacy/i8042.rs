@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! i8042 keyboard controller at ports 0x60 (data) and 0x64 (status/command): enough of the
 //! controller for Linux's probe to succeed at once (controller self test, configuration
 //! byte, keyboard interface test, keyboard reset/identify), no AUX (mouse) port, and the

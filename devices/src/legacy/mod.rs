@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Legacy platform devices, wrapped from vm-superio where it has them.
 
 pub mod acpi_ged;

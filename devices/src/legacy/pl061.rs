@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! ARM PL061 GPIO controller (ARM DDI 0190B), as the arm64 guest's power key.
 //!
 //! The device tree wires line [`POWER_KEY_LINE`] to a `gpio-keys` node reporting `KEY_POWER`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! pvpanic: the one-register device a guest writes to when its kernel panics (QEMU's
 //! `pvpanic` ISA/MMIO device, which crosvm also offers; Linux's `pvpanic-mmio` driver binds
 //! it from ACPI `QEMU0001` on x86 or the device-tree compatible `qemu,pvpanic-mmio` on arm64).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The PC's reset control register at I/O port 0xCF9 (Intel ICH/PIIX `RST_CNT`), which
 //! Linux's `reboot=p` (when the chipset is known to have it) and `reboot=q` write:
 //! `inb(0xcf9)`, then the value with `SYS_RST` (bit 1) set, then with `RST_CPU` (bit 2)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! ARM PL031 real-time clock: vm-superio's register model behind our bus trait.
 //!
 //! The PL031 has 32-bit registers (data, match, load, control, interrupt mask/status/clear)

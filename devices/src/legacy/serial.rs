@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! 16550A UART: vm-superio's register model behind our bus and interrupt traits.
 
 use std::io::{self, Write};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The virtio-mmio transport, version 2 ("modern", virtio 1.2 §4.2.2): a 0x200-byte
 //! register window on the MMIO bus, found by the guest through the device tree
 //! (`virtio,mmio`) or the DSDT (`LNRO0005`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Virtio devices and what a transport (virtio-mmio, virtio-ccw) needs from them.
 //!
 //! A device ([`VirtioDevice`]) knows its queues, features and configuration space; a

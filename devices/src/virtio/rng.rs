@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! virtio-rng ("entropy device", virtio 1.2 §5.4): one request queue; the driver offers
 //! device-writable buffers and the device fills them with random bytes from the host.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The driver's side of a split virtqueue, for tests: descriptors, the available ring and
 //! the used ring laid out in guest memory byte by byte, little-endian on every host.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A device's worker thread: the place a virtio device's queue work runs, off the vCPU
 //! threads.
 //!

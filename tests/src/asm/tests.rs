@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Encodings checked byte by byte (cross-checked with objdump).
 
 use super::*;

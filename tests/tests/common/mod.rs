@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Shared by the test files that keep polyvisor running and stop it from outside
 //! (`hostile.rs`, `pty.rs`): spawn it with chosen stdio, wait for a line of guest output,
 //! send a signal, and wait for the exit with a deadline (a hang is a failure: the process

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Checks of the blob: a small independent reader walks the structure block, and `dtc`
 //! decompiles it.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The in-kernel vGIC: GICv3 when the host can, else GICv2, at the addresses in
 //! [`crate::layout`].
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! KVM glue for aarch64 hosts: the VM, its memory slots, the vGIC, interrupt lines and
 //! vCPUs.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! An aarch64 KVM vCPU: `KVM_ARM_VCPU_INIT` with PSCI 0.2 (secondaries powered off until
 //! the guest's PSCI `CPU_ON`, which KVM serves), the boot registers, and exit decoding.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! KVM glue for s390x hosts: `/dev/kvm`, the VM with its 1 MiB-aligned memory slot, the IPL
 //! and the vCPUs (SIE intercepts are served in [`vcpu`]).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! An s390x KVM vCPU: runs SIE and serves the intercepts KVM hands to userspace (SCLP via
 //! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Channel-subsystem data structures as the guest's I/O instructions see them (z/Architecture
 //! Principles of Operation, chapters 13-16): the subchannel-information block (SCHIB: PMCW,
 //! SCSW, measurement address), the operation-request block (ORB), the interruption-response

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The channel-program interpreter: fetches the CCWs an ORB points to (format 0 or 1),
 //! follows transfer-in-channel, command chaining and data chaining, resolves indirect data
 //! addresses (IDAWs), serves the basic commands every device has (NOP, SENSE, SENSE ID)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! CHANNEL SUBSYSTEM CALL (`CHSC`): the commands Linux's channel-subsystem driver issues
 //! while it boots, answered for a machine with one channel path (CHPID 0, type virtio) and
 //! no multiple-subchannel-set support. A request block is a 16-bit length and command

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The channel subsystem: subchannels 0.0.0000, 0.0.0001, ... (one per device, in the
 //! virtual channel-subsystem image 0xfe that a guest without MCSS-E sees as css 0), the
 //! I/O instructions that reach them (`STSCH`, `MSCH`, `SSCH`, `TSCH`, `CSCH`, `HSCH`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! One I/O subchannel: its SCHIB and the functions the I/O instructions start on it
 //! (Principles of Operation ch. 14-16), as a state machine over the SCSW. Channel programs
 //! run synchronously (see [`super::ccw`]), so a start function is in progress only for the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The channel subsystem driven like a guest drives it: I/O instructions on operands in
 //! guest memory, channel programs, interrupts; byte-exact, on every target.
 

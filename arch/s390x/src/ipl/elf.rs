@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! s390x ELF64 executables (what kvm-unit-tests builds): big-endian, `EM_S390`, `ET_EXEC`;
 //! every `PT_LOAD` segment is copied to its physical address (`p_paddr`) and the rest of
 //! its memory size zeroed; the entry is `e_entry`. Every offset, size and address is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Initial program load: placing what `--kernel` names in guest memory the way QEMU's
 //! s390x loader does, and the parameter area of a Linux image.
 //!

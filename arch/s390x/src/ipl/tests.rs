@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! IPL byte by byte: raw images (Linux and not), ELF executables, the parameter area, and
 //! every way a file can lie about its sizes and addresses.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! KVM UAPI definitions for s390x, written from the kernel headers of Linux 6.1
 //! (`include/uapi/linux/kvm.h`, `arch/s390/include/uapi/asm/kvm.h`, as shipped in Debian's
 //! `linux-libc-dev-s390x-cross` 6.1.4). Only what this backend uses is defined. The layouts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Safe wrappers over the KVM ioctls this backend uses, on an s390x host.
 
 use std::fs::{File, OpenOptions};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Our own KVM layer for s390x (kvm-ioctls and kvm-bindings do not build there).
 //!
 //! [`bindings`] holds the UAPI structures and numbers (portable, layout-tested on every

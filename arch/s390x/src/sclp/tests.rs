@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 use super::*;
 
 fn sccb(len: u16, function: u8) -> Vec<u8> {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! virtio-ccw driven the way Linux's virtio_ccw driver drives it, through the channel
 //! subsystem: channel programs in guest memory, interrupts, indicators.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The DSDT's power button: a Generic Event Device (`ACPI0013`, what a hardware-reduced
 //! machine signals events through) and the `PNP0C0C` power button it notifies.
 //!

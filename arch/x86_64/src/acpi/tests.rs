@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 use super::*;
 use crate::layout::{platform, virtio_mmio_slot, ACPI_TABLES_START, RSDP_ADDR};
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Placing an x86 boot payload: the kernel (bzImage or ELF, through linux-loader), the
 //! command line, the initrd, and the boot information of the entry protocol the kernel
 //! supports (PVH `hvm_start_info` when the ELF has the PVH note, else the Linux zero page).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! KVM glue for x86_64 hosts: the VM, its memory slots, interrupt lines and vCPUs.
 
 mod loader;

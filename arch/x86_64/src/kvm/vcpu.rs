@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! An x86_64 KVM vCPU: CPUID, MSRs, FPU, LAPIC and the boot registers, and exit decoding.
 
 use arch::{Error, Result, Vcpu, VcpuExit};

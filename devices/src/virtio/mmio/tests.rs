@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A driver's whole conversation with the transport, register by register, as raw
 //! little-endian bytes (so the same assertions hold on big-endian s390x).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! virtio-rng against a driver's queue in guest memory, good requests and garbage.
 
 use std::sync::Arc;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Channel programs a hostile guest writes: each ends promptly with a channel-program
 //! check, whatever it chains, and the host allocates no more than the budget allows.
 
