@@ -115,3 +115,35 @@ pv_cross_env() {
     done
 }
 pv_cross_env
+
+# ---- offline builds from a vendor tree that keeps only Linux targets -------------------------
+# cargo-vendor-filterer (crates.io, pinned) drops the crates no Linux target needs (plain
+# `cargo vendor` carries ~106 MB of prebuilt Windows import libraries). cross/vendor writes
+# the tree; these give its place and the cargo arguments that build from it without network.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+PV_VENDOR_FILTERER_VERSION=0.5.18
+# shellcheck disable=SC2034
+PV_VENDOR_PLATFORMS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu)
+PV_VENDOR_DIR="$PV_CACHE/vendor"
+# Arguments for `cargo build` (after the subcommand): crates-io replaced by the vendor tree,
+# no index or download (--offline), Cargo.lock exactly as committed (--frozen).
+# shellcheck disable=SC2034
+PV_OFFLINE_ARGS=(--offline --frozen
+    --config 'source.crates-io.replace-with="polyvisor-vendored"'
+    --config "source.polyvisor-vendored.directory=\"$PV_VENDOR_DIR\"")
+# "${PV_NO_NET[@]}" CMD...: CMD in a network namespace of its own (no interface but lo),
+# so an "offline" build that still tried the network fails instead of quietly downloading
+# (a command prefix, so pv_run/timeout can run it). Falls back to CARGO_NET_OFFLINE=true
+# alone where namespaces are not allowed; PV_NO_NET_KIND says which.
+# shellcheck disable=SC2034 # PV_NO_NET is used by the scripts that source this file
+if unshare -n true 2>/dev/null; then
+    PV_NO_NET=(unshare -n env CARGO_NET_OFFLINE=true) PV_NO_NET_KIND="network namespace"
+elif unshare -rn true 2>/dev/null; then
+    PV_NO_NET=(unshare -rn env CARGO_NET_OFFLINE=true) PV_NO_NET_KIND="user+network namespace"
+else
+    PV_NO_NET=(env CARGO_NET_OFFLINE=true) PV_NO_NET_KIND="CARGO_NET_OFFLINE only (unshare -n not permitted)"
+fi
+export PV_NO_NET_KIND
+
+# The package version from the workspace manifest.
+pv_version() { sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$PV_REPO/Cargo.toml"; }

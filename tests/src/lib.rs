@@ -15,6 +15,7 @@ pub mod asm;
 pub mod elf;
 pub mod guest;
 pub mod runner;
+pub mod virtio_mmio;
 
 pub use asm::{Asm, Cond, Label, Mem, Mode, Reg};
 pub use elf::{ElfBuilder, PvhNote, Segment};

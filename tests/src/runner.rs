@@ -375,6 +375,35 @@ pub fn run_kernel(kernel: &[u8], extra: &[&str]) -> RunOutput {
         .run()
 }
 
+/// Whether this host has `/dev/kvm`, which every tiny-guest test needs. When it has not,
+/// the first call in a test binary (one binary per file in `tests/`) writes one line,
+/// `SKIPPED <file>: no /dev/kvm on this host ...`, straight to stderr (libtest does not
+/// capture it), and the test returns without running anything: see [`require_kvm!`].
+pub fn kvm_available(file: &str) -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {file}: no /dev/kvm on this host (its guest tests return without running)"
+        );
+    });
+    false
+}
+
+/// First line of a test that runs a guest: returns from the test (skipped, said once per
+/// test file on stderr) when the host has no `/dev/kvm`.
+#[macro_export]
+macro_rules! require_kvm {
+    () => {
+        if !$crate::runner::kvm_available(file!()) {
+            return;
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ fn guest(port: u16, value: u8) -> Vec<u8> {
 
 #[test]
 fn s5_through_the_sleep_control_register_powers_off() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_kernel(guest(SLEEP_CONTROL_PORT, SLEEP_S5)), &[]);
     out.assert_guest_poweroff();
     out.assert_stdout_contains("rsdp ok\n");
@@ -49,6 +50,7 @@ fn s5_through_the_sleep_control_register_powers_off() {
 
 #[test]
 fn reset_register_resets() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_kernel(guest(RESET_PORT, RESET_VALUE)), &[]);
     out.assert_guest_reset();
     out.assert_stdout_contains("rsdp ok\n");

@@ -78,6 +78,7 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn bzimage_enters_64bit_entry_with_its_setup_header() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&bzimage(&payload()), &["--cmdline", "quiet"]);
     out.assert_guest_reset();
     out.assert_stdout_contains("Hello from bzImage\n");
@@ -90,6 +91,7 @@ fn bzimage_enters_64bit_entry_with_its_setup_header() {
 
 #[test]
 fn bzimage_without_loaded_high_is_refused_naming_the_file() {
+    polyvisor_tests::require_kvm!();
     let mut img = bzimage(&payload());
     img[0x211] = 0; // a zImage: loads low, which a 64-bit loader cannot do
     let out = run_kernel(&img, &[]);

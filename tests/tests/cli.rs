@@ -84,6 +84,7 @@ fn version_exits_0_on_stdout() {
 
 #[test]
 fn good_kernel_runs() {
+    polyvisor_tests::require_kvm!();
     // The baseline every error case below differs from by one thing.
     let out = run_with_good_kernel(&[]);
     out.assert_guest_reset();
@@ -92,6 +93,7 @@ fn good_kernel_runs() {
 
 #[test]
 fn memory_in_bytes_and_gigabytes_is_accepted() {
+    polyvisor_tests::require_kvm!();
     for size in ["134217728", "1G", "64M"] {
         let out = run_with_good_kernel(&["--memory", size]);
         out.assert_guest_reset();
@@ -152,6 +154,7 @@ fn garbage_kernel_file() {
 
 #[test]
 fn elf_segment_below_1mib_is_refused() {
+    polyvisor_tests::require_kvm!();
     // p_paddr 0x1000 is below the 1 MiB the loader requires (it would overwrite the VMM's
     // low-memory tables, or they it).
     let dir = TempDir::new();
@@ -165,6 +168,7 @@ fn elf_segment_below_1mib_is_refused() {
 
 #[test]
 fn elf_segment_beyond_ram_is_refused() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let image = ElfBuilder::new(LOAD_ADDR)
         .segment(LOAD_ADDR, vec![0xf4; 16])
@@ -182,6 +186,7 @@ fn elf_segment_beyond_ram_is_refused() {
 
 #[test]
 fn missing_initrd_file() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let i = dir.path().join("no-such-initrd");
     let out = run_with_good_kernel(&["--initrd", path_str(&i)]);
@@ -190,49 +195,58 @@ fn missing_initrd_file() {
 
 #[test]
 fn memory_zero() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--memory", "0"]).assert_clean_error(CONFIG, &["--memory"]);
 }
 
 #[test]
 fn memory_banana() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--memory", "banana"])
         .assert_clean_error(CONFIG, &["--memory", "banana"]);
 }
 
 #[test]
 fn memory_overflowing_u64() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--memory", "99999999999999999999G"])
         .assert_clean_error(CONFIG, &["--memory"]);
 }
 
 #[test]
 fn memory_larger_than_the_host_can_map() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--memory", "100000G"])
         .assert_clean_error(CONFIG_OR_RUNTIME, &["memory"]);
 }
 
 #[test]
 fn cpus_zero() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--cpus", "0"]).assert_clean_error(CONFIG, &["--cpus"]);
 }
 
 #[test]
 fn cpus_too_many() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--cpus", "100000"]).assert_clean_error(CONFIG_OR_RUNTIME, &["--cpus"]);
 }
 
 #[test]
 fn cpus_not_a_number() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--cpus", "four"]).assert_clean_error(CONFIG, &["--cpus"]);
 }
 
 #[test]
 fn unknown_flag() {
+    polyvisor_tests::require_kvm!();
     run_with_good_kernel(&["--frobnicate"]).assert_clean_error(CONFIG, &["--frobnicate"]);
 }
 
 #[test]
 fn disk_and_net_are_refused_naming_the_flag() {
+    polyvisor_tests::require_kvm!();
     let out = run_with_good_kernel(&["--disk", "path=/nonexistent.img"]);
     out.assert_clean_error(CONFIG, &["--disk", "virtio-blk", "not available"]);
     let out = run_with_good_kernel(&["--net", "tap=pv0"]);
@@ -241,6 +255,7 @@ fn disk_and_net_are_refused_naming_the_flag() {
 
 #[test]
 fn rng_is_accepted() {
+    polyvisor_tests::require_kvm!();
     let out = run_with_good_kernel(&["--rng"]);
     out.assert_guest_reset();
     out.assert_stdout_contains("ok");
@@ -280,6 +295,7 @@ fn kernel_is_a_fifo() {
 
 #[test]
 fn initrd_is_a_fifo() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = good_kernel(&dir);
     let fifo = dir.path().join("initrd.fifo");
@@ -297,6 +313,7 @@ fn initrd_is_a_fifo() {
 
 #[test]
 fn console_file_that_cannot_be_created_names_the_path() {
+    polyvisor_tests::require_kvm!();
     let path = "/nonexistent-dir/x";
     let out = run_with_good_kernel(&["--console", &format!("file={path}")]);
     out.assert_clean_error(CONFIG, &[path]);
@@ -304,6 +321,7 @@ fn console_file_that_cannot_be_created_names_the_path() {
 
 #[test]
 fn non_utf8_cmdline_names_the_flag() {
+    polyvisor_tests::require_kvm!();
     use std::os::unix::ffi::OsStrExt;
     let dir = TempDir::new();
     let k = good_kernel(&dir);
@@ -328,6 +346,7 @@ fn a_newline_in_a_path_cannot_split_the_error_line() {
 
 #[test]
 fn shutdown_timeout_out_of_range() {
+    polyvisor_tests::require_kvm!();
     // `-1` reads as a flag to the parser; naming the value is enough there.
     for (bad, named) in [
         ("3601", "--shutdown-timeout"),
@@ -340,6 +359,7 @@ fn shutdown_timeout_out_of_range() {
 
 #[test]
 fn console_file_max_size_not_a_size() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let console = format!(
         "file={},max-size=banana",
@@ -351,6 +371,7 @@ fn console_file_max_size_not_a_size() {
 
 #[test]
 fn boot_timer_is_accepted() {
+    polyvisor_tests::require_kvm!();
     let out = run_with_good_kernel(&["--boot-timer"]);
     out.assert_guest_reset();
     out.assert_stdout_contains("ok\n");

@@ -17,6 +17,7 @@ const RX_SPINS: u32 = 2_000_000;
 
 #[test]
 fn console_off_hides_guest_output() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = dir.write("k.elf", &pvh_print_and_reset("this must not be seen\n"));
     let out = Polyvisor::new()
@@ -34,6 +35,7 @@ fn console_off_hides_guest_output() {
 
 #[test]
 fn console_file_receives_guest_output() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = dir.write("k.elf", &pvh_print_and_reset("written to a file\n"));
     let log = dir.path().join("console.log");
@@ -96,6 +98,7 @@ fn echo_guest() -> Vec<u8> {
 
 #[test]
 fn stdin_reaches_the_guest_serial_port() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = dir.write("k.elf", &echo_guest());
     let out = Polyvisor::new()

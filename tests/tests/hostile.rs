@@ -25,6 +25,11 @@ use polyvisor_tests::guest::{
     flat_data_segments, halt_forever, load_flat_gdt, print, print_hex32, protected_mode_trampoline,
     pvh_asm, pvh_kernel, reset_i8042, start_aps, COM1, SCRATCH, TRAMPOLINE_LEN,
 };
+use polyvisor_tests::virtio_mmio::{
+    DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH,
+    QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_READY,
+    QUEUE_SEL, STATUS,
+};
 use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg, TempDir};
 
 const SIGHUP: i32 = 1;
@@ -39,22 +44,6 @@ const STDERR_LIMIT: usize = 64 << 10;
 const FLOOD: Duration = Duration::from_secs(2);
 
 // ------------------------------------------------------------------ virtio-rng flood
-
-/// The first virtio-mmio slot of the x86_64 layout (virtio-rng with `--rng`).
-const MMIO: u32 = 0xd000_0000;
-const DRIVER_FEATURES: u32 = MMIO + 0x20;
-const DRIVER_FEATURES_SEL: u32 = MMIO + 0x24;
-const QUEUE_SEL: u32 = MMIO + 0x30;
-const QUEUE_NUM: u32 = MMIO + 0x38;
-const QUEUE_READY: u32 = MMIO + 0x44;
-const QUEUE_NOTIFY: u32 = MMIO + 0x50;
-const STATUS: u32 = MMIO + 0x70;
-const QUEUE_DESC_LOW: u32 = MMIO + 0x80;
-const QUEUE_DESC_HIGH: u32 = MMIO + 0x84;
-const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
-const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
-const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
-const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
 
 /// The queue, at its largest size, in guest-free memory (0x30000..0x9efff; the AP's
 /// trampoline page comes before it). Every descriptor points at the same buffer of the
@@ -272,26 +261,31 @@ fn rng_flood(ap_notifies: bool, args: &[&str], sig: i32, deadline: Duration) {
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigterm_default_timeout() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &[], SIGTERM, DEFAULT_SHUTDOWN + STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_by_a_second_vcpu_sigint() {
+    polyvisor_tests::require_kvm!();
     rng_flood(false, &[], SIGINT, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_and_notified_by_both_vcpus_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     rng_flood(true, &["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn rng_queue_fed_and_notified_by_both_vcpus_sigint() {
+    polyvisor_tests::require_kvm!();
     rng_flood(true, &[], SIGINT, STOP_DEADLINE);
 }
 
@@ -358,6 +352,7 @@ fn rng_garbage(kind: Garbage) -> Ended {
 
 #[test]
 fn rng_requests_with_buffers_outside_ram_warn_boundedly() {
+    polyvisor_tests::require_kvm!();
     let end = rng_garbage(Garbage::BufferOutsideRam);
     assert!(
         end.stderr.contains("virtio-rng"),
@@ -367,6 +362,7 @@ fn rng_requests_with_buffers_outside_ram_warn_boundedly() {
 
 #[test]
 fn rng_avail_index_beyond_the_queue_warns_boundedly() {
+    polyvisor_tests::require_kvm!();
     rng_garbage(Garbage::AvailIdxTooFar);
 }
 
@@ -442,6 +438,7 @@ fn boot_timer_lines(end: &Ended) -> usize {
 
 #[test]
 fn boot_timer_flood_with_the_flag_logs_init_once_and_stores_nothing() {
+    polyvisor_tests::require_kvm!();
     let (end, growth) = boot_timer_flood(true);
     assert_eq!(
         boot_timer_lines(&end),
@@ -457,6 +454,7 @@ fn boot_timer_flood_with_the_flag_logs_init_once_and_stores_nothing() {
 
 #[test]
 fn boot_timer_flood_without_the_flag_hits_unclaimed_mmio() {
+    polyvisor_tests::require_kvm!();
     let (end, _) = boot_timer_flood(false);
     assert!(
         end.stdout.contains("bt=ffffffff"),
@@ -504,31 +502,37 @@ fn uart_flood(args: &[&str], sig: i32, deadline: Duration) {
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigterm_timeout_0() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&["--shutdown-timeout", "0"], SIGTERM, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigterm_default_timeout() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGTERM, DEFAULT_SHUTDOWN + STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigint() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGINT, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sighup() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGHUP, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_an_unread_pipe_sigquit() {
+    polyvisor_tests::require_kvm!();
     uart_flood(&[], SIGQUIT, STOP_DEADLINE);
 }
 
 #[test]
 fn uart_flood_into_a_console_file_stops_at_its_max_size() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let log = dir.path().join("console.log");
     let console = format!("file={},max-size=4K", log.display());
@@ -558,6 +562,7 @@ fn uart_flood_into_a_console_file_stops_at_its_max_size() {
 
 #[test]
 fn uart_flood_into_a_closed_pipe_warns_boundedly() {
+    polyvisor_tests::require_kvm!();
     // The reader goes away: every write fails (EPIPE). Warnings must stay bounded.
     let dir = TempDir::new();
     let k = dir.write("hostile.elf", &uart_flood_guest());
@@ -632,6 +637,7 @@ fn rep_ins_guest() -> Vec<u8> {
 
 #[test]
 fn rep_insb_and_rep_insw_read_each_element_separately() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&rep_ins_guest(), &[]);
     out.assert_guest_reset();
     let singles = out.hex_field("singles=");
@@ -660,6 +666,7 @@ fn rep_insb_and_rep_insw_read_each_element_separately() {
 /// `rep outsb` of "rep-outsb\n" to COM1: each byte its own write, so all of them show.
 #[test]
 fn rep_outsb_writes_each_byte_separately() {
+    polyvisor_tests::require_kvm!();
     let text = b"rep-outsb\n";
     let mut a = pvh_asm();
     let data = a.label();

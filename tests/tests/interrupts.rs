@@ -113,6 +113,7 @@ fn serial_irq_guest() -> Vec<u8> {
 
 #[test]
 fn serial_irq_reaches_the_guest_through_the_ioapic() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&serial_irq_guest(), &[]);
     out.assert_guest_reset();
     let irqs = out.hex_field("irqs=");

@@ -35,6 +35,7 @@ fn refused(kernel: &[u8], extra: &[&str], needles: &[&str]) {
 
 #[test]
 fn bzimage_pref_address_plus_init_size_overflows() {
+    polyvisor_tests::require_kvm!();
     let img = bzimage(0x1000, |h| {
         h[0x258..0x260].copy_from_slice(&(u64::MAX - 0x10).to_le_bytes());
     });
@@ -43,6 +44,7 @@ fn bzimage_pref_address_plus_init_size_overflows() {
 
 #[test]
 fn bzimage_init_size_beyond_ram() {
+    polyvisor_tests::require_kvm!();
     let img = bzimage(0x1000, |h| {
         h[0x260..0x264].copy_from_slice(&u32::MAX.to_le_bytes());
     });
@@ -55,6 +57,7 @@ fn bzimage_init_size_beyond_ram() {
 
 #[test]
 fn bzimage_setup_sects_past_the_file() {
+    polyvisor_tests::require_kvm!();
     // 255 setup sectors = 128 KiB of setup in a 5 KiB file.
     let img = bzimage(0x1000, |h| h[0x1f1] = 0xff);
     refused(&img, &[], &["--kernel"]);
@@ -62,12 +65,14 @@ fn bzimage_setup_sects_past_the_file() {
 
 #[test]
 fn bzimage_payload_bigger_than_ram() {
+    polyvisor_tests::require_kvm!();
     let img = bzimage((5 * MIB) as usize, |_| {});
     refused(&img, &["--memory", "4M"], &["--kernel"]);
 }
 
 #[test]
 fn elf_segment_wrapping_the_address_space() {
+    polyvisor_tests::require_kvm!();
     let seg = Segment {
         memsz: 0x2000,
         ..Segment::new(u64::MAX - 0xfff, vec![0xf4; 16])
@@ -81,6 +86,7 @@ fn elf_segment_wrapping_the_address_space() {
 
 #[test]
 fn elf_bss_past_the_end_of_ram() {
+    polyvisor_tests::require_kvm!();
     let seg = Segment {
         memsz: 1 << 40,
         ..Segment::new(LOAD_ADDR, vec![0xf4; 16])
@@ -95,6 +101,7 @@ fn elf_bss_past_the_end_of_ram() {
 
 #[test]
 fn elf_entry_outside_the_kernel() {
+    polyvisor_tests::require_kvm!();
     let elf = ElfBuilder::new(0x4000_0000)
         .segment(LOAD_ADDR, vec![0xf4; 16])
         .build();
@@ -103,6 +110,7 @@ fn elf_entry_outside_the_kernel() {
 
 #[test]
 fn pvh_entry_outside_the_kernel() {
+    polyvisor_tests::require_kvm!();
     let elf = ElfBuilder::new(LOAD_ADDR)
         .segment(LOAD_ADDR, vec![0xf4; 0x200])
         .pvh_note(PvhNote::Desc32(0x10))
@@ -112,6 +120,7 @@ fn pvh_entry_outside_the_kernel() {
 
 #[test]
 fn initrd_bigger_than_ram() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     reset_i8042(&mut a);
     let dir = TempDir::new();

@@ -15,6 +15,7 @@ const EFER_LMA: u32 = 1 << 10;
 
 #[test]
 fn long_mode_hello_with_zero_page() {
+    polyvisor_tests::require_kvm!();
     let mut a = long_mode_asm();
     print(&mut a, "Hello from 64-bit ELF\n");
     print(&mut a, "rsi=");
@@ -97,6 +98,7 @@ fn boot_params_guest() -> Vec<u8> {
 
 #[test]
 fn long_mode_zero_page_cmdline_and_e820() {
+    polyvisor_tests::require_kvm!();
     let cmdline = "console=ttyS0 polyvisor.test=long";
     let out = run_kernel(
         &long_mode_kernel(boot_params_guest()),

@@ -15,6 +15,7 @@ use polyvisor_tests::TempDir;
 
 #[test]
 fn a_reset_ends_the_run_by_default() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_print_and_reset("booted\n"), &[]);
     out.assert_guest_reset();
     assert_eq!(out.stdout.matches("booted").count(), 1);
@@ -22,6 +23,7 @@ fn a_reset_ends_the_run_by_default() {
 
 #[test]
 fn restart_boots_the_guest_again_until_stopped() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let kernel = dir.write("guest.elf", &pvh_print_and_reset("booted\n"));
     let mut child = Command::new(polyvisor_bin())
@@ -85,6 +87,7 @@ fn restart_boots_the_guest_again_until_stopped() {
 
 #[test]
 fn log_file_and_level_take_the_log() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let log = dir.path().join("polyvisor.log");
     let out = run_kernel(

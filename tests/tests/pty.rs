@@ -342,6 +342,7 @@ fn panicking_guest() -> Vec<u8> {
 /// exists in debug builds only; the tests use one.)
 #[test]
 fn a_vmm_panic_restores_the_terminal_and_exits_70() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = dir.write("panic.elf", &panicking_guest());
     let pty = Pty::open();
@@ -378,6 +379,7 @@ fn a_vmm_panic_restores_the_terminal_and_exits_70() {
 
 #[test]
 fn guest_poweroff_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     let run = TtyRun::start(&poweroff_guest(), &[]);
     let end = run.finish(GUEST_END_DEADLINE, "the guest's S5 poweroff");
     assert_guest_ended(&end, "guest powered off");
@@ -385,6 +387,7 @@ fn guest_poweroff_ends_without_a_key_and_restores_the_terminal() {
 
 #[test]
 fn guest_reset_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     let run = TtyRun::start(&reset_guest(), &[]);
     let end = run.finish(GUEST_END_DEADLINE, "the guest's i8042 reset");
     assert_guest_ended(&end, "guest reset");
@@ -405,16 +408,19 @@ fn stopped_by(sig: i32, extra: &[&str]) {
 
 #[test]
 fn sigterm_with_timeout_0_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     stopped_by(libc::SIGTERM, &["--shutdown-timeout", "0"]);
 }
 
 #[test]
 fn sigint_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     stopped_by(libc::SIGINT, &[]);
 }
 
 #[test]
 fn sighup_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     // Sent with kill(2): polyvisor is the session leader of this terminal, and the test
     // never closes the master while it runs.
     stopped_by(libc::SIGHUP, &[]);
@@ -422,11 +428,13 @@ fn sighup_ends_without_a_key_and_restores_the_terminal() {
 
 #[test]
 fn sigquit_ends_without_a_key_and_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     stopped_by(libc::SIGQUIT, &[]);
 }
 
 #[test]
 fn keys_typed_on_the_terminal_reach_the_guest_uart() {
+    polyvisor_tests::require_kvm!();
     let mut run = TtyRun::start(&echo_guest(), &[]);
     run.wait_raw();
     // Ctrl-C is a byte for the guest in raw mode, not a SIGINT for polyvisor.
@@ -463,6 +471,7 @@ fn power_button_guest() -> Vec<u8> {
 
 #[test]
 fn sigterm_answered_by_a_guest_poweroff_restores_the_terminal() {
+    polyvisor_tests::require_kvm!();
     let mut run = TtyRun::start(&power_button_guest(), &[]);
     run.wait_raw();
     run.vm.signal(libc::SIGTERM);
@@ -476,6 +485,7 @@ fn sigterm_answered_by_a_guest_poweroff_restores_the_terminal() {
 /// action if it came before any handler, else with 128 + N) and the settings are back.
 #[test]
 fn signals_during_start_up_never_leave_the_terminal_raw() {
+    polyvisor_tests::require_kvm!();
     let dir = TempDir::new();
     let k = dir.write("tty.elf", &spinning_guest());
     let delays_us = [

@@ -44,6 +44,7 @@ fn hello_guest(text: &str) -> Vec<u8> {
 
 #[test]
 fn pvh_hello_with_start_info() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_kernel(hello_guest("Hello from PVH\n")), &[]);
     out.assert_guest_reset();
     out.assert_stdout_contains("Hello from PVH\n");
@@ -53,6 +54,7 @@ fn pvh_hello_with_start_info() {
 
 #[test]
 fn pvh_note_with_64bit_descriptor() {
+    polyvisor_tests::require_kvm!();
     let code = hello_guest("Hello from PVH (u64 note)\n");
     let kernel = guest::pvh_kernel_with_note(code, PvhNote::Desc64(guest::PVH_ENTRY));
     let out = run_kernel(&kernel, &["--memory", "128M"]);
@@ -91,6 +93,7 @@ fn assert_triple_fault_resets(kernel: &[u8]) {
 
 #[test]
 fn pvh_triple_fault_on_ud2_resets() {
+    polyvisor_tests::require_kvm!();
     assert_triple_fault_resets(&triple_fault_guest(|a| {
         a.ud2(); // ud2 -> #UD -> #GP -> #DF -> triple fault
     }));
@@ -98,6 +101,7 @@ fn pvh_triple_fault_on_ud2_resets() {
 
 #[test]
 fn pvh_triple_fault_on_bad_segment_resets() {
+    polyvisor_tests::require_kvm!();
     assert_triple_fault_resets(&triple_fault_guest(|a| {
         a.mov_imm(Reg::Eax, 0x1234); // a selector beyond the GDT's limit
         a.mov_ds_ax(); // mov ds, ax -> #GP -> #GP -> #DF -> triple fault
@@ -106,6 +110,7 @@ fn pvh_triple_fault_on_bad_segment_resets() {
 
 #[test]
 fn pvh_unmapped_mmio_and_unknown_ports_are_harmless() {
+    polyvisor_tests::require_kvm!();
     const HOLE: u32 = 0xd000_0000; // nothing is mapped there
     const PORT: u16 = 0x1234; // no device there
     let mut a = pvh_asm();
@@ -140,6 +145,7 @@ fn pvh_unmapped_mmio_and_unknown_ports_are_harmless() {
 
 #[test]
 fn pvh_cmdline_reaches_guest() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     let bad = check_magic(&mut a);
     a.mov_load(Reg::Esi, Mem::Base(Reg::Ebx, start_info::CMDLINE_PADDR)); // esi = cmdline_paddr
@@ -168,6 +174,7 @@ fn pvh_cmdline_reaches_guest() {
 
 #[test]
 fn pvh_initrd_is_module_0() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     let bad = check_magic(&mut a);
     print(&mut a, "modules=");
@@ -260,6 +267,7 @@ fn memmap_guest() -> Vec<u8> {
 
 #[test]
 fn pvh_memmap_describes_64m() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_kernel(memmap_guest()), &["--memory", "64M"]);
     out.assert_guest_reset();
     let version = out.hex_field("version=");
@@ -317,6 +325,7 @@ fn decode_descriptor(d: u64) -> (u64, u64, u8, u8) {
 
 #[test]
 fn pvh_boot_gdt_matches_the_loaded_segments() {
+    polyvisor_tests::require_kvm!();
     // PVH enters with CS/DS set up as flat 32-bit segments. The GDT the VMM leaves in memory
     // must describe the same segments: the first interrupt, iret or far jump with the boot
     // selector reloads CS from it (before the guest has its own GDT).

@@ -54,6 +54,7 @@ fn assert_resets_through(code: Vec<u8>, text: &str, device_line: &str) -> RunOut
 /// `RESET_VALUE` to `RESET_REG`.
 #[test]
 fn fadt_reset_register_as_the_guest_finds_it() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     let bad = a.label();
     a.mov_load(Reg::Ebx, Mem::Abs(RSDP_ADDR + RSDP_XSDT_ADDRESS as u32)); // ebx = XSDT
@@ -87,6 +88,7 @@ fn fadt_reset_register_as_the_guest_finds_it() {
 /// `reboot=k`: wait until the controller's input buffer is empty, then command 0xFE.
 #[test]
 fn i8042_pulse_after_kb_wait() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     print(&mut a, "kbd\n");
     let wait = a.here_label();
@@ -104,6 +106,7 @@ fn i8042_pulse_after_kb_wait() {
 /// first write only selects a hard reset.
 #[test]
 fn reset_control_register_at_cf9() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     a.mov_dx(RESET_CONTROL_PORT); // mov dx, 0xcf9
     a.in_al_dx(); // in al, dx
@@ -145,6 +148,7 @@ const TO_RESET_VECTOR: [u8; 24] = [
 /// reset-vector code writes the FADT's reset register.
 #[test]
 fn bios_reset_vector_in_real_mode() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     print(&mut a, "to the reset vector\n");
     a.cli();

@@ -27,6 +27,7 @@ const TRAMPOLINE: u32 = 0x3_0000;
 /// interrupt through a broken IDT and reports an internal error instead.)
 #[test]
 fn triple_fault_resets() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     print(&mut a, "faulting\n");
     a.mov_mem_imm32(Mem::Abs(SCRATCH), 0); // IDT descriptor: limit 0, base 0
@@ -45,6 +46,7 @@ fn triple_fault_resets() {
 /// write it back with SYS_RST (bit 1) set, then with RST_CPU | FULL_RST (bits 2, 3) too.
 #[test]
 fn pci_reset_control_register_resets() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     print(&mut a, "cf9\n");
     a.mov_dx(RESET_CONTROL_PORT);
@@ -92,6 +94,7 @@ fn ap_ends_the_run(ap: impl FnOnce(&mut Asm)) -> Vec<u8> {
 
 #[test]
 fn i8042_reset_from_an_ap_ends_the_run_while_the_bsp_spins() {
+    polyvisor_tests::require_kvm!();
     let kernel = ap_ends_the_run(|t| {
         t.mov_al(0xfe);
         t.out_imm_al(I8042_COMMAND); // out 0x64, 0xfe
@@ -102,6 +105,7 @@ fn i8042_reset_from_an_ap_ends_the_run_while_the_bsp_spins() {
 
 #[test]
 fn s5_from_an_ap_ends_the_run_while_the_bsp_spins() {
+    polyvisor_tests::require_kvm!();
     let kernel = ap_ends_the_run(|t| {
         t.mov_dx(SLEEP_CONTROL_PORT);
         t.mov_al(SLEEP_S5);
@@ -116,6 +120,7 @@ fn s5_from_an_ap_ends_the_run_while_the_bsp_spins() {
 /// spins; the AP loads an IDT of limit 0 and raises #UD: a triple fault on vCPU 1.
 #[test]
 fn triple_fault_on_an_ap_ends_the_run_while_the_bsp_spins() {
+    polyvisor_tests::require_kvm!();
     const GDT: u32 = SCRATCH + 0x800;
     const GDT_DESC: u32 = SCRATCH + 0x20;
     const IDT_DESC: u32 = SCRATCH + 0x40;

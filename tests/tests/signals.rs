@@ -123,6 +123,7 @@ fn stop_with(sig: i32, name: &str) {
 
 #[test]
 fn sigterm_presses_the_acpi_power_button_and_the_guest_powers_off() {
+    polyvisor_tests::require_kvm!();
     let (code, out, stderr) = signal_run(&power_button_guest(), &[], "waiting\n", 15);
     assert_eq!(code, Some(0), "stderr: {stderr}");
     assert_eq!(out, "power button\n");
@@ -135,6 +136,7 @@ fn sigterm_presses_the_acpi_power_button_and_the_guest_powers_off() {
 
 #[test]
 fn sigterm_stops_a_guest_that_ignores_its_power_button_after_the_timeout() {
+    polyvisor_tests::require_kvm!();
     let t0 = Instant::now();
     let (code, _, stderr) = signal_run(
         &spinning_guest(),
@@ -153,10 +155,12 @@ fn sigterm_stops_a_guest_that_ignores_its_power_button_after_the_timeout() {
 
 #[test]
 fn sigterm_stops_the_guest() {
+    polyvisor_tests::require_kvm!();
     stop_with(15, "SIGTERM");
 }
 
 #[test]
 fn sigint_stops_the_guest() {
+    polyvisor_tests::require_kvm!();
     stop_with(2, "SIGINT");
 }

@@ -133,6 +133,7 @@ fn run_smp(cpus: u32) -> RunOutput {
 
 #[test]
 fn four_cpus_start_with_init_sipi_sipi() {
+    polyvisor_tests::require_kvm!();
     let out = run_smp(4);
     out.assert_stdout_contains("bsp lapic id=00000000\n");
     out.assert_stdout_contains("aps=00000003 seen=0123----\n");
@@ -140,6 +141,7 @@ fn four_cpus_start_with_init_sipi_sipi() {
 
 #[test]
 fn two_cpus_start_with_init_sipi_sipi() {
+    polyvisor_tests::require_kvm!();
     let out = run_smp(2);
     out.assert_stdout_contains("aps=00000001 seen=01------\n");
 }
@@ -219,6 +221,7 @@ fn mptable_guest() -> Vec<u8> {
 
 #[test]
 fn mp_table_lists_four_cpus() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&pvh_kernel(mptable_guest()), &["--cpus", "4"]);
     out.assert_guest_reset();
     out.assert_stdout_contains(" cpus=00000004 apic_mask=0000000f\n");

@@ -10,30 +10,14 @@ use polyvisor_tests::guest::{
     load_flat_gdt, print, print_hex32, pvh_asm, pvh_kernel, reset_i8042, FLAT_CODE32, SCRATCH,
     SCRATCH_STACK_TOP,
 };
+use polyvisor_tests::virtio_mmio::{
+    DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES, DRIVER_FEATURES_SEL,
+    INTERRUPT_ACK, INTERRUPT_STATUS, MAGIC, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH,
+    QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_NUM_MAX,
+    QUEUE_READY, QUEUE_SEL, STATUS,
+};
 use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg};
 
-/// The first virtio-mmio slot of the x86_64 layout and its registers.
-const MMIO: u32 = 0xd000_0000;
-const MAGIC: u32 = MMIO;
-const DEVICE_ID: u32 = MMIO + 0x08;
-const DEVICE_FEATURES: u32 = MMIO + 0x10;
-const DEVICE_FEATURES_SEL: u32 = MMIO + 0x14;
-const DRIVER_FEATURES: u32 = MMIO + 0x20;
-const DRIVER_FEATURES_SEL: u32 = MMIO + 0x24;
-const QUEUE_SEL: u32 = MMIO + 0x30;
-const QUEUE_NUM_MAX: u32 = MMIO + 0x34;
-const QUEUE_NUM: u32 = MMIO + 0x38;
-const QUEUE_READY: u32 = MMIO + 0x44;
-const QUEUE_NOTIFY: u32 = MMIO + 0x50;
-const INTERRUPT_STATUS: u32 = MMIO + 0x60;
-const INTERRUPT_ACK: u32 = MMIO + 0x64;
-const STATUS: u32 = MMIO + 0x70;
-const QUEUE_DESC_LOW: u32 = MMIO + 0x80;
-const QUEUE_DESC_HIGH: u32 = MMIO + 0x84;
-const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
-const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
-const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
-const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
 /// The slot's I/O APIC pin.
 const GSI: u32 = 16;
 
@@ -176,6 +160,7 @@ fn rng_driver_guest() -> Vec<u8> {
 
 #[test]
 fn guest_driver_gets_entropy_through_a_virtio_mmio_queue() {
+    polyvisor_tests::require_kvm!();
     let out = run_kernel(&rng_driver_guest(), &["--rng"]);
     out.assert_guest_reset();
     assert_eq!(out.hex_field("magic="), 0x7472_6976, "\"virt\"\n{out}");
@@ -211,6 +196,7 @@ fn guest_driver_gets_entropy_through_a_virtio_mmio_queue() {
 
 #[test]
 fn without_rng_the_slot_is_unclaimed() {
+    polyvisor_tests::require_kvm!();
     let mut a = pvh_asm();
     show(&mut a, "magic=", MAGIC);
     print(&mut a, "\n");

@@ -433,6 +433,12 @@ fn rng_behind_the_transport_fills_the_driver_buffer() {
     mem.read_slice(&mut buf, GuestAddress(0x2_1000)).unwrap();
     assert_eq!(buf, [0x20, 0x21, 0x22, 0x23]);
 
+    // The worker raises the interrupt after its pass has put both in the used ring.
+    let start = std::time::Instant::now();
+    while line.count() == 0 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(line.count(), 1, "one interrupt for the batch");
     assert_eq!(read32(&mut t, reg::INTERRUPT_STATUS), INT_USED_RING);
     write32(&mut t, reg::INTERRUPT_ACK, INT_USED_RING);

@@ -1,0 +1,25 @@
+//! The first virtio-mmio slot's registers as a tiny x86_64 guest reaches them
+//! (arch-x86_64 puts slot 0 at 0xd000_0000; virtio 1.2 §4.2.2 gives the offsets).
+
+/// Slot 0's register window.
+pub const MMIO: u32 = 0xd000_0000;
+pub const MAGIC: u32 = MMIO;
+pub const DEVICE_ID: u32 = MMIO + 0x08;
+pub const DEVICE_FEATURES: u32 = MMIO + 0x10;
+pub const DEVICE_FEATURES_SEL: u32 = MMIO + 0x14;
+pub const DRIVER_FEATURES: u32 = MMIO + 0x20;
+pub const DRIVER_FEATURES_SEL: u32 = MMIO + 0x24;
+pub const QUEUE_SEL: u32 = MMIO + 0x30;
+pub const QUEUE_NUM_MAX: u32 = MMIO + 0x34;
+pub const QUEUE_NUM: u32 = MMIO + 0x38;
+pub const QUEUE_READY: u32 = MMIO + 0x44;
+pub const QUEUE_NOTIFY: u32 = MMIO + 0x50;
+pub const INTERRUPT_STATUS: u32 = MMIO + 0x60;
+pub const INTERRUPT_ACK: u32 = MMIO + 0x64;
+pub const STATUS: u32 = MMIO + 0x70;
+pub const QUEUE_DESC_LOW: u32 = MMIO + 0x80;
+pub const QUEUE_DESC_HIGH: u32 = MMIO + 0x84;
+pub const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
+pub const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
+pub const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
+pub const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
