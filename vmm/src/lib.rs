@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod device_manager;
 pub mod host;
 pub mod logger;
 pub mod machine;

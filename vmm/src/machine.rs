@@ -1,22 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Building a VM from a [`Config`] and running it to the end.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arch::{BootRequest, BusKind, Hypervisor, PlatformDevice, VirtioTransport, Vm, VmConfig};
-use devices::boot_timer::BootTimer;
-use devices::legacy::{
-    AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic,
-    ResetControl, RtcPl031, Serial16550, I8042,
-};
+use arch::{BootRequest, Hypervisor, VirtioTransport, Vm, VmConfig};
 use devices::virtio::Rng;
-use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl, VmExitReason};
+use devices::{VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError};
 use crate::console;
+use crate::device_manager::{self, Devices};
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
-use crate::vcpu_thread::{self, Buses};
+use crate::vcpu_thread;
 
 /// How a run ended, when it ended the way a guest ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,7 +123,7 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
     }
 }
 
-fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
@@ -166,33 +162,6 @@ fn add_virtio_devices<V: Vm>(vm: &mut V, config: &Config) -> Result<Vec<VirtioTr
         }
     }
     Ok(transports)
-}
-
-fn place(
-    bus: &mut Buses,
-    dev: &PlatformDevice,
-    device: Arc<Mutex<dyn BusDevice>>,
-) -> Result<(), Error> {
-    let target: &mut Bus = match dev.bus {
-        BusKind::Pio => &mut bus.pio,
-        BusKind::Mmio => &mut bus.mmio,
-    };
-    target.insert(BusRange::new(dev.base, dev.len), device)?;
-    Ok(())
-}
-
-/// The interrupt line of a platform device that cannot work without one.
-fn required_line<V: Vm>(
-    vm: &V,
-    dev: &PlatformDevice,
-    what: &str,
-) -> Result<Arc<dyn devices::InterruptLine>, Error> {
-    match dev.irq {
-        Some(irq) => vm.interrupt_line(irq).map_err(Error::Backend),
-        None => Err(Error::Guest(format!(
-            "the platform's {what} has no interrupt"
-        ))),
-    }
 }
 
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
@@ -307,102 +276,16 @@ pub fn run_on<H: Hypervisor>(
     );
 
     let control = Arc::new(VmControl::new());
-    let mut buses = Buses {
-        pio: Bus::new(),
-        mmio: Bus::new(),
-    };
-    let platform = vm.platform().clone();
-    let mut input_guard = None;
-    if let Some(dev) = platform.serial {
-        let line = required_line(&vm, &dev, "UART")?;
-        let serial = Arc::new(Mutex::new(Serial16550::new(
-            line,
-            Box::new(console_out.sink()),
-        )));
-        place(&mut buses, &dev, serial.clone())?;
-        input_guard = console::start_input(&config.console, serial, control.clone())
-            .map_err(io_err("console input"))?;
-    } else {
-        // No UART: the backend serves the console itself (s390x SCLP).
-        match vm.attach_console(Box::new(console_out.sink())) {
-            Some(input) => {
-                input_guard = console::start_input(&config.console, input, control.clone())
-                    .map_err(io_err("console input"))?;
-            }
-            None => log::debug!("{}: no console device", hv.name()),
-        }
-    }
-    if let Some(dev) = platform.i8042 {
-        let line = dev
-            .irq
-            .map(|irq| vm.interrupt_line(irq))
-            .transpose()
-            .map_err(Error::Backend)?;
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(I8042::new(control.clone(), line))),
-        )?;
-    }
-    if let Some(dev) = platform.cmos {
-        let (below_4g, above_4g) = vm.layout().ram.iter().fold((0, 0), |(lo, hi), r| {
-            if r.start < 1 << 32 {
-                (lo + r.size, hi)
-            } else {
-                (lo, hi + r.size)
-            }
-        });
-        let cmos = Cmos::new(CmosMemory { below_4g, above_4g });
-        place(&mut buses, &dev, Arc::new(Mutex::new(cmos)))?;
-    }
-    if let Some(dev) = platform.acpi_pm {
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(AcpiPm::new(control.clone()))),
-        )?;
-    }
-    if let Some(dev) = platform.reset_control {
-        let reset = ResetControl::new(control.clone());
-        place(&mut buses, &dev, Arc::new(Mutex::new(reset)))?;
-    }
-    if let Some(dev) = platform.rtc {
-        // The PL031 model raises no interrupt (no alarm), so it takes no line.
-        place(&mut buses, &dev, Arc::new(Mutex::new(RtcPl031::new())))?;
-    }
-    let mut power_button: Option<Box<dyn PowerButton>> = None;
-    if let Some(dev) = platform.gpio {
-        let line = required_line(&vm, &dev, "GPIO")?;
-        let gpio = Arc::new(Mutex::new(Pl061::new(line)));
-        place(&mut buses, &dev, gpio.clone())?;
-        power_button = Some(Box::new(Pl061PowerKey(gpio)));
-    }
-    if let Some(dev) = platform.acpi_ged {
-        let line = required_line(&vm, &dev, "ACPI GED")?;
-        let ged = Arc::new(Mutex::new(AcpiGed::new(line)));
-        place(&mut buses, &dev, ged.clone())?;
-        power_button = Some(Box::new(AcpiGedPowerButton(ged)));
-    }
-    for transport in virtio {
-        place(&mut buses, &transport.window, transport.device)?;
-    }
-    if let Some(dev) = platform.pvpanic {
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(PvPanic::new(control.clone()))),
-        )?;
-    }
-    if let (Some(dev), true) = (platform.boot_timer, config.boot_timer) {
-        let timer = BootTimer::new(crate::process_start());
-        place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
-    }
+    let Devices {
+        buses,
+        power_button,
+        input: input_guard,
+    } = device_manager::attach(&mut vm, config, &control, console_out, virtio)?;
     let buses = Arc::new(buses);
 
     let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
-    if power_button.is_none() {
-        power_button = vm.power_button();
-    }
+    // Backends that serve their power button themselves (s390x SCLP) have it only now.
+    let power_button = power_button.or_else(|| vm.power_button());
     let mut threads = Vec::with_capacity(vcpus.len());
     for (index, vcpu) in vcpus.into_iter().enumerate() {
         match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
