@@ -519,3 +519,46 @@ fn signals_during_start_up_never_leave_the_terminal_raw() {
         );
     }
 }
+
+/// `polyvisor run ... &` from an interactive shell: a job in the background of its terminal
+/// must neither be stopped by SIGTTOU (raw mode) nor SIGTTIN (reading stdin); it leaves the
+/// terminal alone, runs, and ends on SIGINT. Driven through util-linux `script` (a pty) and
+/// an interactive bash (job control); skipped where either is missing.
+#[test]
+fn a_background_job_is_not_stopped_by_its_terminal() {
+    polyvisor_tests::require_kvm!();
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have("script") || !have("bash") {
+        eprintln!("SKIPPED a_background_job_is_not_stopped_by_its_terminal: no script or bash");
+        return;
+    }
+    let dir = TempDir::new();
+    let k = dir.write("spin.elf", &spinning_guest());
+    let bin = polyvisor_bin();
+    let inner = format!(
+        "{} run --kernel {} --memory 64M >/dev/null 2>&1 & sleep 2; jobs -l; kill -INT %1; \
+         wait %1; echo rc=$?",
+        bin.display(),
+        k.display()
+    );
+    let out = Command::new("timeout")
+        .args(["60", "script", "-qec"])
+        .arg(format!("bash --norc -i -c '{inner}'"))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Running"), "the job was not running:\n{text}");
+    assert!(!text.contains("Stopped"), "the job was stopped:\n{text}");
+    assert!(
+        text.contains("rc=130"),
+        "SIGINT did not end it with 130:\n{text}"
+    );
+}

@@ -280,6 +280,13 @@ fn stdin_kind() -> StdinKind {
     }
 }
 
+/// Whether this process is in the foreground process group of the terminal on stdin.
+fn in_foreground() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp only read process and terminal state.
+    let (foreground, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+    foreground == own
+}
+
 /// The console-input thread and, for a terminal, the raw mode it put the terminal in.
 /// Dropping it stops the thread (bounded) and restores the terminal.
 pub struct ConsoleInputPump {
@@ -317,7 +324,16 @@ pub fn start_input(
     if *mode != ConsoleMode::Tty {
         return Ok(None);
     }
-    let kind = stdin_kind();
+    let mut kind = stdin_kind();
+    if kind == StdinKind::Terminal && !in_foreground() {
+        // A job in the background (`polyvisor run ... &`): changing the terminal's
+        // settings would stop the whole process with SIGTTOU, and reading it with SIGTTIN.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            log::info!("stdin is a terminal this job is in the background of: console input off");
+        });
+        kind = StdinKind::Other;
+    }
     let raw = match kind {
         StdinKind::Other => return Ok(None),
         StdinKind::Terminal => Some(
