@@ -103,8 +103,18 @@ fn pause_and_resume(cpus: u32) {
         rc.pause(Duration::from_secs(10)),
         Err(CommandError::AlreadyIn("paused"))
     );
-    std::thread::sleep(Duration::from_millis(100)); // the console writer catches up
-    let frozen = size(&console);
+    // The console writer may still be flushing what the guest wrote before the pause:
+    // wait (bounded) until the file stops changing for a while.
+    let mut frozen = size(&console);
+    let settle = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = size(&console);
+        if now == frozen || settle.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        frozen = now;
+    }
     assert!(
         !grows(&console, frozen, Duration::from_millis(500)),
         "the guest kept counting while paused ({cpus} vCPUs)"
