@@ -12,9 +12,12 @@ fn polyvisor_binary_is_built() {
 
 /// KVM on s390x creates a VM only for a process with page-status tables: the binary must
 /// carry the `PT_S390_PGSTE` program header whatever `RUSTFLAGS` said (`vmm/build.rs`).
-#[cfg(target_arch = "s390x")]
+/// Only an s390x binary has one to check.
 #[test]
 fn polyvisor_binary_has_the_pgste_program_header() {
+    if std::env::consts::ARCH != "s390x" {
+        return;
+    }
     let bin = env!("CARGO_BIN_EXE_polyvisor");
     let mut f = std::fs::File::open(bin).expect("polyvisor binary missing");
     assert!(

@@ -4,7 +4,8 @@
 //! progress while paused and goes on after resume, with 1, 2 and 4 vCPUs (all of them
 //! leave the guest together); a paused VM still ends cleanly on SIGTERM.
 //!
-//! Needs an x86_64 host with /dev/kvm; skipped (with a line saying so) without one.
+//! Needs an x86_64 host with /dev/kvm and a built polyvisor tree (`cargo build -p vmm`);
+//! skipped (with a line saying so) without /dev/kvm.
 #![cfg(target_arch = "x86_64")]
 
 use std::path::Path;
