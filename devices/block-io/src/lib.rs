@@ -67,7 +67,14 @@ fn transfer_all<B: BitmapSlice>(
     // (buffer index, bytes of it already done)
     let mut at = (0usize, 0usize);
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(bufs.len().min(IOV_MAX));
-    while at.0 < bufs.len() {
+    loop {
+        // Empty buffers need no call (and a call with nothing to do would return 0).
+        while at.0 < bufs.len() && bufs[at.0].is_empty() {
+            at = (at.0 + 1, 0);
+        }
+        if at.0 == bufs.len() {
+            return Ok(());
+        }
         iov.clear();
         let (first, skip) = at;
         for (i, buf) in bufs[first..].iter().take(IOV_MAX).enumerate() {
@@ -131,12 +138,7 @@ fn transfer_all<B: BitmapSlice>(
                 at = (at.0 + 1, 0);
             }
         }
-        // Skip empty buffers so the loop ends.
-        while at.0 < bufs.len() && bufs[at.0].len() == 0 {
-            at = (at.0 + 1, 0);
-        }
     }
-    Ok(())
 }
 
 fn range_ioctl(file: &File, request: libc::Ioctl, offset: u64, len: u64) -> io::Result<()> {

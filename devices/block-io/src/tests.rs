@@ -40,6 +40,9 @@ fn reads_into_several_slices_at_an_offset() {
     let mut got = vec![0; 412];
     m.read_slice(&mut got, GuestAddress(0x2000)).unwrap();
     assert_eq!(got, data[612..1024]);
+    // Nothing to do, and only empty buffers: no call.
+    read_all_at::<()>(&file, 0, &[]).unwrap();
+    read_all_at(&file, 0, &[m.get_slice(GuestAddress(0), 0).unwrap()]).unwrap();
     // Past the end of the file: an error, not a silent short read.
     let d = m.get_slice(GuestAddress(0x4000), 1024).unwrap();
     let e = read_all_at(&file, 3584, &[d]).unwrap_err();

@@ -79,6 +79,24 @@ pub enum FileIdentity {
     Block { rdev: u64 },
 }
 
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        if meta.file_type().is_block_device() {
+            Self::Block { rdev: meta.rdev() }
+        } else {
+            Self::File {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }
+        }
+    }
+
+    /// The identity of the file `path` names (following symlinks), without opening it.
+    pub fn of_path(path: &Path) -> io::Result<Self> {
+        std::fs::metadata(path).map(|m| Self::of(&m))
+    }
+}
+
 /// The I/O a virtio-blk device does on its backing, one request at a time: the seam where
 /// an asynchronous backend (io_uring) would submit instead of doing the call.
 pub trait IoBackend: Send + Sync {
@@ -164,14 +182,7 @@ impl DiskImage {
         })?;
         check(&meta)?;
         let block_device = meta.file_type().is_block_device();
-        let identity = if block_device {
-            FileIdentity::Block { rdev: meta.rdev() }
-        } else {
-            FileIdentity::File {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            }
-        };
+        let identity = FileIdentity::of(&meta);
         let capacity = if block_device {
             file.seek(SeekFrom::End(0))
                 .map_err(|source| ImageError::Io {
