@@ -129,41 +129,52 @@ fn wait_used(a: &mut Asm, n: u32) {
     a.bind(done);
 }
 
+/// Negotiate (VERSION_1, and FLUSH and DISCARD where offered) and set up queue 0; with
+/// `report`, print the features, status and capacity on the way.
+fn setup(a: &mut Asm, report: bool) {
+    let show = |a: &mut Asm, name: &str, addr: u32| {
+        if report {
+            show(a, name, addr);
+        }
+    };
+    reg(a, STATUS, 0);
+    reg(a, STATUS, 1);
+    reg(a, STATUS, 3);
+    reg(a, DEVICE_FEATURES_SEL, 0);
+    show(a, "features_lo=", DEVICE_FEATURES);
+    reg(a, DEVICE_FEATURES_SEL, 1);
+    show(a, "features_hi=", DEVICE_FEATURES);
+    reg(a, DRIVER_FEATURES_SEL, 1);
+    reg(a, DRIVER_FEATURES, 1); // VERSION_1
+                                // FLUSH and DISCARD, where offered (a read-only disk offers no DISCARD).
+    reg(a, DEVICE_FEATURES_SEL, 0);
+    a.mov_load(Reg::Eax, Mem::Abs(DEVICE_FEATURES));
+    a.and_imm(Reg::Eax, FLUSH | DISCARD);
+    reg(a, DRIVER_FEATURES_SEL, 0);
+    a.mov_store(Mem::Abs(DRIVER_FEATURES), Reg::Eax);
+    reg(a, STATUS, 0xb);
+    show(a, "status=", STATUS);
+    show(a, "capacity=", CONFIG_CAPACITY);
+    reg(a, QUEUE_SEL, 0);
+    reg(a, QUEUE_NUM, QSIZE);
+    reg(a, QUEUE_DESC_LOW, DESC);
+    reg(a, QUEUE_DESC_HIGH, 0);
+    reg(a, QUEUE_DRIVER_LOW, AVAIL);
+    reg(a, QUEUE_DRIVER_HIGH, 0);
+    reg(a, QUEUE_DEVICE_LOW, USED);
+    reg(a, QUEUE_DEVICE_HIGH, 0);
+    reg(a, QUEUE_READY, 1);
+    reg(a, STATUS, 0xf);
+    show(a, "status=", STATUS);
+}
+
 fn blk_driver_guest() -> Vec<u8> {
     let mut a = pvh_asm();
     a.cli();
     a.mov_imm(Reg::Esp, SCRATCH_STACK_TOP);
     show(&mut a, "magic=", MAGIC);
     show(&mut a, "device=", DEVICE_ID);
-    reg(&mut a, STATUS, 0);
-    reg(&mut a, STATUS, 1);
-    reg(&mut a, STATUS, 3);
-    reg(&mut a, DEVICE_FEATURES_SEL, 0);
-    show(&mut a, "features_lo=", DEVICE_FEATURES);
-    reg(&mut a, DEVICE_FEATURES_SEL, 1);
-    show(&mut a, "features_hi=", DEVICE_FEATURES);
-    reg(&mut a, DRIVER_FEATURES_SEL, 1);
-    reg(&mut a, DRIVER_FEATURES, 1); // VERSION_1
-    // FLUSH and DISCARD, where offered (a read-only disk offers no DISCARD).
-    reg(&mut a, DEVICE_FEATURES_SEL, 0);
-    a.mov_load(Reg::Eax, Mem::Abs(DEVICE_FEATURES));
-    a.and_imm(Reg::Eax, FLUSH | DISCARD);
-    reg(&mut a, DRIVER_FEATURES_SEL, 0);
-    a.mov_store(Mem::Abs(DRIVER_FEATURES), Reg::Eax);
-    reg(&mut a, STATUS, 0xb);
-    show(&mut a, "status=", STATUS);
-    show(&mut a, "capacity=", CONFIG_CAPACITY);
-    reg(&mut a, QUEUE_SEL, 0);
-    reg(&mut a, QUEUE_NUM, QSIZE);
-    reg(&mut a, QUEUE_DESC_LOW, DESC);
-    reg(&mut a, QUEUE_DESC_HIGH, 0);
-    reg(&mut a, QUEUE_DRIVER_LOW, AVAIL);
-    reg(&mut a, QUEUE_DRIVER_HIGH, 0);
-    reg(&mut a, QUEUE_DEVICE_LOW, USED);
-    reg(&mut a, QUEUE_DEVICE_HIGH, 0);
-    reg(&mut a, QUEUE_READY, 1);
-    reg(&mut a, STATUS, 0xf);
-    show(&mut a, "status=", STATUS);
+    setup(&mut a, true);
     for at in [STAT, STAT + 4, STAT + 8] {
         reg(&mut a, at, 0xeeee_eeee);
     }
@@ -351,4 +362,102 @@ fn a_read_only_disk_fails_every_write_and_keeps_its_file() {
     assert_eq!(out.hex_field("stat0="), 0x0001_0100, "{out}");
     assert_eq!(out.hex_field("stat4="), 0x01ee_0101, "{out}");
     assert!(after == orig, "the read-only image changed");
+}
+
+/// Each boot: read sector 0, add 1 to its first dword, write it back, flush, print
+/// `boot=<count>`, reset.
+fn counting_guest() -> Vec<u8> {
+    let mut a = pvh_asm();
+    a.cli();
+    a.mov_imm(Reg::Esp, SCRATCH_STACK_TOP);
+    setup(&mut a, false);
+    request(&mut a, 0, 0, T_IN, 0, (BUF0.into(), 512, F_WRITE));
+    offer(&mut a, &[0], 0);
+    wait_used(&mut a, 1);
+    a.lock_inc_mem32(Mem::Abs(BUF0));
+    request(&mut a, 3, 1, T_OUT, 0, (BUF0.into(), 512, 0));
+    let hdr = header(&mut a, 2, T_FLUSH, 0);
+    desc(&mut a, 6, hdr, 16, F_NEXT, 7);
+    desc(&mut a, 7, u64::from(STAT + 2), 1, F_WRITE, 0);
+    offer(&mut a, &[0, 3, 6], 1);
+    wait_used(&mut a, 3);
+    show(&mut a, "boot=", BUF0);
+    print(&mut a, "\n");
+    reset_i8042(&mut a);
+    pvh_kernel(a.finish())
+}
+
+#[test]
+fn restarts_keep_the_image_locked_and_see_what_the_last_boot_wrote() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let kernel = dir.write("count.elf", &counting_guest());
+    let img = dir.write("count.img", &[0u8; 4096]);
+    let mut child = std::process::Command::new(polyvisor_tests::runner::polyvisor_bin())
+        .args([
+            "run",
+            "--memory",
+            "64M",
+            "--on-reset",
+            "restart",
+            "--kernel",
+        ])
+        .arg(&kernel)
+        .args(["--disk", &format!("path={}", img.display())])
+        .env_remove("POLYVISOR_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting polyvisor");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    while seen.len() < 3 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "polyvisor ended");
+        if let Some(v) = line.trim().strip_prefix("boot=") {
+            seen.push(u64::from_str_radix(v.trim(), 16).unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "too slow");
+    }
+    // Every boot saw the previous one's write: 1, 2, 3.
+    assert_eq!(seen, [1, 2, 3]);
+    // Still locked between and across boots: a second polyvisor is refused.
+    let other = polyvisor_tests::runner::run_kernel(
+        &polyvisor_tests::guest::pvh_print_and_reset("x\n"),
+        &["--disk", &format!("path={},readonly=on", img.display())],
+    );
+    other.assert_clean_error(&[2], &["--disk", "count.img", "locked"]);
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        // Generous, as in on_reset.rs: this host's KVM can be slow to tear VMs down.
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "SIGINT did not stop it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    let last = rest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("boot="))
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .next_back()
+        .unwrap_or(3);
+    let file = std::fs::read(&img).unwrap();
+    let count = u64::from(u32::from_le_bytes(file[..4].try_into().unwrap()));
+    // A boot stopped between its flush and its line leaves one more.
+    assert!(
+        count == last || count == last + 1,
+        "file {count}, last boot {last}"
+    );
 }
