@@ -2,6 +2,8 @@
 //! The first virtio-mmio slot's registers as a tiny x86_64 guest reaches them
 //! (arch-x86_64 puts slot 0 at 0xd000_0000; virtio 1.2 §4.2.2 gives the offsets).
 
+use crate::{Asm, Mem};
+
 /// Slot 0's register window.
 pub const MMIO: u32 = 0xd000_0000;
 pub const MAGIC: u32 = MMIO;
@@ -24,3 +26,22 @@ pub const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
 pub const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
 pub const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
 pub const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
+
+/// Emits the guest's stores that give queue 0 `size` entries, its descriptor table at
+/// `desc`, driver area (available ring) at `avail` and device area (used ring) at `used`,
+/// all below 4 GiB, and mark it ready.
+pub fn set_up_queue0(a: &mut Asm, size: u32, desc: u32, avail: u32, used: u32) {
+    for (reg, value) in [
+        (QUEUE_SEL, 0),
+        (QUEUE_NUM, size),
+        (QUEUE_DESC_LOW, desc),
+        (QUEUE_DESC_HIGH, 0),
+        (QUEUE_DRIVER_LOW, avail),
+        (QUEUE_DRIVER_HIGH, 0),
+        (QUEUE_DEVICE_LOW, used),
+        (QUEUE_DEVICE_HIGH, 0),
+        (QUEUE_READY, 1),
+    ] {
+        a.mov_mem_imm32(Mem::Abs(reg), value);
+    }
+}

@@ -21,9 +21,8 @@ use polyvisor_tests::guest::{
     print, print_hex32, pvh_asm, pvh_kernel, reset_i8042, SCRATCH_STACK_TOP,
 };
 use polyvisor_tests::virtio_mmio::{
-    DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES, DRIVER_FEATURES_SEL, MAGIC,
-    MMIO, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH, QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH,
-    QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_READY, QUEUE_SEL, STATUS,
+    set_up_queue0, DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES,
+    DRIVER_FEATURES_SEL, MAGIC, MMIO, QUEUE_NOTIFY, STATUS,
 };
 use polyvisor_tests::{Asm, Cond, Mem, Polyvisor, Reg, RunOutput, TempDir};
 
@@ -155,15 +154,7 @@ fn setup(a: &mut Asm, report: bool) {
     reg(a, STATUS, 0xb);
     show(a, "status=", STATUS);
     show(a, "capacity=", CONFIG_CAPACITY);
-    reg(a, QUEUE_SEL, 0);
-    reg(a, QUEUE_NUM, QSIZE);
-    reg(a, QUEUE_DESC_LOW, DESC);
-    reg(a, QUEUE_DESC_HIGH, 0);
-    reg(a, QUEUE_DRIVER_LOW, AVAIL);
-    reg(a, QUEUE_DRIVER_HIGH, 0);
-    reg(a, QUEUE_DEVICE_LOW, USED);
-    reg(a, QUEUE_DEVICE_HIGH, 0);
-    reg(a, QUEUE_READY, 1);
+    set_up_queue0(a, QSIZE, DESC, AVAIL, USED);
     reg(a, STATUS, 0xf);
     show(a, "status=", STATUS);
 }

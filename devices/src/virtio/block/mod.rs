@@ -27,7 +27,7 @@ use std::sync::Arc;
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::worker::Worker;
+use super::worker::{ActiveQueue, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 mod image;
@@ -224,33 +224,20 @@ impl VirtioDevice for Block {
         &mut self,
         mem: GuestMemory,
         interrupt: Arc<dyn VirtioInterrupt>,
-        mut queues: Vec<Queue>,
+        queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        if queues.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                got: queues.len(),
-                want: 1,
-            });
-        }
-        let queue = queues.remove(0);
+        let active = ActiveQueue::single(mem, interrupt, queues)?;
         self.stop_worker();
         let handler = BlockQueue::new(
             self.image.clone(),
             self.serial,
             self.driver_features,
             self.limits,
-            queue::Active {
-                mem,
-                interrupt,
-                queue,
-            },
+            active,
             self.name.clone(),
         );
-        let worker = match &self.kick {
-            Some(kick) => Worker::spawn_on("virtio-blk", kick.clone(), handler),
-            None => Worker::spawn("virtio-blk", handler),
-        }
-        .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
+        let worker = Worker::start("virtio-blk", self.kick.as_ref(), handler)
+            .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
         self.state = State::Running(worker);
         Ok(())
     }

@@ -9,11 +9,10 @@ use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::tempdir::TempDir;
 
-use super::queue::Active;
 use super::request::{kind, status};
 use super::*;
 use crate::virtio::test_util::{self, CountingInterrupt, DriverRing, DESC_F_NEXT, DESC_F_WRITE};
-use crate::virtio::worker::QueueHandler;
+use crate::virtio::worker::{ActiveQueue, QueueHandler};
 
 const DESC_F_INDIRECT: u16 = 4;
 /// Image size in the fixture: 64 sectors.
@@ -70,7 +69,7 @@ fn fixture_with(readonly: bool, size: u16, serial: &[u8]) -> Fixture {
         device.serial,
         device.offered,
         device.limits,
-        Active {
+        ActiveQueue {
             mem: mem.clone(),
             interrupt: irq.clone(),
             queue: ring.queue(QUEUE_SIZE),
