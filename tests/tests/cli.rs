@@ -425,7 +425,25 @@ fn disk_without_permission() {
     let img = dir.write("locked-up.img", &[0u8; 512]);
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o000)).unwrap();
     if std::fs::File::open(&img).is_ok() {
-        eprintln!("skipped disk_without_permission: this user (root?) reads any file");
+        // Root reads any file: ask as nobody (the disk is opened before the kernel and
+        // /dev/kvm, so nothing else needs root).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(polyvisor_tests::runner::polyvisor_bin())
+            .args(["run", "--kernel", "/nonexistent-kernel"])
+            .args(["--disk", &format!("path={}", path_str(&img))])
+            .output()
+            .expect("setpriv (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--disk")
+                && stderr.contains("locked-up.img")
+                && stderr.contains("ermission"),
+            "{stderr}"
+        );
         return;
     }
     run_with_disk(&img, "").assert_clean_error(CONFIG, &["--disk", "locked-up.img", "ermission"]);
