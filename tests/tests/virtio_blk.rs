@@ -279,6 +279,7 @@ fn check_common(out: &RunOutput, orig: &[u8]) {
     let lo = out.hex_field("features_lo=");
     assert_eq!(lo & (3 << 28), 3 << 28, "EVENT_IDX, INDIRECT_DESC\n{out}");
     assert_ne!(lo & FLUSH as u64, 0, "{out}");
+    assert_eq!(lo & 0x46, 0x46, "SIZE_MAX, SEG_MAX, BLK_SIZE\n{out}");
     assert_eq!(out.hex_field("capacity="), SECTORS as u64, "{out}");
     assert!(
         out.stdout

@@ -20,8 +20,9 @@ use crate::virtio::GuestMemory;
 pub const MAX_REQUESTS_PER_PASS: usize = 64;
 /// The most data bytes one pass moves (a pass always serves at least one request).
 pub const MAX_BYTES_PER_PASS: u64 = 8 << 20;
-/// The largest read or write one request may ask for; larger ones get `IOERR` (Linux's
-/// requests are at most `max_sectors_kb`, 1280 KiB by default).
+/// The largest read or write one request may ask for; larger ones get `IOERR`. A driver
+/// that keeps to `size_max` and `seg_max` never asks for more (Linux's requests are at
+/// most `max_sectors_kb`, 1280 KiB by default).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// Warnings about one device's driver before they drop to debug level.
 const WARN_LIMIT: u32 = 16;

@@ -175,6 +175,7 @@ fn offers_its_features_and_a_little_endian_config_space() {
         features::VERSION_1,
         features::RING_EVENT_IDX,
         features::RING_INDIRECT_DESC,
+        blk_features::SIZE_MAX,
         blk_features::SEG_MAX,
         blk_features::BLK_SIZE,
         blk_features::FLUSH,
@@ -188,6 +189,7 @@ fn offers_its_features_and_a_little_endian_config_space() {
     let mut cfg = [0xffu8; 64];
     dev.read_config(0, &mut cfg);
     assert_eq!(cfg[0..8], [64, 0, 0, 0, 0, 0, 0, 0], "capacity in sectors");
+    assert_eq!(cfg[8..12], [0, 0, 4, 0], "size_max 256 KiB");
     assert_eq!(cfg[12..16], [254, 0, 0, 0], "seg_max");
     assert_eq!(cfg[20..24], [0, 2, 0, 0], "blk_size 512");
     assert_eq!(cfg[36..40], (2u32 << 20).to_le_bytes(), "1 GiB discards");
