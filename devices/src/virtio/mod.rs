@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+pub mod ccw;
 pub mod mmio;
 pub mod rng;
 #[cfg(test)]

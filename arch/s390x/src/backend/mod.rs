@@ -16,13 +16,13 @@ use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 
-use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
 use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
-use crate::log_limit::LogLimit;
-use crate::sclp::{self, Sclp, SclpConsole};
-use crate::virtio_ccw::VirtioCcw;
+use devices::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
+use devices::log_limit::LogLimit;
+use devices::sclp::{self, Sclp, SclpConsole};
+use devices::virtio::ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
 /// Memory slots must start and end on a segment (1 MiB) boundary, in the guest and in the

@@ -10,11 +10,13 @@ use arch::{Error, Result, Vcpu, VcpuExit};
 use vm_memory::GuestMemoryBackend as _;
 
 use super::{inject_io, Machine, Order};
-use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, OperandMemory};
-use crate::intercept::{self, code, operand_address, pgm, psw, sigp, Ending, Instruction};
+use crate::intercept::{
+    self, code, operand_address, pgm, psw, sigp, Ending, Instruction, IoInstruction,
+};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
-use crate::log_limit::LogLimit;
+use devices::css::{AccessFault, IoInterrupt, IoOp, IoOutcome, OperandMemory};
+use devices::log_limit::LogLimit;
 
 /// How long a stopped vCPU waits for an order before letting the VMM look at it again.
 const STOPPED_POLL: Duration = Duration::from_millis(50);

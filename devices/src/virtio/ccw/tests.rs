@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::virtio::{status, ActivateError, GuestMemory as DevMemory};
+use crate::virtio::{status, ActivateError, GuestMemory as DevMemory};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;

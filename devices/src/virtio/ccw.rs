@@ -21,12 +21,12 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devices::virtio::{features, status, Queue, QueueT, VirtioDevice, VirtioInterrupt};
+use super::{features, status, Queue, QueueT, VirtioDevice, VirtioInterrupt};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileMemory as _};
 
+use super::GuestMemory;
 use crate::css::{CcwDevice, CcwError, DataStream, Subchannel};
 use crate::log_limit::LogLimit;
-use crate::GuestMemory;
 
 /// Activation failures (a driver can reset and set DRIVER_OK again and again).
 static ACTIVATE: LogLimit = LogLimit::new("virtio-ccw activation");
