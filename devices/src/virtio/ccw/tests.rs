@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::virtio::{status, ActivateError, GuestMemory as DevMemory};
+use crate::virtio::{status, ActivateError, GuestMemory as DevMemory, Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
@@ -293,17 +293,22 @@ fn features_are_little_endian_words_selected_by_index() {
     assert_eq!(g.ok(command::READ_FEAT, &[0, 0, 0, 0, 0]), [5, 0, 0, 0, 0]);
     assert_eq!(g.ok(command::READ_FEAT, &[0, 0, 0, 0, 1]), [1, 0, 0, 0, 1]);
     assert_eq!(g.ok(command::READ_FEAT, &[9, 9, 9, 9, 7]), [0, 0, 0, 0, 7]);
-    // Accepted features are masked by the offered ones.
+    // Features only while negotiating (DRIVER set, FEATURES_OK not yet): else rejected.
+    g.rejected(command::WRITE_FEAT, &[0, 0, 0, 0, 1]);
+    g.ok(command::WRITE_STATUS, &[3]);
+    // FEATURES_OK without VERSION_1 is refused; the status stays.
+    g.rejected(command::WRITE_STATUS, &[0x0b]);
+    // Accepted features are masked by the offered ones (not refused: the transport core's
+    // rule for both transports); the device learns them at FEATURES_OK.
     g.ok(command::WRITE_FEAT, &[0xff, 0xff, 0xff, 0xff, 0]);
     g.ok(command::WRITE_FEAT, &[0xff, 0, 0, 0, 1]);
-    assert_eq!(g.seen.lock().unwrap().driver_features, VERSION_1 | 5);
+    assert_eq!(g.seen.lock().unwrap().driver_features, 0);
     // Wrong count without SLI: program check.
     g.program_check(command::READ_FEAT, &[0; 4]);
     g.program_check(command::WRITE_FEAT, &[0; 8]);
-    // FEATURES_OK without VERSION_1 is refused; the status stays.
-    g.ok(command::WRITE_FEAT, &[0, 0, 0, 0, 1]);
-    g.ok(command::WRITE_STATUS, &[3]);
-    g.rejected(command::WRITE_STATUS, &[0x0b]);
+    g.ok(command::WRITE_STATUS, &[0x0b]);
+    assert_eq!(g.seen.lock().unwrap().driver_features, VERSION_1 | 5);
+    g.rejected(command::WRITE_FEAT, &[0, 0, 0, 0, 0]);
     g.rejected(command::READ_STATUS, &[0]); // revision 1: no READ_STATUS
 }
 
@@ -391,6 +396,7 @@ fn bad_queue_and_indicator_setups_are_refused() {
     g.rejected(0x99, &[0]);
 
     // DRIVER_OK with queue 0 not configured: the device is not started, needs reset.
+    g.ok(command::WRITE_STATUS, &[3]);
     g.ok(command::WRITE_FEAT, &[0, 0, 0, 0, 0]);
     g.ok(command::WRITE_FEAT, &[1, 0, 0, 0, 1]);
     g.ok(command::WRITE_STATUS, &[0x0b]);
@@ -399,9 +405,11 @@ fn bad_queue_and_indicator_setups_are_refused() {
     g.rejected(command::READ_STATUS, &[0]); // revision 1
     let g2 = Guest::new();
     g2.ok(command::SET_VIRTIO_REV, &[0, 2, 0, 0]);
+    g2.ok(command::WRITE_STATUS, &[3]);
     g2.ok(command::WRITE_FEAT, &[1, 0, 0, 0, 1]);
     g2.ok(command::WRITE_STATUS, &[0x0f]);
-    assert_eq!(g2.ok(command::READ_STATUS, &[0]), [0x4f]);
+    // DEVICE_NEEDS_RESET instead of DRIVER_OK (the core's rule, as virtio-mmio had it).
+    assert_eq!(g2.ok(command::READ_STATUS, &[0]), [0x4b]);
 }
 
 #[test]
