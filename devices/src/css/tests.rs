@@ -544,4 +544,5 @@ fn notifications_reach_the_device_or_fail() {
     assert_eq!(m.css.notify(SCH0, 0), -22);
     assert_eq!(m.css.notify(0x0001_0003, 0), -22);
     assert_eq!(m.css.notify(0, 0), -22);
+    assert_eq!(m.css.diag_notifies(), 3, "each one counted");
 }

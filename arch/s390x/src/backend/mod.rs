@@ -15,11 +15,12 @@ use arch::{
 use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
-use devices::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
+use devices::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink, SubchannelId};
 use devices::log_limit::LogLimit;
 use devices::sclp::{self, Sclp, SclpConsole};
 use devices::virtio::ccw::VirtioCcw;
@@ -207,6 +208,44 @@ fn map_guest_memory(size: usize) -> Result<(GuestMemory, u64)> {
     Ok((memory, aligned as u64))
 }
 
+/// Bind each queue's kick `EventFd` to the guest's virtio-ccw notifications of subchannel
+/// `id` (`KVM_IOEVENTFD` with `KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY`, the subchannel
+/// identifier as the address, the queue index as the datamatch), as QEMU's
+/// `kvm_s390_assign_subch_ioeventfd` does: KVM then signals the worker itself and the vCPU
+/// does not leave `KVM_RUN`. Both forms of the identifier a guest may put in GR2 are bound
+/// (css 0, and the virtual css 0xfe with the M bit). A notify KVM does not match (no
+/// `KVM_CAP_IOEVENTFD`, a failed registration, a device without kick `EventFd`s) still
+/// reaches the DIAG 0x500 intercept, which writes the same `EventFd`
+/// (`ChannelSubsystem::notify`). Returns how notifies arrive, for the log.
+fn bind_ccw_notifies(vm: &VmFd, id: SubchannelId, events: &[Arc<EventFd>]) -> String {
+    const INTERCEPT: &str = "through the DIAG 0x500 intercept";
+    if events.is_empty() {
+        return format!("{INTERCEPT} (the device has no kick EventFds)");
+    }
+    if vm.check_extension(KVM_CAP_IOEVENTFD) <= 0 {
+        return format!("{INTERCEPT} (no KVM_CAP_IOEVENTFD)");
+    }
+    let forms = [SubchannelId { cssid: 0, ..id }.encode(), id.encode()];
+    for (queue, event) in events.iter().enumerate() {
+        let Ok(queue) = u16::try_from(queue) else {
+            break;
+        };
+        for schid in forms {
+            if let Err(e) = vm.register_ccw_ioeventfd(&**event, schid, queue) {
+                log::warn!(
+                    "KVM_IOEVENTFD (virtio-ccw notify) for subchannel {schid:#010x} queue \
+                     {queue}: {e}; its notifies go through the DIAG 0x500 intercept"
+                );
+                return format!("{INTERCEPT} (KVM_IOEVENTFD failed: {e})");
+            }
+        }
+    }
+    format!(
+        "through ioeventfd ({} queue(s); KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY)",
+        events.len()
+    )
+}
+
 /// I/O interrupts into KVM's floating interrupt queue.
 struct KvmIoSink {
     vm: Arc<VmFd>,
@@ -301,11 +340,18 @@ impl Vm for KvmS390Vm {
             .as_mut()
             .ok_or_else(|| Error::Config("virtio device added after the vCPUs".into()))?;
         let mem = self.memory.clone();
+        let mut events = Vec::new();
         let id = css
-            .add_device(|sch| Box::new(VirtioCcw::new(device, mem, sch)))
+            .add_device(|sch| {
+                let ccw = VirtioCcw::new(device, mem, sch);
+                events = ccw.queue_events();
+                Box::new(ccw)
+            })
             .ok_or_else(|| Error::Config("no free subchannel".into()))?;
+        let notifies = bind_ccw_notifies(&self.vm, id, &events);
         log::info!(
-            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x} (device 0.{}.{:04x})",
+            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x} (device 0.{}.{:04x}), \
+             queue notifies {notifies}",
             id.ssid,
             id.number,
             id.ssid,

@@ -50,6 +50,7 @@ pub const KVM_SET_USER_MEMORY_REGION: u64 =
 pub const KVM_ENABLE_CAP: u64 = iow(0xa3, std::mem::size_of::<KvmEnableCap>());
 /// On the VM fd: a floating interrupt; on a vCPU fd: a local one.
 pub const KVM_S390_INTERRUPT: u64 = iow(0x94, std::mem::size_of::<KvmS390Interrupt>());
+pub const KVM_IOEVENTFD: u64 = iow(0x79, std::mem::size_of::<KvmIoeventfd>());
 // vCPU ioctls.
 pub const KVM_RUN: u64 = io(0x80);
 pub const KVM_GET_REGS: u64 = ior(0x81, std::mem::size_of::<KvmRegs>());
@@ -86,6 +87,25 @@ pub const KVM_CAP_S390_MEM_OP: u32 = 108;
 pub const KVM_CAP_S390_USER_STSI: u32 = 109;
 pub const KVM_CAP_S390_INJECT_IRQ: u32 = 113;
 pub const KVM_CAP_S390_VCPU_RESETS: u32 = 179;
+
+// kvm_ioeventfd.flags.
+pub const KVM_IOEVENTFD_FLAG_DATAMATCH: u32 = 1 << 0;
+pub const KVM_IOEVENTFD_FLAG_DEASSIGN: u32 = 1 << 2;
+/// The address is a subchannel identifier: the eventfd is signalled by the virtio-ccw
+/// notification hypercall (DIAG 0x500, GR1 = 3, GR2 = the subchannel, GR3 = the queue).
+pub const KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY: u32 = 1 << 3;
+
+/// `struct kvm_ioeventfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KvmIoeventfd {
+    pub datamatch: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub fd: i32,
+    pub flags: u32,
+    pub pad: [u8; 36],
+}
 
 // Exit reasons.
 pub const KVM_EXIT_UNKNOWN: u32 = 0;
@@ -478,6 +498,10 @@ mod tests {
         assert_eq!(size_of::<KvmSregs>(), 0xc0);
         assert_eq!(offset_of!(KvmSregs, crs), 0x40);
         assert_eq!(size_of::<KvmS390MemOp>(), 0x40);
+        assert_eq!(size_of::<KvmIoeventfd>(), 0x40);
+        assert_eq!(offset_of!(KvmIoeventfd, len), 0x10);
+        assert_eq!(offset_of!(KvmIoeventfd, fd), 0x14);
+        assert_eq!(offset_of!(KvmIoeventfd, flags), 0x18);
         assert_eq!(offset_of!(KvmS390MemOp, buf), 0x18);
         assert_eq!(offset_of!(KvmS390MemOp, ar), 0x20);
     }
@@ -506,6 +530,7 @@ mod tests {
         assert_eq!(KVM_SET_SREGS, 0x40c0_ae84);
         assert_eq!(KVM_S390_MEM_OP, 0x4040_aeb1);
         assert_eq!(KVM_S390_NORMAL_RESET, 0xaec3);
+        assert_eq!(KVM_IOEVENTFD, 0x4040_ae79);
         // KVM_S390_INT_IO(0, 0, 0, 2) and the adapter-interrupt bit.
         assert_eq!(kvm_s390_int_io(false, 0, 0, 2), 2);
         assert_eq!(kvm_s390_int_io(true, 0, 1, 0), 0x0401_0000);
