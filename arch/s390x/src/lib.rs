@@ -9,6 +9,7 @@
 //! SCLP) live in the `devices` crate: `devices::css`, `devices::virtio::ccw`,
 //! `devices::sclp`.
 
+pub mod adapter_route;
 pub mod intercept;
 pub mod ipl;
 pub mod kvm;

@@ -9,7 +9,10 @@
 //!   this device; a used buffer on queue `i` sets bit `first + i` of the area (bits numbered
 //!   from the most significant bit of its first byte), then the summary byte, and an adapter
 //!   interruption for the driver's ISC is made pending when the summary was clear (as QEMU
-//!   does; the driver clears it once it has scanned the area);
+//!   does; the driver clears it once it has scanned the area). Where the backend offers
+//!   [`AdapterRoutes`] (s390x KVM: adapter routes with an irqfd per queue), the hypervisor
+//!   does all of that when the device writes the queue's `EventFd`; otherwise the device
+//!   thread sets the bits itself and asks the subchannel to inject;
 //! - classic indicators, the fallback (a driver without adapter support, or one that does
 //!   not ask): a bit per queue in a big-endian doubleword the driver names with SET_IND,
 //!   then an unsolicited I/O interrupt (alert status) on the subchannel.
@@ -22,6 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileMemory as _};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::transport::{DriverError, TransportCore};
 use super::{GuestMemory, VirtioDevice, VirtioInterrupt};
@@ -97,6 +101,17 @@ impl AdapterIndicators {
     }
 }
 
+/// A backend that can set a device's adapter indicators and make the adapter interruption
+/// pending itself (s390x KVM: `KVM_IRQ_ROUTING_S390_ADAPTER` routes, one irqfd per queue),
+/// so the device only writes an `EventFd`. One per device.
+pub trait AdapterRoutes: Send + Sync {
+    /// Route used-buffer notifications of queues `0..queues` to the indicators `a` names;
+    /// one `EventFd` per queue, or why not (the device then sets the bits itself).
+    fn set(&self, a: &AdapterIndicators, queues: u16) -> Result<Vec<Arc<EventFd>>, String>;
+    /// Forget the routes (the driver reset the device or set new indicators).
+    fn clear(&self);
+}
+
 /// Where used-buffer notifications go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum QueueIndicators {
@@ -115,9 +130,21 @@ enum QueueIndicators {
 struct Indicators {
     queues: Mutex<QueueIndicators>,
     config: AtomicU64,
+    /// With adapter indicators and [`AdapterRoutes`]: each queue's `EventFd`.
+    routed: Mutex<Vec<Arc<EventFd>>>,
 }
 
 impl Indicators {
+    /// Queue `index`'s routed `EventFd`, if the backend routes it.
+    fn route(&self, index: u16) -> Option<Arc<EventFd>> {
+        let routed = self.routed.lock().unwrap_or_else(|p| p.into_inner());
+        routed.get(usize::from(index)).cloned()
+    }
+
+    fn set_routed(&self, events: Vec<Arc<EventFd>>) {
+        *self.routed.lock().unwrap_or_else(|p| p.into_inner()) = events;
+    }
+
     fn queues(&self) -> QueueIndicators {
         *self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -173,6 +200,12 @@ impl VirtioInterrupt for CcwInterrupt {
                 self.subchannel.alert();
             }
             QueueIndicators::Adapter(a) => {
+                if let Some(event) = self.indicators.route(index) {
+                    match event.write(1) {
+                        Ok(()) => return,
+                        Err(e) => log::debug!("virtio-ccw: adapter route of queue {index}: {e}"),
+                    }
+                }
                 let Some((addr, mask)) = a.queue_bit(index) else {
                     return;
                 };
@@ -206,6 +239,7 @@ pub struct VirtioCcw {
     mem: GuestMemory,
     indicators: Arc<Indicators>,
     revision: Option<u16>,
+    routes: Option<Box<dyn AdapterRoutes>>,
 }
 
 fn reject(what: &str) -> CcwError {
@@ -231,7 +265,14 @@ impl VirtioCcw {
             mem,
             indicators,
             revision: None,
+            routes: None,
         }
+    }
+
+    /// Let the backend set adapter indicators itself (see [`AdapterRoutes`]).
+    pub fn with_adapter_routes(mut self, routes: Box<dyn AdapterRoutes>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 
     /// The negotiated revision (0, legacy, until SET_VIRTIO_REV).
@@ -245,13 +286,14 @@ impl VirtioCcw {
 
     /// The device's kick `EventFd`s in queue order, for the backend to bind to this
     /// subchannel's notifies (`KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY`).
-    pub fn queue_events(&self) -> Vec<Arc<vmm_sys_util::eventfd::EventFd>> {
+    pub fn queue_events(&self) -> Vec<Arc<EventFd>> {
         self.core.queue_events()
     }
 
     /// Back to the state after plugging in, except for the revision.
     fn reset(&mut self) {
         self.core.reset();
+        self.clear_routes();
         self.indicators.set_queues(QueueIndicators::None);
         self.indicators.config.store(0, Ordering::Release);
     }
@@ -408,9 +450,28 @@ impl VirtioCcw {
             log::debug!("virtio-ccw: SET_IND_ADAPTER {a:x?}: program check");
             return Err(CcwError::ProgramCheck);
         }
-        log::debug!("virtio-ccw: adapter indicators {a:x?}");
+        self.clear_routes();
+        let queues = u16::try_from(self.core.queues().len()).unwrap_or(u16::MAX);
+        let how = match self.routes.as_ref().map(|r| r.set(&a, queues)) {
+            Some(Ok(events)) => {
+                self.indicators.set_routed(events);
+                "set by the hypervisor (adapter routes, irqfd)".to_string()
+            }
+            Some(Err(why)) => format!("set by the device thread ({why})"),
+            None => "set by the device thread".to_string(),
+        };
+        log::info!("virtio-ccw: adapter indicators {a:x?}: {how}");
         self.indicators.set_queues(QueueIndicators::Adapter(a));
         Ok(())
+    }
+
+    fn clear_routes(&mut self) {
+        if let Some(routes) = &self.routes {
+            if self.indicators.route(0).is_some() {
+                routes.clear();
+            }
+        }
+        self.indicators.set_routed(Vec::new());
     }
 
     fn write_status(&mut self, data: &mut DataStream<'_>) -> Result<(), CcwError> {

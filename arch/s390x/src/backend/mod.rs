@@ -2,6 +2,7 @@
 //! KVM glue for s390x hosts: `/dev/kvm`, the VM with its 1 MiB-aligned memory slot, the IPL
 //! and the vCPUs (SIE intercepts are served in [`vcpu`]).
 
+mod adapter_routes;
 mod vcpu;
 
 use std::collections::VecDeque;
@@ -148,6 +149,7 @@ impl Hypervisor for KvmS390 {
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
             entry: None,
+            adapter_routing: None,
         })
     }
 }
@@ -262,6 +264,9 @@ impl IoInterruptSink for KvmIoSink {
 /// adapter interruption has the AI bit in its type and no subchannel; KVM queues it by the
 /// ISC in its word (or sets it in the GISA where the host has one).
 fn inject_io(vm: &VmFd, irq: IoInterrupt) {
+    if irq.is_adapter() {
+        ADAPTER_INJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let ssid = ((irq.subchannel_id >> 1) & 3) as u8;
     let type_ = if irq.is_adapter() {
         kvm_s390_int_io(true, 0, 0, 0)
@@ -277,6 +282,9 @@ fn inject_io(vm: &VmFd, irq: IoInterrupt) {
         IO_INTERRUPT.warn(format_args!("for {:#010x}: {e}", irq.schid()));
     }
 }
+
+/// Adapter interruptions the VMM injected itself (not through KVM's adapter routes).
+static ADAPTER_INJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Warnings a guest can cause, limited per site (see [`LogLimit`]).
 static IO_INTERRUPT: LogLimit = LogLimit::new("I/O interrupt");
@@ -297,6 +305,8 @@ pub struct KvmS390Vm {
     entry: Option<u64>,
     /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
     sclp: Arc<Mutex<Sclp>>,
+    /// KVM adapter routes for virtio-ccw, set up with the first device (`Err`: not here).
+    adapter_routing: Option<std::result::Result<Arc<adapter_routes::AdapterRouting>, ()>>,
 }
 
 impl Vm for KvmS390Vm {
@@ -335,6 +345,8 @@ impl Vm for KvmS390Vm {
         device: Box<dyn VirtioDevice>,
     ) -> Result<Option<VirtioTransport>> {
         let kind = device.device_type();
+        let queues = device.queue_max_sizes().len();
+        let routes = self.adapter_routes(queues);
         let css = self
             .css
             .as_mut()
@@ -345,7 +357,10 @@ impl Vm for KvmS390Vm {
             .add_device(|sch| {
                 let ccw = VirtioCcw::new(device, mem, sch);
                 events = ccw.queue_events();
-                Box::new(ccw)
+                Box::new(match routes {
+                    Some(r) => ccw.with_adapter_routes(Box::new(r)),
+                    None => ccw,
+                })
             })
             .ok_or_else(|| Error::Config("no free subchannel".into()))?;
         let notifies = bind_ccw_notifies(&self.vm, id, &events);
@@ -449,6 +464,38 @@ impl Vm for KvmS390Vm {
 }
 
 impl KvmS390Vm {
+    /// KVM adapter routes for a device's `queues` (the FLIC is set up for the first
+    /// device); `None`, said once in the log, where KVM cannot route them.
+    fn adapter_routes(&mut self, queues: usize) -> Option<adapter_routes::DeviceRoutes> {
+        let routing = self
+            .adapter_routing
+            .get_or_insert_with(|| {
+                let r = adapter_routes::AdapterRouting::new(self.vm.clone());
+                match &r {
+                    Ok(_) => log::info!(
+                        "virtio-ccw adapter interrupts: through KVM adapter routes (FLIC, irqfd)"
+                    ),
+                    Err(why) => log::info!(
+                        "virtio-ccw adapter interrupts: set and injected by the device \
+                         thread (KVM_S390_INTERRUPT): no adapter routes here: {why}"
+                    ),
+                }
+                r.map_err(|_| ())
+            })
+            .as_ref()
+            .ok()?;
+        match routing.device(queues) {
+            Ok(routes) => Some(routes),
+            Err(why) => {
+                log::info!(
+                    "virtio-ccw adapter interrupts of this device: set and injected by the \
+                     device thread: {why}"
+                );
+                None
+            }
+        }
+    }
+
     fn sclp_events(&self) -> SclpEvents {
         SclpEvents {
             sclp: self.sclp.clone(),

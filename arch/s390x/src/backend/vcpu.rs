@@ -625,10 +625,12 @@ impl Vcpu for KvmS390Vcpu {
         if !matches!(outcome, Outcome::Handled) && !self.machine.css.is_empty() {
             let (served, stsch) = self.machine.css.served();
             let diag = self.machine.css.diag_notifies();
+            let injected = super::ADAPTER_INJECTED.load(std::sync::atomic::Ordering::Relaxed);
             log::info!(
                 "channel subsystem: {served} I/O instructions served ({stsch} STSCH); \
                  {diag} virtio notifies reached the DIAG 0x500 intercept (the rest, if any, \
-                 went through ioeventfd)"
+                 went through ioeventfd); {injected} adapter interruptions injected by the \
+                 VMM (the rest, if any, by KVM's adapter routes)"
             );
         }
         Ok(match outcome {

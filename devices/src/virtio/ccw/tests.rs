@@ -98,13 +98,23 @@ struct Guest {
 
 impl Guest {
     fn new() -> Self {
+        Self::build(None)
+    }
+
+    fn build(routes: Option<Box<dyn AdapterRoutes>>) -> Self {
         let mem = memory();
         let irqs = Arc::new(Recorder::default());
         let mut css = ChannelSubsystem::new(mem.clone(), irqs.clone());
         let seen = Arc::new(Mutex::new(Seen::default()));
         let dev = Fake(seen.clone());
         let m = mem.clone();
-        css.add_device(move |sch| Box::new(VirtioCcw::new(Box::new(dev), m, sch)));
+        css.add_device(move |sch| {
+            let ccw = VirtioCcw::new(Box::new(dev), m, sch);
+            Box::new(match routes {
+                Some(r) => ccw.with_adapter_routes(r),
+                None => ccw,
+            })
+        });
         let g = Self {
             mem,
             irqs,
@@ -539,4 +549,60 @@ fn bad_adapter_indicator_setups_are_refused() {
         command::SET_IND_ADAPTER,
         &thinint(SUMMARY_AT, AREA_AT, 0, 3),
     );
+}
+
+/// Adapter routes as a backend with KVM's would give them: one `EventFd` per queue.
+#[derive(Default)]
+struct FakeRoutes {
+    set: Mutex<Vec<(AdapterIndicators, u16)>>,
+    clears: Mutex<u32>,
+    events: Mutex<Vec<Arc<EventFd>>>,
+    refuse: bool,
+}
+
+impl AdapterRoutes for Arc<FakeRoutes> {
+    fn set(&self, a: &AdapterIndicators, queues: u16) -> Result<Vec<Arc<EventFd>>, String> {
+        if self.refuse {
+            return Err("no FLIC".into());
+        }
+        self.set.lock().unwrap().push((*a, queues));
+        let events: Vec<_> = (0..queues)
+            .map(|_| Arc::new(EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap()))
+            .collect();
+        *self.events.lock().unwrap() = events.clone();
+        Ok(events)
+    }
+    fn clear(&self) {
+        *self.clears.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn routed_adapter_indicators_are_left_to_the_backend() {
+    let routes = Arc::new(FakeRoutes::default());
+    let g = Guest::build(Some(Box::new(routes.clone())));
+    g.bring_up_adapter(13);
+    let a = AdapterIndicators::parse(&thinint(SUMMARY_AT, AREA_AT, 13, 3).try_into().unwrap());
+    assert_eq!(*routes.set.lock().unwrap(), [(a, 1)]);
+    // Activation's notify signalled queue 0 through its EventFd: no bits, no injection.
+    let event = routes.events.lock().unwrap()[0].clone();
+    assert_eq!(event.read().unwrap(), 1);
+    assert_eq!(g.byte(AREA_AT + 1), 0);
+    assert_eq!(g.byte(SUMMARY_AT), 0);
+    assert!(g.irqs.take().is_empty());
+    assert_eq!(g.css.notify(SCH0, 0), 0);
+    assert_eq!(event.read().unwrap(), 1);
+    // A reset drops the routes.
+    g.ok(command::WRITE_STATUS, &[0]);
+    assert_eq!(*routes.clears.lock().unwrap(), 1);
+
+    // A backend that cannot route: the device sets the bits and injects, as without one.
+    let routes = Arc::new(FakeRoutes {
+        refuse: true,
+        ..Default::default()
+    });
+    let g = Guest::build(Some(Box::new(routes.clone())));
+    g.bring_up_adapter(13);
+    assert_eq!(g.byte(AREA_AT + 1), 0x04);
+    assert_eq!(g.irqs.take(), vec![IoInterrupt::adapter(3)]);
 }
