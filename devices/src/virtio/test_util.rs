@@ -260,3 +260,16 @@ impl VirtioDevice for FakeDevice {
         seen.interrupt = None;
     }
 }
+
+impl FakeDevice {
+    /// A fake with queues of `sizes` that refuses to start when `refuse`, and what it sees.
+    pub fn boxed(sizes: &[u16], refuse: bool) -> (Box<dyn VirtioDevice>, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let device = FakeDevice {
+            seen: seen.clone(),
+            sizes: sizes.to_vec(),
+            refuse,
+        };
+        (Box::new(device), seen)
+    }
+}

@@ -29,16 +29,11 @@ struct Fixture {
 }
 
 fn fake(sizes: &[u16], refuse: bool) -> Fixture {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (device, seen) = FakeDevice::boxed(sizes, refuse);
     let line = Arc::new(CountingLine::default());
     let mem = test_util::memory();
-    let device = FakeDevice {
-        seen: seen.clone(),
-        sizes: sizes.to_vec(),
-        refuse,
-    };
     Fixture {
-        transport: MmioTransport::new(Box::new(device), mem.clone(), line.clone()),
+        transport: MmioTransport::new(device, mem.clone(), line.clone()),
         seen,
         line,
         mem,

@@ -20,16 +20,11 @@ struct Fixture {
 }
 
 fn core(sizes: &[u16], refuse: bool) -> Fixture {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (device, seen) = FakeDevice::boxed(sizes, refuse);
     let irq = Arc::new(CountingInterrupt::default());
     let mem = test_util::memory();
-    let device = FakeDevice {
-        seen: seen.clone(),
-        sizes: sizes.to_vec(),
-        refuse,
-    };
     Fixture {
-        core: TransportCore::new("test", Box::new(device), mem.clone(), irq.clone()),
+        core: TransportCore::new("test", device, mem.clone(), irq.clone()),
         seen,
         irq,
         mem,
