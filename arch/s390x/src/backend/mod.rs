@@ -220,7 +220,7 @@ fn map_guest_memory(size: usize) -> Result<(GuestMemory, u64)> {
 /// reaches the DIAG 0x500 intercept, which writes the same `EventFd`
 /// (`ChannelSubsystem::notify`). Returns how notifies arrive, for the log.
 fn bind_ccw_notifies(vm: &VmFd, id: SubchannelId, events: &[Arc<EventFd>]) -> String {
-    const INTERCEPT: &str = "through the DIAG 0x500 intercept";
+    const INTERCEPT: &str = "by DIAG 0x500 intercept";
     if events.is_empty() {
         return format!("{INTERCEPT} (the device has no kick EventFds)");
     }
@@ -243,7 +243,7 @@ fn bind_ccw_notifies(vm: &VmFd, id: SubchannelId, events: &[Arc<EventFd>]) -> St
         }
     }
     format!(
-        "through ioeventfd ({} queue(s); KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY)",
+        "by ioeventfd ({} queue(s), KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY)",
         events.len()
     )
 }
@@ -364,14 +364,13 @@ impl Vm for KvmS390Vm {
             })
             .ok_or_else(|| Error::Config("no free subchannel".into()))?;
         let notifies = bind_ccw_notifies(&self.vm, id, &events);
+        // Short lines: under Hercules they end up on a 3215 console that cuts long ones.
         log::info!(
-            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x} (device 0.{}.{:04x}), \
-             queue notifies {notifies}",
-            id.ssid,
-            id.number,
+            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x}",
             id.ssid,
             id.number
         );
+        log::info!("virtio-ccw: notifies {notifies}");
         Ok(None)
     }
 
@@ -472,13 +471,8 @@ impl KvmS390Vm {
             .get_or_insert_with(|| {
                 let r = adapter_routes::AdapterRouting::new(self.vm.clone());
                 match &r {
-                    Ok(_) => log::info!(
-                        "virtio-ccw adapter interrupts: through KVM adapter routes (FLIC, irqfd)"
-                    ),
-                    Err(why) => log::info!(
-                        "virtio-ccw adapter interrupts: set and injected by the device \
-                         thread (KVM_S390_INTERRUPT): no adapter routes here: {why}"
-                    ),
+                    Ok(_) => log::info!("virtio-ccw: adapter routes ready (FLIC, irqfd)"),
+                    Err(why) => log::info!("virtio-ccw: no adapter routes: {why}"),
                 }
                 r.map_err(|_| ())
             })
@@ -487,10 +481,7 @@ impl KvmS390Vm {
         match routing.device(queues) {
             Ok(routes) => Some(routes),
             Err(why) => {
-                log::info!(
-                    "virtio-ccw adapter interrupts of this device: set and injected by the \
-                     device thread: {why}"
-                );
+                log::info!("virtio-ccw: no adapter routes for this device: {why}");
                 None
             }
         }

@@ -626,12 +626,11 @@ impl Vcpu for KvmS390Vcpu {
             let (served, stsch) = self.machine.css.served();
             let diag = self.machine.css.diag_notifies();
             let injected = super::ADAPTER_INJECTED.load(std::sync::atomic::Ordering::Relaxed);
-            log::info!(
-                "channel subsystem: {served} I/O instructions served ({stsch} STSCH); \
-                 {diag} virtio notifies reached the DIAG 0x500 intercept (the rest, if any, \
-                 went through ioeventfd); {injected} adapter interruptions injected by the \
-                 VMM (the rest, if any, by KVM's adapter routes)"
-            );
+            // Short lines (see add_virtio_device): the rest of the notifies, if any, came
+            // by ioeventfd, the rest of the adapter interruptions by KVM's adapter routes.
+            log::info!("css: {served} I/O instructions served ({stsch} STSCH)");
+            log::info!("css: {diag} notifies by DIAG 0x500 intercept");
+            log::info!("css: {injected} adapter interrupts injected by the VMM");
         }
         Ok(match outcome {
             Outcome::Handled => VcpuExit::Handled,
