@@ -22,12 +22,14 @@ pub mod mmio;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod vsock;
 pub mod worker;
 
 pub use block::Block;
 pub use mmio::MmioTransport;
 pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
+pub use vsock::Vsock;
 
 /// Guest memory as devices see it (the same mapping every backend creates).
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
@@ -38,6 +40,7 @@ pub mod device_type {
     pub const BLOCK: u32 = 2;
     pub const CONSOLE: u32 = 3;
     pub const RNG: u32 = 4;
+    pub const VSOCK: u32 = 19;
 }
 
 /// Device-independent feature bits (virtio 1.2 §6).
