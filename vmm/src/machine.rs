@@ -14,6 +14,7 @@ use crate::disks::OpenDisk;
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread;
+use crate::vsock::OpenVsock;
 
 /// How a run ended, when it ended the way a guest ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -147,6 +148,7 @@ fn add_virtio_devices<V: Vm>(
     vm: &mut V,
     config: &Config,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
 ) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
     for disk in disks {
@@ -181,6 +183,27 @@ fn add_virtio_devices<V: Vm>(
             Err(e) => return Err(Error::Backend(e)),
         }
     }
+    if let Some(vsock) = vsock {
+        let device = vsock
+            .device()
+            .map_err(io_err("--vsock: setting up the device"))?;
+        match vm.add_virtio_device(Box::new(device)) {
+            Ok(transport) => transports.extend(transport),
+            Err(arch::Error::Unsupported { .. }) => {
+                return Err(Error::NotYet {
+                    flag: "--vsock",
+                    what: "virtio-vsock (no virtio transport on this architecture)",
+                })
+            }
+            Err(arch::Error::Config(why)) => {
+                return Err(Error::Input {
+                    flag: "--vsock",
+                    message: format!("socket={:?}: {why}", vsock.config.socket),
+                })
+            }
+            Err(e) => return Err(Error::Backend(e)),
+        }
+    }
     Ok(transports)
 }
 
@@ -200,9 +223,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     // Opened and locked once: every boot of the guest uses the same images.
     let disks = crate::disks::open(&config.disks)?;
+    // Bound once, removed when the run ends (`OpenVsock`'s drop).
+    let vsock = crate::vsock::open(config.vsock.as_ref())?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out, &disks, steering);
+    let result = run_boots(config, &console_out, &disks, vsock.as_ref(), steering);
     if let Some(s) = steering {
         s.refuse_all();
     }
@@ -214,10 +239,11 @@ fn run_boots(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out, disks, steering)?;
+        let outcome = run_on::<Host>(config, console_out, disks, vsock, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -243,12 +269,14 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 }
 
 /// One boot of the guest on a given backend, its console output going to `console_out`,
-/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`).
+/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`), its vsock
+/// socket `vsock` (from [`crate::vsock::open`]).
 /// The stop-signal and kick handlers must be installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
@@ -284,7 +312,7 @@ pub fn run_on<H: Hypervisor>(
             vcpus: config.cpus,
         })
         .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config, disks)?;
+    let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
     let mut request = BootRequest {
         kernel,
         initrd,
@@ -425,7 +453,7 @@ mod tests {
 
     #[test]
     fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
-        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[]) else {
+        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[], None) else {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
@@ -437,7 +465,7 @@ mod tests {
 
     #[test]
     fn no_virtio_flags_add_nothing() {
-        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[])
+        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[], None)
             .unwrap()
             .is_empty());
     }
