@@ -140,6 +140,27 @@ fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// Attach one virtio device for `flag`: a backend without a virtio transport makes it
+/// "not available" (`what` names the device and why); a full transport (its error says
+/// how many devices fit) is the user's error about `value`.
+fn attach<V: Vm>(
+    vm: &mut V,
+    device: Box<dyn devices::virtio::VirtioDevice>,
+    flag: &'static str,
+    what: &'static str,
+    value: String,
+) -> Result<Option<VirtioTransport>, Error> {
+    match vm.add_virtio_device(device) {
+        Ok(transport) => Ok(transport),
+        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { flag, what }),
+        Err(arch::Error::Config(why)) => Err(Error::Input {
+            flag,
+            message: format!("{value}: {why}"),
+        }),
+        Err(e) => Err(Error::Backend(e)),
+    }
+}
+
 /// Attach the virtio devices the flags ask for (before `load`: the firmware tables
 /// describe them). Returns the transports the VMM places on its MMIO bus.
 /// Disks come first, in flag order, so the guest finds them in that order (/dev/vda is the
@@ -152,57 +173,37 @@ fn add_virtio_devices<V: Vm>(
 ) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
     for disk in disks {
-        match vm.add_virtio_device(Box::new(disk.device())) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--disk",
-                    what: "virtio-blk (no virtio transport on this architecture)",
-                })
-            }
-            // The transport is full (its error says how many devices fit).
-            Err(arch::Error::Config(why)) => {
-                return Err(Error::Input {
-                    flag: "--disk",
-                    message: format!("{:?}: {why}", disk.config.path),
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        let value = format!("{:?}", disk.config.path);
+        transports.extend(attach(
+            vm,
+            Box::new(disk.device()),
+            "--disk",
+            "virtio-blk (no virtio transport on this architecture)",
+            value,
+        )?);
     }
     if config.rng {
         let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
-        match vm.add_virtio_device(Box::new(rng)) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--rng",
-                    what: "virtio-rng (no virtio transport on this architecture)",
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        transports.extend(attach(
+            vm,
+            Box::new(rng),
+            "--rng",
+            "virtio-rng (no virtio transport on this architecture)",
+            String::new(),
+        )?);
     }
     if let Some(vsock) = vsock {
         let device = vsock
             .device()
             .map_err(io_err("--vsock: setting up the device"))?;
-        match vm.add_virtio_device(Box::new(device)) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--vsock",
-                    what: "virtio-vsock (no virtio transport on this architecture)",
-                })
-            }
-            Err(arch::Error::Config(why)) => {
-                return Err(Error::Input {
-                    flag: "--vsock",
-                    message: format!("socket={:?}: {why}", vsock.config.socket),
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        let value = format!("socket={:?}", vsock.config.socket);
+        transports.extend(attach(
+            vm,
+            Box::new(device),
+            "--vsock",
+            "virtio-vsock (no virtio transport on this architecture)",
+            value,
+        )?);
     }
     Ok(transports)
 }

@@ -63,6 +63,41 @@ pub mod status {
     pub const FAILED: u8 = 0x80;
 }
 
+/// Read `data.len()` bytes of a configuration space `config` at `offset`; bytes past its
+/// end read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if start >= config.len() {
+        return;
+    }
+    let n = data.len().min(config.len() - start);
+    data[..n].copy_from_slice(&config[start..start + n]);
+}
+
+/// Warnings about one device's driver: the first [`DriverWarnings::LIMIT`] at warn level,
+/// the rest at debug level (a hostile driver cannot fill the log).
+#[derive(Debug, Default)]
+pub struct DriverWarnings {
+    count: u32,
+}
+
+impl DriverWarnings {
+    pub const LIMIT: u32 = 16;
+
+    /// Log `args` for device `name`.
+    pub fn warn(&mut self, name: &str, args: std::fmt::Arguments) {
+        if self.count < Self::LIMIT {
+            self.count += 1;
+            log::warn!("{name}: {args}");
+        } else {
+            log::debug!("{name}: {args}");
+        }
+    }
+}
+
 /// Why a device could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {

@@ -13,7 +13,7 @@ use super::image::{IoBackend, SECTOR_SIZE};
 use super::request::{self, kind, status, Buffer, Parsed, Request, SEGMENT_LEN};
 use super::{blk_features, Limits, SERIAL_LEN};
 use crate::virtio::worker::QueueHandler;
-use crate::virtio::{GuestMemory, VirtioInterrupt};
+use crate::virtio::{DriverWarnings, GuestMemory, VirtioInterrupt};
 
 /// The most requests one pass serves; the rest wait for the next pass, after the worker
 /// has looked for a stop request.
@@ -23,8 +23,6 @@ pub const MAX_BYTES_PER_PASS: u64 = 8 << 20;
 /// The largest read or write one request may ask for; larger ones get `IOERR` (Linux's
 /// requests are at most `max_sectors_kb`, 1280 KiB by default).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
-/// Warnings about one device's driver before they drop to debug level.
-const WARN_LIMIT: u32 = 16;
 
 pub(super) struct Active {
     pub mem: GuestMemory,
@@ -40,7 +38,7 @@ pub struct BlockQueue {
     pub(super) limits: Limits,
     pub(super) active: Active,
     pub(super) name: String,
-    warnings: u32,
+    warnings: DriverWarnings,
 }
 
 /// What one request came to: the status and the bytes written into the guest's buffers.
@@ -71,17 +69,12 @@ impl BlockQueue {
             limits,
             active,
             name,
-            warnings: 0,
+            warnings: DriverWarnings::default(),
         }
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        if self.warnings < WARN_LIMIT {
-            self.warnings += 1;
-            log::warn!("{}: {args}", self.name);
-        } else {
-            log::debug!("{}: {args}", self.name);
-        }
+        self.warnings.warn(&self.name, args);
     }
 
     /// Serve up to one pass's worth of requests; returns how many were used and whether

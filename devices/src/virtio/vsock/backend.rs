@@ -24,7 +24,7 @@ use vmm_sys_util::epoll::EventSet;
 use super::conn::{Broken, Conn, State};
 use super::packet::{self, op, Header, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use crate::virtio::worker::{QueueHandler, WorkerFds};
-use crate::virtio::{GuestMemory, VirtioInterrupt};
+use crate::virtio::{DriverWarnings, GuestMemory, VirtioInterrupt};
 
 /// The most tx packets, and the most rx buffers, one pass uses.
 pub const MAX_PACKETS_PER_PASS: usize = 64;
@@ -40,8 +40,6 @@ pub const MAX_PENDING_RSTS: usize = 256;
 const MAX_LINE: usize = 32;
 /// The first local port the device gives host-initiated connections.
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
-/// Warnings about one device's driver before they drop to debug level.
-const WARN_LIMIT: u32 = 16;
 const LISTENER_TOKEN: u64 = 0;
 
 pub(super) struct Active {
@@ -79,7 +77,7 @@ pub struct VsockQueues {
     /// The last rx pass found no buffer: reading host sockets waits for the guest's kick.
     rx_starved: bool,
     name: String,
-    warnings: u32,
+    warnings: DriverWarnings,
 }
 
 impl VsockQueues {
@@ -105,7 +103,7 @@ impl VsockQueues {
             cursor: (0, 0),
             rx_starved: false,
             name,
-            warnings: 0,
+            warnings: DriverWarnings::default(),
         }
     }
 
@@ -115,12 +113,7 @@ impl VsockQueues {
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        if self.warnings < WARN_LIMIT {
-            self.warnings += 1;
-            log::warn!("{}: {args}", self.name);
-        } else {
-            log::debug!("{}: {args}", self.name);
-        }
+        self.warnings.warn(&self.name, args);
     }
 
     fn token(&mut self) -> u64 {
