@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
+use std::ops::Bound;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -413,11 +414,17 @@ impl VsockQueues {
     fn fill_rx(&mut self) -> (usize, bool) {
         let mem = self.active.mem.clone();
         let mut used = 0;
-        let mut keys: Vec<Key> = self.conns.range(self.cursor..).map(|(k, _)| *k).collect();
-        keys.extend(self.conns.range(..self.cursor).map(|(k, _)| *k));
-        let mut at = 0;
+        // One packet per connection in turn, starting after the one served last.
+        let mut keys: Vec<Key> = self
+            .conns
+            .range((Bound::Excluded(self.cursor), Bound::Unbounded))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.extend(self.conns.range(..=self.cursor).map(|(k, _)| *k));
+        let (mut at, mut idle) = (0usize, 0usize);
         while used < MAX_PACKETS_PER_PASS {
-            if self.rsts.is_empty() && at >= keys.len() {
+            // `idle`: connections asked in a row without a packet; all of them: done.
+            if self.rsts.is_empty() && idle >= keys.len() {
                 return (used, false);
             }
             let Some(chain) = self.active.rx.pop_descriptor_chain(&mem) else {
@@ -437,18 +444,23 @@ impl VsockQueues {
                 Some((rst, Vec::new()))
             } else {
                 let mut found = None;
-                while found.is_none() && at < keys.len() {
-                    let key = keys[at];
+                while found.is_none() && idle < keys.len() {
+                    let key = keys[at % keys.len()];
+                    at += 1;
                     let Some(conn) = self.conns.get_mut(&key) else {
-                        at += 1;
+                        idle += 1;
                         continue;
                     };
                     match conn.next_packet(self.guest_cid, room) {
-                        Ok(Some(p)) => found = Some(p),
-                        Ok(None) => at += 1,
+                        Ok(Some(p)) => {
+                            idle = 0;
+                            self.cursor = key;
+                            found = Some(p);
+                        }
+                        Ok(None) => idle += 1,
                         Err(e) => {
                             self.reset(key, format_args!("host socket: {e:?}"));
-                            at += 1;
+                            idle += 1;
                         }
                     }
                 }
@@ -463,7 +475,6 @@ impl VsockQueues {
                 self.active.rx.set_next_avail(back);
                 return (used, false);
             };
-            self.cursor = (hdr.src_port, hdr.dst_port);
             match packet::write_rx(&mem, chain, &hdr, &data) {
                 Ok(n) => self.return_rx(head, n),
                 Err(e) => {

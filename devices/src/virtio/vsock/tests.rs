@@ -393,6 +393,26 @@ fn never_sends_the_guest_more_than_its_credit() {
 }
 
 #[test]
+fn busy_connections_take_turns() {
+    let mut f = fixture();
+    let (mut a, pa) = f.host_connect(10);
+    let (mut b, pb) = f.host_connect(11);
+    a.write_all(&[1u8; 64 << 10]).unwrap();
+    b.write_all(&[2u8; 64 << 10]).unwrap();
+    f.serve();
+    f.d.recv();
+    // Eight buffers for two connections with plenty to send: four each, alternating.
+    f.d.give_rx(8);
+    f.q.serve();
+    let got = f.d.recv();
+    assert_eq!(got.len(), 8);
+    let ports: Vec<u32> = got.iter().map(|(h, _)| h.src_port).collect();
+    assert_eq!(ports.iter().filter(|p| **p == pa).count(), 4, "{ports:?}");
+    assert_eq!(ports.iter().filter(|p| **p == pb).count(), 4, "{ports:?}");
+    assert!(ports.windows(2).all(|w| w[0] != w[1]), "{ports:?}");
+}
+
+#[test]
 fn guest_connects_to_a_host_port() {
     let mut f = fixture();
     let served = UnixListener::bind(port_path(&f.path, 5678)).unwrap();
