@@ -18,9 +18,11 @@ use std::ops::Bound;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::timerfd::TimerFd;
 
 use super::conn::{Broken, Conn, State};
 use super::packet::{self, op, Header, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
@@ -41,7 +43,11 @@ pub const MAX_PENDING_RSTS: usize = 256;
 const MAX_LINE: usize = 32;
 /// The first local port the device gives host-initiated connections.
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
+/// How long a host's `CONNECT` waits for the guest's answer before it is given up (RST to
+/// the guest, the host connection closed), as Firecracker does.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const LISTENER_TOKEN: u64 = 0;
+const TIMER_TOKEN: u64 = crate::virtio::worker::MAX_TOKEN;
 
 pub(super) struct Active {
     pub mem: GuestMemory,
@@ -67,6 +73,8 @@ pub struct VsockQueues {
     listener: Arc<UnixListener>,
     path: PathBuf,
     fds: Option<WorkerFds>,
+    /// Wakes the worker when the oldest unanswered `CONNECT` times out.
+    timer: Option<TimerFd>,
     pending: BTreeMap<u64, Pending>,
     conns: BTreeMap<Key, Conn>,
     tokens: HashMap<u64, Key>,
@@ -95,6 +103,7 @@ impl VsockQueues {
             listener,
             path,
             fds: None,
+            timer: None,
             pending: BTreeMap::new(),
             conns: BTreeMap::new(),
             tokens: HashMap::new(),
@@ -152,8 +161,11 @@ impl VsockQueues {
         if let Some(mut conn) = self.conns.remove(&key) {
             log::debug!("{}: connection {}:{} reset: {why}", self.name, key.0, key.1);
             self.tokens.remove(&conn.token);
-            let rst = conn.header(self.guest_cid, op::RST, 0, 0);
-            self.rsts.push_back(rst);
+            // A connection the guest never heard of (its REQUEST not sent yet) needs no RST.
+            if !conn.need_request {
+                let rst = conn.header(self.guest_cid, op::RST, 0, 0);
+                self.rsts.push_back(rst);
+            }
         }
     }
 
@@ -380,6 +392,39 @@ impl VsockQueues {
         None
     }
 
+    /// Give up host `CONNECT`s the guest left unanswered for [`CONNECT_TIMEOUT`]; arm the
+    /// timer for the next one.
+    fn expire_connects(&mut self) {
+        let now = Instant::now();
+        let waiting = || {
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.state == State::LocalInit)
+        };
+        let stale: Vec<Key> = waiting()
+            .filter(|(_, c)| now.duration_since(c.created) >= CONNECT_TIMEOUT)
+            .map(|(k, _)| *k)
+            .collect();
+        let next = waiting()
+            .map(|(_, c)| c.created + CONNECT_TIMEOUT)
+            .filter(|at| *at > now)
+            .min();
+        for key in stale {
+            self.reset(
+                key,
+                format_args!("the guest did not answer the host's CONNECT"),
+            );
+        }
+        if let (Some(timer), Some(at)) = (&mut self.timer, next) {
+            let wait = at
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            if let Err(e) = timer.reset(wait, None) {
+                log::error!("{}: cannot arm the CONNECT timer: {e}", self.name);
+            }
+        }
+    }
+
     /// Write guest data to the host sockets; finish and reset connections.
     fn flush_host(&mut self) -> bool {
         let mut budget = MAX_HOST_BYTES_PER_PASS;
@@ -555,10 +600,26 @@ impl QueueHandler for VsockQueues {
         if let Err(e) = fds.add(&*self.listener, LISTENER_TOKEN, EventSet::IN) {
             log::error!("{}: cannot wait on {:?}: {e}", self.name, self.path);
         }
+        match TimerFd::new() {
+            Ok(timer) => {
+                if let Err(e) = fds.add(&timer, TIMER_TOKEN, EventSet::IN) {
+                    log::error!("{}: cannot wait on the CONNECT timer: {e}", self.name);
+                }
+                self.timer = Some(timer);
+            }
+            Err(e) => log::error!("{}: no CONNECT timer: {e}", self.name),
+        }
         self.fds = Some(fds);
     }
 
     fn ready(&mut self, token: u64, events: EventSet) {
+        if token == TIMER_TOKEN {
+            // It expired (that is why it is ready): this read does not block.
+            if let Some(timer) = &mut self.timer {
+                let _ = timer.wait();
+            }
+            return;
+        }
         if !events.intersects(EventSet::HANG_UP | EventSet::ERROR) {
             return;
         }
@@ -576,6 +637,7 @@ impl QueueHandler for VsockQueues {
         self.rx_starved = false;
         let (tx_used, tx_more) = self.process_tx();
         let host_more = self.serve_host();
+        self.expire_connects();
         let flush_more = self.flush_host();
         let (rx_used, rx_more) = self.fill_rx();
         // Tx stopped on a full RST queue goes on once rx buffers drained some of it;

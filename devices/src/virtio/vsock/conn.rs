@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use vmm_sys_util::epoll::EventSet;
 
@@ -48,6 +49,9 @@ pub struct Conn {
     pub state: State,
     pub local_port: u32,
     pub peer_port: u32,
+    /// When the connection was made (a host's `CONNECT` the guest leaves unanswered
+    /// times out from here).
+    pub created: Instant,
     /// What the worker's epoll waits for (`None`: not registered any more).
     pub interest: Option<EventSet>,
     // Guest to host.
@@ -79,6 +83,7 @@ impl Conn {
             state,
             local_port: local,
             peer_port: peer,
+            created: Instant::now(),
             interest: Some(EventSet::empty()),
             to_host: VecDeque::new(),
             fwd_cnt: 0,

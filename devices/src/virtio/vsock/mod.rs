@@ -27,8 +27,9 @@
 //! chains in the wrong direction, outside guest memory, shorter than their `len` or longer
 //! than [`packet::MAX_PKT_LEN`] are dropped (logged); a guest that sends past its credit
 //! has that connection reset. The device never sends the guest more than its credit.
-//! Not done: a guest that never answers a host's `CONNECT` leaves that host connection
-//! waiting (no timeout yet).
+//! A host's `CONNECT` the guest does not answer within [`backend::CONNECT_TIMEOUT`] (2 s,
+//! as Firecracker) is given up: RST to the guest, the host connection closed (a timerfd
+//! the worker also waits on).
 
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;

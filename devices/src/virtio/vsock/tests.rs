@@ -334,6 +334,30 @@ fn a_host_connection_the_guest_refuses_is_closed() {
 }
 
 #[test]
+fn a_connect_the_guest_leaves_unanswered_times_out() {
+    let mut f = fixture();
+    let mut host = UnixStream::connect(&f.path).unwrap();
+    host.write_all(b"CONNECT 4321\n").unwrap();
+    f.d.give_rx(4);
+    let (req, _) = f.recv_one();
+    assert_eq!(req.op, op::REQUEST);
+    std::thread::sleep(super::backend::CONNECT_TIMEOUT + Duration::from_millis(100));
+    f.serve();
+    assert_eq!(f.q.connections(), 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(host.read(&mut buf).unwrap(), 0, "no OK, closed");
+    assert_eq!(ops(&f.d.recv()), [op::RST]);
+    // Each CONNECT has its own deadline.
+    let mut quick = UnixStream::connect(&f.path).unwrap();
+    quick.write_all(b"CONNECT 4322\n").unwrap();
+    f.serve_until(|f| f.q.connections() == 1 || !f.d.recv().is_empty());
+    std::thread::sleep(super::backend::CONNECT_TIMEOUT + Duration::from_millis(100));
+    f.serve();
+    assert_eq!(f.q.connections(), 0);
+    assert_eq!(quick.read(&mut buf).unwrap(), 0);
+}
+
+#[test]
 fn never_sends_the_guest_more_than_its_credit() {
     let mut f = fixture();
     let (mut host, local) = f.host_connect(7);
