@@ -53,6 +53,7 @@ fn help_lists_every_flag() {
         "--disk",
         "--net",
         "--rng",
+        "--vsock",
         "--console",
         "--shutdown-timeout",
     ] {
@@ -576,4 +577,64 @@ fn disk_bad_values() {
     }
     run_with_good_kernel(&["--disk", "readonly=on"])
         .assert_clean_error(CONFIG, &["--disk", "path="]);
+}
+
+// ---- --vsock: bad values and sockets are one line naming --vsock, exit 2 ----
+
+/// `--vsock cid=3,socket=<path><extra>` with the good kernel.
+fn run_with_vsock(path: &std::path::Path, extra: &str) -> RunOutput {
+    run_with_good_kernel(&[
+        "--vsock",
+        &format!("cid=3,socket={}{extra}", path_str(path)),
+    ])
+}
+
+#[test]
+fn vsock_is_accepted_a_stale_socket_replaced_and_the_socket_removed_at_exit() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let sock = dir.path().join("v.sock");
+    let out = run_with_vsock(&sock, ",id=vsock0");
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok");
+    assert!(!sock.exists(), "the socket outlived the run");
+    // A socket nobody listens on (a crashed VMM's) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    run_with_vsock(&sock, "").assert_guest_reset();
+    assert!(!sock.exists());
+}
+
+#[test]
+fn vsock_socket_in_use_not_a_socket_or_without_its_directory() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let sock = dir.path().join("busy.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    run_with_vsock(&sock, "").assert_clean_error(CONFIG, &["--vsock", "busy.sock", "listens"]);
+    assert!(sock.exists(), "someone else's socket was removed");
+    let file = dir.write("plain-file", b"keep me");
+    run_with_vsock(&file, "")
+        .assert_clean_error(CONFIG, &["--vsock", "plain-file", "not a socket"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    let missing = dir.path().join("no-such-dir/v.sock");
+    run_with_vsock(&missing, "")
+        .assert_clean_error(CONFIG, &["--vsock", "no-such-dir", "does not exist"]);
+}
+
+#[test]
+fn vsock_bad_values() {
+    for (value, says) in [
+        ("cid=2,socket=/tmp/pv-x.sock", "reserved"),
+        ("cid=0,socket=/tmp/pv-x.sock", "reserved"),
+        ("cid=4294967295,socket=/tmp/pv-x.sock", "reserved"),
+        ("cid=three,socket=/tmp/pv-x.sock", "whole number"),
+        ("cid=3", "socket="),
+        ("socket=/tmp/pv-x.sock", "cid="),
+        ("cid=3,socket=/tmp/pv-x.sock,port=1", "unknown option"),
+        ("3,/tmp/pv-x.sock", "key=value"),
+    ] {
+        let out = run_with_good_kernel(&["--vsock", value]);
+        out.assert_clean_error(CONFIG, &["--vsock", value, says]);
+    }
 }

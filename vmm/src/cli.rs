@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    parse_console, parse_cpus, parse_disk, parse_net, parse_shutdown_timeout, parse_size, Config,
-    ConsoleMode, DiskConfig, NetConfig,
+    parse_console, parse_cpus, parse_disk, parse_net, parse_shutdown_timeout, parse_size,
+    parse_vsock, Config, ConsoleMode, DiskConfig, NetConfig, VsockConfig,
 };
 
 /// Default guest memory when `--memory` is not given.
@@ -106,6 +106,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub rng: bool,
 
+    /// Virtio socket device (virtio-vsock) for guest CID N (3 to 4294967294), its host side
+    /// on the Unix socket PATH, as Firecracker and Cloud Hypervisor do it: a host process
+    /// connects to PATH and writes `CONNECT <port>\n` to reach guest port <port> (answered
+    /// `OK <local port>\n`); a guest connecting to host port P (CID 2) reaches the Unix
+    /// socket PATH_P. PATH is created (a stale socket nobody listens on is replaced) and
+    /// removed at exit; its directory must exist. `id=ID` names it in messages.
+    #[arg(long, value_name = "cid=N,socket=PATH[,id=ID]", value_parser = parse_vsock)]
+    pub vsock: Option<VsockConfig>,
+
     /// Serial console: `tty` (stdout; stdin when it is a terminal or pipe), `off`, or
     /// `file=PATH` (created or truncated; `,max-size=SIZE` keeps only the first SIZE bytes).
     /// Output the sink cannot take at once is dropped and counted, never waited for.
@@ -154,6 +163,7 @@ impl RunArgs {
             disks: self.disk,
             nets: self.net,
             rng: self.rng,
+            vsock: self.vsock,
             console: self.console,
             shutdown_timeout: self.shutdown_timeout,
             boot_timer: self.boot_timer,
@@ -183,7 +193,7 @@ mod tests {
         assert_eq!(c.memory_bytes, 512 << 20);
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
         assert_eq!(c.console, ConsoleMode::Tty);
-        assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng);
+        assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng && c.vsock.is_none());
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
         assert!(!c.boot_timer);
         assert_eq!(c.on_reset, OnReset::Exit);
@@ -210,6 +220,8 @@ mod tests {
             "--net",
             "tap=tap0",
             "--rng",
+            "--vsock",
+            "cid=3,socket=/tmp/v.sock",
             "--console",
             "off",
             "--shutdown-timeout",
@@ -232,6 +244,7 @@ mod tests {
         assert!(c.disks[0].readonly);
         assert_eq!(c.nets[0].tap, "tap0");
         assert!(c.rng);
+        assert_eq!(c.vsock.as_ref().map(|v| v.cid), Some(3));
         assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));
         assert!(c.boot_timer);
@@ -274,7 +287,7 @@ mod tests {
         let man = String::from_utf8(man).unwrap();
         assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
         for flag in [
-            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console",
+            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console", "vsock",
         ] {
             assert!(
                 man.contains(&format!("\\-\\-{flag}")),
@@ -304,6 +317,7 @@ mod tests {
             "--disk",
             "--net",
             "--rng",
+            "--vsock",
             "--console",
             "--shutdown-timeout",
             "--boot-timer",

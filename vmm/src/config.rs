@@ -36,6 +36,15 @@ pub struct DiskConfig {
 /// The longest `serial=` (virtio-blk's `GET_ID` answer is 20 bytes).
 pub const MAX_SERIAL_LEN: usize = 20;
 
+/// A `--vsock` request: the guest's CID and the Unix socket its host side listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    pub cid: u64,
+    pub socket: PathBuf,
+    /// A name for the device in the VMM's messages.
+    pub id: Option<String>,
+}
+
 /// A `--net` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
@@ -55,6 +64,7 @@ pub struct Config {
     pub disks: Vec<DiskConfig>,
     pub nets: Vec<NetConfig>,
     pub rng: bool,
+    pub vsock: Option<VsockConfig>,
     pub console: ConsoleMode,
     /// How long SIGTERM waits for the guest to power off after its power button is pressed.
     pub shutdown_timeout: std::time::Duration,
@@ -179,6 +189,42 @@ pub fn parse_disk(s: &str) -> Result<DiskConfig, String> {
     }
     disk.path = path.ok_or("path= is required")?;
     Ok(disk)
+}
+
+/// Parse `cid=N,socket=PATH[,id=ID]` (N from 3 to 2^32 - 2: 0, 1 and 2 are reserved, 2
+/// being the host, and 2^32 - 1 is `VMADDR_CID_ANY`).
+pub fn parse_vsock(s: &str) -> Result<VsockConfig, String> {
+    use devices::virtio::vsock::{MAX_GUEST_CID, MIN_GUEST_CID};
+    let (mut cid, mut socket, mut id) = (None, None, None);
+    for (k, v) in key_values(s)? {
+        match k {
+            "cid" => {
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("cid {v:?} is not a whole number"))?;
+                if !(MIN_GUEST_CID..=MAX_GUEST_CID).contains(&n) {
+                    return Err(format!(
+                        "cid {n} is reserved or too large (use {MIN_GUEST_CID} to {MAX_GUEST_CID})"
+                    ));
+                }
+                cid = Some(n);
+            }
+            "socket" if !v.is_empty() => socket = Some(PathBuf::from(v)),
+            "socket" => return Err("socket= needs a path".into()),
+            "id" if v.is_empty() => return Err("id= needs a name".into()),
+            "id" => id = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown option {k:?} (expected cid=, socket=, id=)"
+                ))
+            }
+        }
+    }
+    Ok(VsockConfig {
+        cid: cid.ok_or("cid= is required")?,
+        socket: socket.ok_or("socket= is required")?,
+        id,
+    })
 }
 
 /// Parse a MAC address `aa:bb:cc:dd:ee:ff` (unicast).
@@ -423,6 +469,36 @@ mod tests {
             .contains("max-size"));
         assert!(parse_console("file=,max-size=1K").is_err());
         assert!(parse_console("pty").is_err());
+    }
+
+    #[test]
+    fn vsock() {
+        assert_eq!(
+            parse_vsock("cid=3,socket=/tmp/v.sock"),
+            Ok(VsockConfig {
+                cid: 3,
+                socket: "/tmp/v.sock".into(),
+                id: None
+            })
+        );
+        assert_eq!(
+            parse_vsock("socket=/s,cid=4294967294,id=v0").map(|v| (v.cid, v.id)),
+            Ok((4294967294, Some("v0".into())))
+        );
+        for cid in ["0", "1", "2", "4294967295", "18446744073709551615"] {
+            let e = parse_vsock(&format!("cid={cid},socket=/s")).unwrap_err();
+            assert!(e.contains("reserved"), "{cid}: {e}");
+        }
+        assert!(parse_vsock("cid=x,socket=/s")
+            .unwrap_err()
+            .contains("whole"));
+        assert!(parse_vsock("cid=3").unwrap_err().contains("socket="));
+        assert!(parse_vsock("socket=/s").unwrap_err().contains("cid="));
+        assert!(parse_vsock("cid=3,socket=").is_err());
+        assert!(parse_vsock("cid=3,socket=/s,port=5")
+            .unwrap_err()
+            .contains("unknown option \"port\""));
+        assert!(parse_vsock("3,/s").is_err());
     }
 
     #[test]

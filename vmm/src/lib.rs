@@ -17,6 +17,7 @@ pub mod run_control;
 pub mod signals;
 pub mod terminal;
 mod vcpu_thread;
+pub mod vsock;
 
 pub use config::{Config, ConfigError};
 pub use machine::{run, run_with, Error, RunOutcome};

@@ -14,6 +14,7 @@ use crate::disks::OpenDisk;
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread;
+use crate::vsock::OpenVsock;
 
 /// How a run ended, when it ended the way a guest ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -139,6 +140,27 @@ fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// Attach one virtio device for `flag`: a backend without a virtio transport makes it
+/// "not available" (`what` names the device and why); a full transport (its error says
+/// how many devices fit) is the user's error about `value`.
+fn attach<V: Vm>(
+    vm: &mut V,
+    device: Box<dyn devices::virtio::VirtioDevice>,
+    flag: &'static str,
+    what: &'static str,
+    value: String,
+) -> Result<Option<VirtioTransport>, Error> {
+    match vm.add_virtio_device(device) {
+        Ok(transport) => Ok(transport),
+        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { flag, what }),
+        Err(arch::Error::Config(why)) => Err(Error::Input {
+            flag,
+            message: format!("{value}: {why}"),
+        }),
+        Err(e) => Err(Error::Backend(e)),
+    }
+}
+
 /// Attach the virtio devices the flags ask for (before `load`: the firmware tables
 /// describe them). Returns the transports the VMM places on its MMIO bus.
 /// Disks come first, in flag order, so the guest finds them in that order (/dev/vda is the
@@ -147,39 +169,41 @@ fn add_virtio_devices<V: Vm>(
     vm: &mut V,
     config: &Config,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
 ) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
     for disk in disks {
-        match vm.add_virtio_device(Box::new(disk.device())) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--disk",
-                    what: "virtio-blk (no virtio transport on this architecture)",
-                })
-            }
-            // The transport is full (its error says how many devices fit).
-            Err(arch::Error::Config(why)) => {
-                return Err(Error::Input {
-                    flag: "--disk",
-                    message: format!("{:?}: {why}", disk.config.path),
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        let value = format!("{:?}", disk.config.path);
+        transports.extend(attach(
+            vm,
+            Box::new(disk.device()),
+            "--disk",
+            "virtio-blk (no virtio transport on this architecture)",
+            value,
+        )?);
     }
     if config.rng {
         let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
-        match vm.add_virtio_device(Box::new(rng)) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--rng",
-                    what: "virtio-rng (no virtio transport on this architecture)",
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        transports.extend(attach(
+            vm,
+            Box::new(rng),
+            "--rng",
+            "virtio-rng (no virtio transport on this architecture)",
+            String::new(),
+        )?);
+    }
+    if let Some(vsock) = vsock {
+        let device = vsock
+            .device()
+            .map_err(io_err("--vsock: setting up the device"))?;
+        let value = format!("socket={:?}", vsock.config.socket);
+        transports.extend(attach(
+            vm,
+            Box::new(device),
+            "--vsock",
+            "virtio-vsock (no virtio transport on this architecture)",
+            value,
+        )?);
     }
     Ok(transports)
 }
@@ -200,9 +224,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     // Opened and locked once: every boot of the guest uses the same images.
     let disks = crate::disks::open(&config.disks)?;
+    // Bound once, removed when the run ends (`OpenVsock`'s drop).
+    let vsock = crate::vsock::open(config.vsock.as_ref())?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out, &disks, steering);
+    let result = run_boots(config, &console_out, &disks, vsock.as_ref(), steering);
     if let Some(s) = steering {
         s.refuse_all();
     }
@@ -214,10 +240,11 @@ fn run_boots(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out, disks, steering)?;
+        let outcome = run_on::<Host>(config, console_out, disks, vsock, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -243,12 +270,14 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 }
 
 /// One boot of the guest on a given backend, its console output going to `console_out`,
-/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`).
+/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`), its vsock
+/// socket `vsock` (from [`crate::vsock::open`]).
 /// The stop-signal and kick handlers must be installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    vsock: Option<&OpenVsock>,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
@@ -284,7 +313,7 @@ pub fn run_on<H: Hypervisor>(
             vcpus: config.cpus,
         })
         .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config, disks)?;
+    let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
     let mut request = BootRequest {
         kernel,
         initrd,
@@ -425,7 +454,7 @@ mod tests {
 
     #[test]
     fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
-        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[]) else {
+        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[], None) else {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
@@ -437,7 +466,7 @@ mod tests {
 
     #[test]
     fn no_virtio_flags_add_nothing() {
-        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[])
+        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[], None)
             .unwrap()
             .is_empty());
     }

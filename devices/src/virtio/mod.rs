@@ -25,12 +25,14 @@ pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod transport;
+pub mod vsock;
 pub mod worker;
 
 pub use block::Block;
 pub use mmio::MmioTransport;
 pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
+pub use vsock::Vsock;
 
 /// Guest memory as devices see it (the same mapping every backend creates).
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
@@ -41,6 +43,7 @@ pub mod device_type {
     pub const BLOCK: u32 = 2;
     pub const CONSOLE: u32 = 3;
     pub const RNG: u32 = 4;
+    pub const VSOCK: u32 = 19;
 }
 
 /// Device-independent feature bits (virtio 1.2 §6).
@@ -61,6 +64,41 @@ pub mod status {
     pub const FEATURES_OK: u8 = 8;
     pub const DEVICE_NEEDS_RESET: u8 = 0x40;
     pub const FAILED: u8 = 0x80;
+}
+
+/// Read `data.len()` bytes of a configuration space `config` at `offset`; bytes past its
+/// end read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if start >= config.len() {
+        return;
+    }
+    let n = data.len().min(config.len() - start);
+    data[..n].copy_from_slice(&config[start..start + n]);
+}
+
+/// Warnings about one device's driver: the first [`DriverWarnings::LIMIT`] at warn level,
+/// the rest at debug level (a hostile driver cannot fill the log).
+#[derive(Debug, Default)]
+pub struct DriverWarnings {
+    count: u32,
+}
+
+impl DriverWarnings {
+    pub const LIMIT: u32 = 16;
+
+    /// Log `args` for device `name`.
+    pub fn warn(&mut self, name: &str, args: std::fmt::Arguments) {
+        if self.count < Self::LIMIT {
+            self.count += 1;
+            log::warn!("{name}: {args}");
+        } else {
+            log::debug!("{name}: {args}");
+        }
+    }
 }
 
 /// Why a device could not start.

@@ -18,7 +18,10 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::worker::{ActiveQueue, QueueHandler, Worker};
-use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
+use super::{
+    device_type, features, ActivateError, DriverWarnings, GuestMemory, VirtioDevice,
+    VirtioInterrupt,
+};
 
 /// The request queue's largest size.
 pub const QUEUE_SIZE: u16 = 256;
@@ -30,8 +33,6 @@ pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 pub const MAX_REQUESTS_PER_PASS: usize = 64;
 /// The most bytes one pass writes into guest memory.
 pub const MAX_BYTES_PER_PASS: usize = 1 << 20;
-/// Warnings about one device's driver before they drop to debug level.
-const WARN_LIMIT: u32 = 16;
 
 /// The request queue of an activated device and what serves it: runs on the device's
 /// worker thread ([`Worker`]), in passes bounded by [`MAX_REQUESTS_PER_PASS`] and
@@ -40,7 +41,7 @@ pub struct RngQueue {
     source: Box<dyn Read + Send>,
     active: ActiveQueue,
     buffer: Vec<u8>,
-    warnings: u32,
+    warnings: DriverWarnings,
 }
 
 impl RngQueue {
@@ -49,12 +50,12 @@ impl RngQueue {
             source,
             active,
             buffer: Vec::new(),
-            warnings: 0,
+            warnings: DriverWarnings::default(),
         }
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        warn(&mut self.warnings, args);
+        self.warnings.warn("virtio-rng", args);
     }
 
     /// Serve up to one pass's worth of available requests and interrupt the driver if it
@@ -117,26 +118,14 @@ impl RngQueue {
     }
 }
 
-/// Warn about the driver, up to [`WARN_LIMIT`] times, then at debug level.
-fn warn(count: &mut u32, args: std::fmt::Arguments) {
-    if *count < WARN_LIMIT {
-        *count += 1;
-        log::warn!("virtio-rng: {args}");
-    } else {
-        log::debug!("virtio-rng: {args}");
-    }
-}
-
 impl QueueHandler for RngQueue {
     fn serve(&mut self) -> bool {
         let (used, out_of_budget) = self.serve_available();
         log::trace!("virtio-rng: {used} requests served");
-        let mut warnings = self.warnings;
-        let more = self.active.end_pass(0, used, out_of_budget, &mut |args| {
-            warn(&mut warnings, args)
-        });
-        self.warnings = warnings;
-        more
+        let warnings = &mut self.warnings;
+        self.active.end_pass(0, used, out_of_budget, &mut |args| {
+            warnings.warn("virtio-rng", args)
+        })
     }
 }
 

@@ -9,12 +9,19 @@
 //! goes back to epoll, so a stop request is seen between two bounded passes however fast a
 //! guest keeps adding requests: nothing is lost, nothing is unbounded.
 //!
-//! Written here rather than with `event-manager`: one thread with two event sources does
+//! A device with a host backend that has file descriptors of its own (vsock's Unix
+//! sockets) gets a [`WorkerFds`] in [`QueueHandler::attach`] and adds, changes and removes
+//! them with tokens of its choosing; when one is ready the worker calls
+//! [`QueueHandler::ready`] and then a pass of [`QueueHandler::serve`], as for a kick. The
+//! handler keeps the interest of each fd to what it can act on (no `IN` while it cannot
+//! take more input), so a ready fd never makes the worker spin.
+//!
+//! Written here rather than with `event-manager`: one thread with a few event sources does
 //! not need a subscriber registry, and this keeps the device crate free of `unsafe`.
 //! The kick `EventFd` is what a later change binds to `KVM_IOEVENTFD`.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +33,14 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 pub trait QueueHandler: Send + 'static {
     /// Serve a bounded amount of the pending work; return `true` when more is pending.
     fn serve(&mut self) -> bool;
+
+    /// Called once on the worker thread before the first pass: a handler with file
+    /// descriptors of its own keeps `fds` to register them. The default ignores it.
+    fn attach(&mut self, _fds: WorkerFds) {}
+
+    /// A file descriptor registered through [`WorkerFds`] with `token` is ready
+    /// (`events`); a pass of [`QueueHandler::serve`] follows. The default ignores it.
+    fn ready(&mut self, _token: u64, _events: EventSet) {}
 }
 
 /// A queue an activated device serves: the memory its rings are in, how to interrupt the
@@ -95,8 +110,50 @@ impl ActiveQueue {
     }
 }
 
-const KICK: u64 = 1;
-const STOP: u64 = 2;
+
+const KICK: u64 = u64::MAX;
+const STOP: u64 = u64::MAX - 1;
+/// The largest token a handler may use (the worker keeps the two above).
+pub const MAX_TOKEN: u64 = u64::MAX - 2;
+
+/// The worker's epoll, as a handler sees it: add, change and remove the handler's own
+/// file descriptors, each with a token (at most [`MAX_TOKEN`]) it gets back in
+/// [`QueueHandler::ready`]. Level-triggered.
+#[derive(Clone)]
+pub struct WorkerFds {
+    epoll: Arc<Epoll>,
+}
+
+impl WorkerFds {
+    fn ctl(&self, op: ControlOperation, fd: RawFd, token: u64, events: EventSet) -> io::Result<()> {
+        if token > MAX_TOKEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "worker token out of range",
+            ));
+        }
+        self.epoll.ctl(op, fd, EpollEvent::new(events, token))
+    }
+
+    /// Wait on `fd` for `events` too.
+    pub fn add(&self, fd: &impl AsRawFd, token: u64, events: EventSet) -> io::Result<()> {
+        self.ctl(ControlOperation::Add, fd.as_raw_fd(), token, events)
+    }
+
+    /// Change what `fd` is waited on for (an empty set keeps it registered, silent).
+    pub fn modify(&self, fd: &impl AsRawFd, token: u64, events: EventSet) -> io::Result<()> {
+        self.ctl(ControlOperation::Modify, fd.as_raw_fd(), token, events)
+    }
+
+    /// Stop waiting on `fd` (closing it does that too).
+    pub fn remove(&self, fd: &impl AsRawFd) -> io::Result<()> {
+        self.epoll.ctl(
+            ControlOperation::Delete,
+            fd.as_raw_fd(),
+            EpollEvent::default(),
+        )
+    }
+}
 
 /// How long [`Worker::stop`] waits for the thread before leaving it behind.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(2);
@@ -133,7 +190,7 @@ impl<H: QueueHandler> Worker<H> {
         let thread_kick = kick.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || run(epoll, &thread_kick, handler))?;
+            .spawn(move || run(Arc::new(epoll), &thread_kick, handler))?;
         Ok(Self {
             kick,
             stop,
@@ -199,8 +256,11 @@ impl<H: QueueHandler> Drop for Worker<H> {
     }
 }
 
-fn run<H: QueueHandler>(epoll: Epoll, kick: &EventFd, mut handler: H) -> H {
-    let mut events = [EpollEvent::default(); 2];
+fn run<H: QueueHandler>(epoll: Arc<Epoll>, kick: &EventFd, mut handler: H) -> H {
+    handler.attach(WorkerFds {
+        epoll: epoll.clone(),
+    });
+    let mut events = [EpollEvent::default(); 32];
     loop {
         let n = match epoll.wait(-1, &mut events) {
             Ok(n) => n,
@@ -211,20 +271,24 @@ fn run<H: QueueHandler>(epoll: Epoll, kick: &EventFd, mut handler: H) -> H {
             }
         };
         let mut kicked = false;
+        let mut serve = false;
         for event in &events[..n] {
             match event.data() {
                 STOP => return handler,
                 KICK => kicked = true,
-                _ => {}
+                token => {
+                    handler.ready(token, event.event_set());
+                    serve = true;
+                }
             }
         }
         if kicked {
             // Reset the counter before serving, so a kick during the pass is not lost.
             let _ = kick.read();
-            if handler.serve() {
-                // More is pending: come back after looking at the stop event again.
-                let _ = kick.write(1);
-            }
+        }
+        // More pending: come back after looking at the stop event again.
+        if (kicked || serve) && handler.serve() {
+            let _ = kick.write(1);
         }
     }
 }
@@ -292,5 +356,51 @@ mod tests {
         let t0 = Instant::now();
         assert!(worker.stop().is_some());
         assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_handler_fd_wakes_the_worker_with_its_token() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+
+        struct Echo {
+            sock: UnixStream,
+            tokens: Arc<std::sync::Mutex<Vec<u64>>>,
+            got: Arc<AtomicU64>,
+        }
+        impl QueueHandler for Echo {
+            fn attach(&mut self, fds: WorkerFds) {
+                assert!(fds.add(&self.sock, MAX_TOKEN + 1, EventSet::IN).is_err());
+                fds.add(&self.sock, 7, EventSet::IN).unwrap();
+            }
+            fn ready(&mut self, token: u64, events: EventSet) {
+                assert!(events.contains(EventSet::IN));
+                self.tokens.lock().unwrap().push(token);
+            }
+            fn serve(&mut self) -> bool {
+                let mut buf = [0u8; 16];
+                if let Ok(n) = self.sock.read(&mut buf) {
+                    self.got.fetch_add(n as u64, Ordering::SeqCst);
+                }
+                false
+            }
+        }
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let tokens = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let got = Arc::new(AtomicU64::new(0));
+        let worker = Worker::spawn(
+            "fd-worker",
+            Echo {
+                sock: a,
+                tokens: tokens.clone(),
+                got: got.clone(),
+            },
+        )
+        .unwrap();
+        b.write_all(b"abc").unwrap();
+        wait_until(|| got.load(Ordering::SeqCst) == 3);
+        assert_eq!(tokens.lock().unwrap()[0], 7);
+        assert!(worker.stop().is_some());
     }
 }

@@ -13,7 +13,7 @@ use super::image::{IoBackend, SECTOR_SIZE};
 use super::request::{self, kind, status, Buffer, Parsed, Request, SEGMENT_LEN};
 use super::{blk_features, Limits, SERIAL_LEN};
 use crate::virtio::worker::{ActiveQueue, QueueHandler};
-use crate::virtio::GuestMemory;
+use crate::virtio::{DriverWarnings, GuestMemory};
 
 /// The most requests one pass serves; the rest wait for the next pass, after the worker
 /// has looked for a stop request.
@@ -24,8 +24,6 @@ pub const MAX_BYTES_PER_PASS: u64 = 8 << 20;
 /// that keeps to `size_max` and `seg_max` never asks for more (Linux's requests are at
 /// most `max_sectors_kb`, 1280 KiB by default).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
-/// Warnings about one device's driver before they drop to debug level.
-const WARN_LIMIT: u32 = 16;
 
 /// What serves the request queue.
 pub struct BlockQueue {
@@ -35,7 +33,7 @@ pub struct BlockQueue {
     pub(super) limits: Limits,
     pub(super) active: ActiveQueue,
     pub(super) name: String,
-    warnings: u32,
+    warnings: DriverWarnings,
 }
 
 /// What one request came to: the status and the bytes written into the guest's buffers.
@@ -66,12 +64,12 @@ impl BlockQueue {
             limits,
             active,
             name,
-            warnings: 0,
+            warnings: DriverWarnings::default(),
         }
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        warn(&mut self.warnings, &self.name, args);
+        self.warnings.warn(&self.name, args);
     }
 
     /// Serve up to one pass's worth of requests; returns how many were used and whether
@@ -315,22 +313,12 @@ fn guest_slices<'m>(
     Ok(out)
 }
 
-/// Warn about the driver, up to [`WARN_LIMIT`] times, then at debug level.
-fn warn(count: &mut u32, name: &str, args: std::fmt::Arguments) {
-    if *count < WARN_LIMIT {
-        *count += 1;
-        log::warn!("{name}: {args}");
-    } else {
-        log::debug!("{name}: {args}");
-    }
-}
-
 impl QueueHandler for BlockQueue {
     fn serve(&mut self) -> bool {
         let (used, out_of_budget) = self.serve_available();
         let (warnings, name) = (&mut self.warnings, &self.name);
         self.active.end_pass(0, used, out_of_budget, &mut |args| {
-            warn(warnings, name, args)
+            warnings.warn(name, args)
         })
     }
 }

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The `--vsock` Unix socket: bound once per run, before any guest runs, held across every
+//! boot `--on-reset restart` makes (each boot gets a fresh virtio-vsock device listening
+//! on it), and removed when the run ends.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use devices::virtio::Vsock;
+
+use crate::config::VsockConfig;
+use crate::machine::Error;
+
+/// The bound socket of a `--vsock`; dropping it removes the socket file.
+pub struct OpenVsock {
+    pub listener: Arc<UnixListener>,
+    pub config: VsockConfig,
+}
+
+impl OpenVsock {
+    /// A virtio-vsock device on this socket, for one boot.
+    pub fn device(&self) -> io::Result<Vsock> {
+        Vsock::new(
+            self.config.cid,
+            self.listener.clone(),
+            self.config.socket.clone(),
+            format!(
+                "virtio-vsock {}",
+                self.config.id.as_deref().unwrap_or("vsock0")
+            ),
+        )
+    }
+}
+
+impl Drop for OpenVsock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config.socket);
+    }
+}
+
+fn input(config: &VsockConfig, why: String) -> Error {
+    Error::Input {
+        flag: "--vsock",
+        message: format!("socket={:?}: {why}", config.socket),
+    }
+}
+
+/// Bind the `--vsock` socket. Refuses, naming the path: a missing directory, a path that
+/// exists and is not a socket, a socket another process listens on. A stale socket (nobody
+/// listening) is removed and bound again, as Cloud Hypervisor does.
+pub fn open(config: Option<&VsockConfig>) -> Result<Option<OpenVsock>, Error> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let path = &config.socket;
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => return Err(input(config, "is not a file path".into())),
+    };
+    if !dir.is_dir() {
+        return Err(input(config, format!("directory {dir:?} does not exist")));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(input(
+                    config,
+                    "another process listens on this socket".into(),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                log::info!("--vsock: removing the stale socket {path:?}");
+                std::fs::remove_file(path).map_err(|e| input(config, e.to_string()))?;
+            }
+            Err(e) => return Err(input(config, e.to_string())),
+        },
+        Ok(_) => return Err(input(config, "exists and is not a socket".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(input(config, e.to_string())),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| input(config, e.to_string()))?;
+    Ok(Some(OpenVsock {
+        listener: Arc::new(listener),
+        config: config.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &Path) -> VsockConfig {
+        VsockConfig {
+            cid: 3,
+            socket: path.to_path_buf(),
+            id: None,
+        }
+    }
+
+    fn message(r: Result<Option<OpenVsock>, Error>) -> String {
+        let Err(e) = r else { panic!("accepted") };
+        assert_eq!(e.exit_code(), 2);
+        let line = e.to_string();
+        assert!(line.starts_with("--vsock socket="), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        line
+    }
+
+    #[test]
+    fn binds_replaces_stale_refuses_the_rest_and_cleans_up() {
+        let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/pv-vsock").unwrap();
+        let path = dir.as_path().join("v.sock");
+        assert!(open(None).unwrap().is_none());
+        let open1 = open(Some(&config(&path))).unwrap().unwrap();
+        assert!(path.exists());
+        // In use by a listener (this one): refused.
+        assert!(message(open(Some(&config(&path)))).contains("another process"));
+        drop(open1);
+        assert!(!path.exists(), "removed at the end");
+        // Stale: a socket nobody listens on is replaced.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let again = open(Some(&config(&path))).unwrap().unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(again);
+        // A regular file, a missing directory.
+        std::fs::write(&path, b"x").unwrap();
+        assert!(message(open(Some(&config(&path)))).contains("not a socket"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        let missing = dir.as_path().join("nope/v.sock");
+        assert!(message(open(Some(&config(&missing)))).contains("does not exist"));
+    }
+}
