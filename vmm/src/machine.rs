@@ -313,10 +313,13 @@ pub fn run_on<H: Hypervisor>(
                 result
             }
             (VmCommand::Resume, true) => {
-                vcpu_thread::resume_all(&threads);
-                paused = false;
-                log::info!("VM resumed");
-                Ok(())
+                let result = vcpu_thread::resume_all(&threads, vcpu_thread::STOP_DEADLINE)
+                    .map_err(|names| CommandError::DidNotResume(names.join(", ")));
+                paused = false; // even when late, they run as soon as they can
+                if result.is_ok() {
+                    log::info!("VM resumed");
+                }
+                result
             }
         }
     };
