@@ -7,7 +7,7 @@ use arch::{BootRequest, Hypervisor, VirtioTransport, Vm, VmConfig};
 use devices::virtio::Rng;
 use devices::{VmControl, VmExitReason};
 
-use crate::config::{format_size, Config, ConfigError};
+use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::host::Host;
@@ -33,11 +33,8 @@ pub enum Error {
     Kernel(boot::Error),
     #[error("--initrd {0}")]
     Initrd(boot::Error),
-    #[error("{flag}: {what} is not available in this version of Polyvisor yet")]
-    NotYet {
-        flag: &'static str,
-        what: &'static str,
-    },
+    #[error("{}: {what} is not available in this version of Polyvisor yet", field.flag())]
+    NotYet { field: Field, what: &'static str },
     #[error("{0}")]
     Backend(arch::Error),
     #[error("{what}: {source}")]
@@ -49,8 +46,8 @@ pub enum Error {
     #[error("device setup: {0}")]
     Bus(#[from] devices::BusError),
     /// A file or value the user gave is unusable; the message names it.
-    #[error("{flag} {message}")]
-    Input { flag: &'static str, message: String },
+    #[error("{} {message}", field.flag())]
+    Input { field: Field, message: String },
     #[error("{0}")]
     Guest(String),
     #[error("stopped by {}; {}", crate::signals::name(*.signal), stop_detail(*.waited))]
@@ -62,6 +59,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The configuration field the error is about, when it is the user's (what the API
+    /// reports next to the message).
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            Error::Config(e) => Some(e.field),
+            Error::Kernel(_) => Some(Field::Kernel),
+            Error::Initrd(_) => Some(Field::Initrd),
+            Error::NotYet { field, .. } | Error::Input { field, .. } => Some(*field),
+            _ => None,
+        }
+    }
+
     /// The process exit status for this error: 2 for what the user asked for, 1 for the
     /// VMM failing.
     pub fn exit_code(&self) -> i32 {
@@ -99,26 +108,26 @@ fn stop_detail(waited: Option<std::time::Duration>) -> String {
 
 /// Name the flag a backend error is about, where there is one.
 fn backend_error(e: arch::Error, config: &Config) -> Error {
-    let flagged = |flag: &'static str, value: String, reason: String| {
-        Error::Config(ConfigError::new(flag, value, reason))
+    let flagged = |field: Field, value: String, reason: String| {
+        Error::Config(ConfigError::new(field, value, reason))
     };
     match e {
         arch::Error::Kernel(message) => Error::Input {
-            flag: "--kernel",
+            field: Field::Kernel,
             message,
         },
         arch::Error::Initrd(message) => Error::Input {
-            flag: "--initrd",
+            field: Field::Initrd,
             message,
         },
-        arch::Error::Cmdline(m) => flagged("--cmdline", String::new(), m),
+        arch::Error::Cmdline(m) => flagged(Field::Cmdline, String::new(), m),
         arch::Error::GuestMemory { reason, .. } => flagged(
-            "--memory",
+            Field::Memory,
             format_size(config.memory_bytes),
             format!("cannot map guest memory: {reason}"),
         ),
-        arch::Error::Memory(m) => flagged("--memory", format_size(config.memory_bytes), m),
-        arch::Error::Vcpus(m) => flagged("--cpus", config.cpus.to_string(), m),
+        arch::Error::Memory(m) => flagged(Field::Memory, format_size(config.memory_bytes), m),
+        arch::Error::Vcpus(m) => flagged(Field::Cpus, config.cpus.to_string(), m),
         other => Error::Backend(other),
     }
 }
@@ -131,13 +140,13 @@ pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error
 fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
     if !config.disks.is_empty() {
         return Err(Error::NotYet {
-            flag: "--disk",
+            field: Field::Disk,
             what: "virtio-blk",
         });
     }
     if !config.nets.is_empty() {
         return Err(Error::NotYet {
-            flag: "--net",
+            field: Field::Net,
             what: "virtio-net",
         });
     }
@@ -154,7 +163,7 @@ fn add_virtio_devices<V: Vm>(vm: &mut V, config: &Config) -> Result<Vec<VirtioTr
             Ok(transport) => transports.extend(transport),
             Err(arch::Error::Unsupported { .. }) => {
                 return Err(Error::NotYet {
-                    flag: "--rng",
+                    field: Field::Rng,
                     what: "virtio-rng (no virtio transport on this architecture)",
                 })
             }
@@ -209,7 +218,7 @@ fn run_boots(
 fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
     console::ConsoleOutput::start(&config.console).map_err(|e| match &config.console {
         crate::config::ConsoleMode::File { path, .. } => Error::Input {
-            flag: "--console",
+            field: Field::Console,
             message: format!("file={path:?}: {e}"),
         },
         _ => Error::Io {
@@ -243,7 +252,7 @@ pub fn run_on<H: Hypervisor>(
     let hv = H::open().map_err(Error::Backend)?;
     if config.cpus > hv.max_vcpus() {
         return Err(ConfigError::new(
-            "--cpus",
+            Field::Cpus,
             config.cpus.to_string(),
             format!(
                 "this host's {} allows at most {} vCPUs",
@@ -407,6 +416,7 @@ mod tests {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.field(), Some(Field::Rng));
         let line = e.to_string();
         assert!(line.starts_with("--rng: virtio-rng"), "{line}");
         assert!(line.contains("not available"), "{line}");
