@@ -53,7 +53,7 @@ pub use boot::{BootRequest, KernelFormat};
 pub use error::{Error, Result};
 pub use exit::VcpuExit;
 pub use layout::{MemoryLayout, RamRange};
-pub use platform::{BusKind, Platform, PlatformDevice};
+pub use platform::{BusKind, DeviceKind, Platform, PlatformDevice};
 
 /// Guest memory as every backend maps it.
 pub type GuestMemory = GuestMemoryMmap<()>;
