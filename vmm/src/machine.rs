@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Building a VM from a [`Config`] and running it to the end.
+//! Building a VM from a [`Config`] ([`Machine::build`]) and running it to the end
+//! ([`Machine::run`]).
 
 use std::sync::Arc;
 
 use arch::{BootRequest, Hypervisor, VirtioTransport, Vm, VmConfig};
 use devices::virtio::Rng;
-use devices::{VmControl, VmExitReason};
+use devices::{PowerButton, VmControl, VmExitReason};
 
 use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
-use crate::vcpu_thread;
+use crate::vcpu_thread::{self, Buses};
 
 /// How a run ended, when it ended the way a guest ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -228,146 +229,195 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
     })
 }
 
-/// One boot of the guest on a given backend, its console output going to `console_out`.
-/// The stop-signal and kick handlers must be installed ([`run`] does).
+/// One boot of the guest on a given backend, its console output going to `console_out`:
+/// [`Machine::build`], then [`Machine::run`]. The stop-signal and kick handlers must be
+/// installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
-    refuse_missing_devices(config)?;
-    let open_kernel = if H::RAW_KERNEL_IMAGES {
-        boot::open_kernel_or_raw
-    } else {
-        boot::open_kernel
-    };
-    let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
-    let initrd = config
-        .initrd
-        .as_deref()
-        .map(boot::open_initrd)
-        .transpose()
-        .map_err(Error::Initrd)?;
+    Machine::build::<H>(config, console_out)?.run(steering)
+}
 
-    let hv = H::open().map_err(Error::Backend)?;
-    if config.cpus > hv.max_vcpus() {
-        return Err(ConfigError::new(
-            Field::Cpus,
-            config.cpus.to_string(),
-            format!(
-                "this host's {} allows at most {} vCPUs",
-                hv.name(),
-                hv.max_vcpus()
-            ),
-        )
-        .into());
-    }
-    let mut vm = hv
-        .create_vm(&VmConfig {
-            memory_bytes: config.memory_bytes,
-            vcpus: config.cpus,
-        })
-        .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config)?;
-    let mut request = BootRequest {
-        kernel,
-        initrd,
-        cmdline: config.cmdline.clone(),
-    };
-    vm.load(&mut request)
-        .map_err(|e| backend_error(e, config))?;
-    log::debug!(
-        "{}: {} vCPUs, {} of RAM, kernel {}",
-        hv.name(),
-        config.cpus,
-        format_size(config.memory_bytes),
-        config.kernel.display()
-    );
+/// A machine built from a [`Config`] and not running yet: the VM with its memory and
+/// loaded guest, its devices on their buses, its vCPUs.
+pub struct Machine<V: Vm> {
+    /// Kept for as long as the machine exists (its memory, its interrupt controller).
+    vm: V,
+    vcpus: Vec<V::Vcpu>,
+    buses: Arc<Buses>,
+    control: Arc<VmControl>,
+    power_button: Option<Box<dyn PowerButton>>,
+    input: Option<console::ConsoleInputPump>,
+    shutdown_timeout: std::time::Duration,
+}
 
-    let control = Arc::new(VmControl::new());
-    let Devices {
-        buses,
-        power_button,
-        input: input_guard,
-    } = device_manager::attach(&mut vm, config, &control, console_out, virtio)?;
-    let buses = Arc::new(buses);
+impl<V: Vm> Machine<V> {
+    /// Build the machine `config` describes on hypervisor `H`: open the kernel and initrd,
+    /// create the VM, attach the virtio devices, load the guest, place the devices (the
+    /// console's output going to `console_out`) and create the vCPUs. Nothing runs yet
+    /// (the console input thread excepted, once the devices exist).
+    pub fn build<H: Hypervisor<Vm = V>>(
+        config: &Config,
+        console_out: &console::ConsoleOutput,
+    ) -> Result<Self, Error> {
+        refuse_missing_devices(config)?;
+        let open_kernel = if H::RAW_KERNEL_IMAGES {
+            boot::open_kernel_or_raw
+        } else {
+            boot::open_kernel
+        };
+        let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
+        let initrd = config
+            .initrd
+            .as_deref()
+            .map(boot::open_initrd)
+            .transpose()
+            .map_err(Error::Initrd)?;
 
-    let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
-    // Backends that serve their power button themselves (s390x SCLP) have it only now.
-    let power_button = power_button.or_else(|| vm.power_button());
-    let mut threads = Vec::with_capacity(vcpus.len());
-    for (index, vcpu) in vcpus.into_iter().enumerate() {
-        match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                control.request_exit(VmExitReason::Error(e.to_string()));
-                vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
-                return Err(io_err("starting a vCPU thread")(e));
-            }
+        let hv = H::open().map_err(Error::Backend)?;
+        if config.cpus > hv.max_vcpus() {
+            return Err(ConfigError::new(
+                Field::Cpus,
+                config.cpus.to_string(),
+                format!(
+                    "this host's {} allows at most {} vCPUs",
+                    hv.name(),
+                    hv.max_vcpus()
+                ),
+            )
+            .into());
         }
-    }
-
-    let mut paused = false;
-    let mut handle = |command: VmCommand| -> Result<(), CommandError> {
-        match (command, paused) {
-            (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
-            (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
-            (VmCommand::Pause, false) => {
-                let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
-                    .map_err(|names| CommandError::DidNotPause(names.join(", ")));
-                paused = true; // even when late, they pause as soon as they can
-                if result.is_ok() {
-                    log::info!("VM paused");
-                }
-                result
-            }
-            (VmCommand::Resume, true) => {
-                let result = vcpu_thread::resume_all(&threads, vcpu_thread::STOP_DEADLINE)
-                    .map_err(|names| CommandError::DidNotResume(names.join(", ")));
-                paused = false; // even when late, they run as soon as they can
-                if result.is_ok() {
-                    log::info!("VM resumed");
-                }
-                result
-            }
-        }
-    };
-    let ending = crate::signals::wait_for_exit(
-        &control,
-        &crate::signals::GracefulStop {
-            button: power_button.as_deref(),
-            timeout: config.shutdown_timeout,
-        },
-        steering.map(|requests| crate::signals::Steering {
-            requests,
-            handle: &mut handle,
-        }),
-    );
-    let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
-    if !stuck.is_empty() {
-        log::error!(
-            "{} did not stop within {} s of the stop request (blocked outside the guest); \
-             exiting without {}",
-            stuck.join(", "),
-            vcpu_thread::STOP_DEADLINE.as_secs(),
-            if stuck.len() == 1 { "it" } else { "them" }
+        let mut vm = hv
+            .create_vm(&VmConfig {
+                memory_bytes: config.memory_bytes,
+                vcpus: config.cpus,
+            })
+            .map_err(|e| backend_error(e, config))?;
+        let virtio = add_virtio_devices(&mut vm, config)?;
+        let mut request = BootRequest {
+            kernel,
+            initrd,
+            cmdline: config.cmdline.clone(),
+        };
+        vm.load(&mut request)
+            .map_err(|e| backend_error(e, config))?;
+        log::debug!(
+            "{}: {} vCPUs, {} of RAM, kernel {}",
+            hv.name(),
+            config.cpus,
+            format_size(config.memory_bytes),
+            config.kernel.display()
         );
+
+        let control = Arc::new(VmControl::new());
+        let Devices {
+            buses,
+            power_button,
+            input,
+        } = device_manager::attach(&mut vm, config, &control, console_out, virtio)?;
+        let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
+        // Backends that serve their power button themselves (s390x SCLP) have it only now.
+        let power_button = power_button.or_else(|| vm.power_button());
+        Ok(Self {
+            vm,
+            vcpus,
+            buses: Arc::new(buses),
+            control,
+            power_button,
+            input,
+            shutdown_timeout: config.shutdown_timeout,
+        })
     }
-    drop(input_guard);
-    log::debug!(
-        "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
-        buses.pio.unclaimed_accesses(),
-        buses.mmio.unclaimed_accesses()
-    );
-    match ending.reason {
-        VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
-        VmExitReason::Reset => Ok(RunOutcome::Reset),
-        VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
-        VmExitReason::Signal(signal) => Err(Error::Stopped {
-            signal,
-            waited: ending.waited,
-        }),
-        VmExitReason::Error(m) => Err(Error::Guest(m)),
+
+    /// Run the machine until the guest powers off, resets or panics, a stop signal arrives
+    /// or a vCPU fails; `steering` pauses and resumes it meanwhile.
+    pub fn run(self, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
+        let Self {
+            vm,
+            vcpus,
+            buses,
+            control,
+            power_button,
+            input,
+            shutdown_timeout,
+        } = self;
+        let mut threads = Vec::with_capacity(vcpus.len());
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    control.request_exit(VmExitReason::Error(e.to_string()));
+                    vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
+                    return Err(io_err("starting a vCPU thread")(e));
+                }
+            }
+        }
+
+        let mut paused = false;
+        let mut handle = |command: VmCommand| -> Result<(), CommandError> {
+            match (command, paused) {
+                (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
+                (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
+                (VmCommand::Pause, false) => {
+                    let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
+                        .map_err(|names| CommandError::DidNotPause(names.join(", ")));
+                    paused = true; // even when late, they pause as soon as they can
+                    if result.is_ok() {
+                        log::info!("VM paused");
+                    }
+                    result
+                }
+                (VmCommand::Resume, true) => {
+                    let result = vcpu_thread::resume_all(&threads, vcpu_thread::STOP_DEADLINE)
+                        .map_err(|names| CommandError::DidNotResume(names.join(", ")));
+                    paused = false; // even when late, they run as soon as they can
+                    if result.is_ok() {
+                        log::info!("VM resumed");
+                    }
+                    result
+                }
+            }
+        };
+        let ending = crate::signals::wait_for_exit(
+            &control,
+            &crate::signals::GracefulStop {
+                button: power_button.as_deref(),
+                timeout: shutdown_timeout,
+            },
+            steering.map(|requests| crate::signals::Steering {
+                requests,
+                handle: &mut handle,
+            }),
+        );
+        let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
+        if !stuck.is_empty() {
+            log::error!(
+                "{} did not stop within {} s of the stop request (blocked outside the guest); \
+                 exiting without {}",
+                stuck.join(", "),
+                vcpu_thread::STOP_DEADLINE.as_secs(),
+                if stuck.len() == 1 { "it" } else { "them" }
+            );
+        }
+        drop(input);
+        log::debug!(
+            "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
+            buses.pio.unclaimed_accesses(),
+            buses.mmio.unclaimed_accesses()
+        );
+        drop(vm);
+        match ending.reason {
+            VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
+            VmExitReason::Reset => Ok(RunOutcome::Reset),
+            VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
+            VmExitReason::Signal(signal) => Err(Error::Stopped {
+                signal,
+                waited: ending.waited,
+            }),
+            VmExitReason::Error(m) => Err(Error::Guest(m)),
+        }
     }
 }
 
