@@ -359,6 +359,64 @@ mod tests {
         }
     }
 
+    /// A vCPU whose `run` blocks (as `KVM_RUN` in a halted guest does) until it is kicked,
+    /// and which forgets the kick when it reports it, as the backends do.
+    struct Sleeper(Arc<Bell>);
+
+    #[derive(Default)]
+    struct Bell {
+        rung: Mutex<bool>,
+        wake: Condvar,
+    }
+
+    impl VcpuKicker for Bell {
+        fn kick(&self) {
+            *self.rung.lock().unwrap() = true;
+            self.wake.notify_all();
+        }
+    }
+
+    impl Vcpu for Sleeper {
+        fn run(&mut self) -> arch::Result<VcpuExit<'_>> {
+            let mut rung = self.0.rung.lock().unwrap();
+            while !*rung {
+                rung = self.0.wake.wait(rung).unwrap();
+            }
+            *rung = false;
+            Ok(VcpuExit::Interrupted)
+        }
+        fn kicker(&self) -> Arc<dyn VcpuKicker> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn one_kick_each_pauses_resumes_and_stops_vcpus_that_sit_in_run() {
+        install_kick_handler().unwrap();
+        let buses = Arc::new(Buses {
+            pio: Bus::new(),
+            mmio: Bus::new(),
+        });
+        let control = Arc::new(VmControl::new());
+        let threads: Vec<VcpuThread> = (0..4)
+            .map(|i| {
+                let vcpu = Sleeper(Arc::new(Bell::default()));
+                spawn(i, vcpu, buses.clone(), control.clone()).unwrap()
+            })
+            .collect();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            pause_all(&threads, Duration::from_secs(5)).unwrap();
+            assert!(threads
+                .iter()
+                .all(|t| *t.steering.lock() == VcpuState::Paused));
+            resume_all(&threads, Duration::from_secs(5)).unwrap();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        control.request_exit(VmExitReason::Poweroff);
+        assert!(stop_all(threads, Duration::from_secs(5)).is_empty());
+    }
+
     #[test]
     fn a_thread_that_never_stops_is_left_behind_after_the_deadline() {
         install_kick_handler().unwrap();
