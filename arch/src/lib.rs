@@ -53,7 +53,7 @@ pub use boot::{BootRequest, KernelFormat};
 pub use error::{Error, Result};
 pub use exit::VcpuExit;
 pub use layout::{MemoryLayout, RamRange};
-pub use platform::{BusKind, Platform, PlatformDevice};
+pub use platform::{BusKind, DeviceKind, Platform, PlatformDevice};
 
 /// Guest memory as every backend maps it.
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -173,7 +173,23 @@ pub trait Vm: Send + Sync {
 
 /// One virtual CPU; runs on its own thread.
 pub trait Vcpu: Send + 'static {
-    /// Run the guest until it needs the VMM. A signal delivered to the vCPU's thread makes
-    /// a blocked `run` return [`VcpuExit::Interrupted`]; that is how the VMM stops vCPUs.
+    /// Run the guest until it needs the VMM. Returns [`VcpuExit::Interrupted`] when the
+    /// vCPU was kicked ([`VcpuKicker::kick`]) or a signal reached its thread during the
+    /// run; a kick is consumed by the `run` that reports it, so the caller looks at what
+    /// it was asked to do (pause, stop) after every `Interrupted`.
     fn run(&mut self) -> Result<VcpuExit<'_>>;
+
+    /// A handle other threads use to get this vCPU out of the guest (see [`VcpuKicker`]).
+    /// It stays valid (and harmless) after the vCPU is dropped.
+    fn kicker(&self) -> Arc<dyn VcpuKicker>;
+}
+
+/// Gets a vCPU out of the guest from another thread, without racing its `run`: after
+/// `kick` returns, the vCPU's `run` in progress or its next one returns
+/// [`VcpuExit::Interrupted`] (KVM's `immediate_exit`: a `KVM_RUN` entered after the kick
+/// returns at once). A `KVM_RUN` already in the guest still needs a signal to its thread,
+/// which the VMM sends once after the kick. A backend that waits on its own inside `run`
+/// (a stopped s390x CPU waiting for a SIGP order) wakes up too.
+pub trait VcpuKicker: Send + Sync {
+    fn kick(&self);
 }

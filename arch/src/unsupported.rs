@@ -9,7 +9,7 @@ use devices::InterruptLine;
 
 use crate::{
     BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, Result, Vcpu, VcpuExit,
-    Vm, VmConfig,
+    VcpuKicker, Vm, VmConfig,
 };
 
 /// No backend for this host architecture yet.
@@ -66,6 +66,9 @@ impl Vm for Never {
 
 impl Vcpu for Never {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
+        match *self {}
+    }
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
         match *self {}
     }
 }

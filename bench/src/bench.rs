@@ -75,7 +75,7 @@ fn floor_main(args: &[String]) -> Result<u8, String> {
 
 fn guest_main(args: &[String]) -> Result<u8, String> {
     let (Some(kind), Some(path)) = (args.first(), args.get(1)) else {
-        return Err("guest: usage: guest boot|pio|mmio|spin PATH [--exits K]".into());
+        return Err("guest: usage: guest boot|pio|mmio|spin|rng PATH [--exits K]".into());
     };
     let mut exits = 10_000;
     if args.get(2).map(String::as_str) == Some("--exits") {
@@ -88,9 +88,12 @@ fn guest_main(args: &[String]) -> Result<u8, String> {
         "spin" => Workload::Spin {
             cycles: guests::SPIN_TSC_CYCLES,
         },
+        "rng" => Workload::Rng {
+            count: u16::try_from(exits).map_err(|_| "--exits: at most 65535 for rng")?,
+        },
         k => {
             return Err(format!(
-                "guest: unknown workload '{k}' (boot, pio, mmio, spin)"
+                "guest: unknown workload '{k}' (boot, pio, mmio, spin, rng)"
             ))
         }
     };
@@ -149,6 +152,9 @@ impl Bench {
                     "1",
                     "--boot-timer",
                 ]);
+                if kernel.file_stem().is_some_and(|s| s == RNG_GUEST) {
+                    c.arg("--rng");
+                }
                 (c, MarkSource::PolyvisorLog, 0)
             }
             Peer::Floor => {
@@ -318,6 +324,14 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
         "MMIO exit round trip (write to unclaimed MMIO)",
         "µs",
     );
+    // The rng guest runs under polyvisor only (no peer has the device at that address).
+    let rng_count = u16::try_from(k.min(RNG_REQUESTS_MAX)).unwrap_or(u16::MAX);
+    let rng = b.kernel(RNG_GUEST, Workload::Rng { count: rng_count })?;
+    let mut rng_f = Figure::new(
+        "rng_request_us",
+        "virtio-rng request, 64 bytes (notify → used, guest polling)",
+        "µs",
+    );
     let mut internal = Vec::new();
 
     for i in 0..runs {
@@ -352,8 +366,35 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
             );
         }
     }
+    for i in 0..runs {
+        eprint!("\rpolyvisor-bench: rng runs {}/{runs}   ", i + 1);
+        let r = b.run_once(
+            Peer::Polyvisor,
+            &rng,
+            BOOT_MIB,
+            None,
+            &[MARK_BEGIN, MARK_END],
+        )?;
+        push(
+            &mut rng_f,
+            Peer::Polyvisor,
+            r.between_ms(MARK_BEGIN, MARK_END)
+                .map(|ms| ms * 1e3 / f64::from(rng_count)),
+        );
+    }
     eprintln!();
-    let mut figures = vec![first, whole, teardown, pio_f, mmio_f];
+    let in_pio = stats::ratio(
+        stats::summarize(&rng_f.polyvisor),
+        stats::summarize(&pio_f.polyvisor),
+    );
+    rng_f.note = Some(match in_pio {
+        Some(x) => format!(
+            "{x:.1}× polyvisor's PIO exit round trip in the same run (the notify is an \
+             ioeventfd, the request served on the device's thread); polyvisor only"
+        ),
+        None => "polyvisor only".into(),
+    });
+    let mut figures = vec![first, whole, teardown, pio_f, mmio_f, rng_f];
 
     for mib in MEM_SIZES_MIB {
         let size = if mib >= 1024 {
@@ -444,6 +485,11 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
     ];
     Ok((figures, meta, qemu_note))
 }
+
+/// The rng guest's file name (polyvisor runs it with `--rng`).
+const RNG_GUEST: &str = "rng";
+/// At most this many rng requests per run (each costs several exits' worth).
+const RNG_REQUESTS_MAX: u32 = 2000;
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())

@@ -16,6 +16,7 @@
 
 use polyvisor_tests::asm::{Asm, Cond, Mem, Reg};
 use polyvisor_tests::guest::{pvh_asm, pvh_kernel, reset_i8042};
+use polyvisor_tests::virtio_mmio;
 
 /// Polyvisor's boot-timer device (x86_64 layout); the value 123 means "init reached".
 pub const BOOT_TIMER: u32 = 0xc000_0000;
@@ -50,6 +51,10 @@ pub enum Workload {
     Mmio { count: u32 },
     /// Spin on the TSC for `cycles` between [`MARK_BEGIN`] and [`MARK_END`] (memory sampling).
     Spin { cycles: u32 },
+    /// Bring up the virtio-rng device `--rng` adds (virtio-mmio slot 0), then `count`
+    /// requests of 64 bytes one after another between [`MARK_BEGIN`] and [`MARK_END`]:
+    /// make the buffer available, notify, poll the used ring (polyvisor only).
+    Rng { count: u16 },
 }
 
 /// Emits one mark: boot-timer byte write, then `out 0xe9, al`. Clobbers eax.
@@ -80,6 +85,13 @@ pub fn guest_code(work: Workload) -> Vec<u8> {
             let top = a.here_label();
             a.mov_store8(Mem::Abs(UNCLAIMED_MMIO), Reg::Eax); // mov byte [mmio], al
             a.loop_to(top); // loop top
+            mark(&mut a, MARK_END);
+        }
+        Workload::Rng { count } => {
+            let q = virtio_mmio::GUEST_QUEUE;
+            virtio_mmio::drive_to_ready(&mut a, &q, &mut |_, _, _| {});
+            mark(&mut a, MARK_BEGIN);
+            virtio_mmio::request_loop(&mut a, &q, count);
             mark(&mut a, MARK_END);
         }
         Workload::Spin { cycles } => {
@@ -132,6 +144,7 @@ mod tests {
             Workload::Pio { count: 3 },
             Workload::Mmio { count: 3 },
             Workload::Spin { cycles: 5 },
+            Workload::Rng { count: 3 },
         ] {
             let code = guest_code(w);
             let tail: Vec<u8> = [

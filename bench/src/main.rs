@@ -7,7 +7,7 @@ const USAGE: &str = "\
 usage: polyvisor-bench [--runs N] [--exits K] [--polyvisor PATH] [--qemu PATH | --no-qemu]
                        [--json PATH]
        polyvisor-bench floor --kernel PATH [--memory-mib M]
-       polyvisor-bench guest boot|pio|mmio|spin PATH [--exits K]
+       polyvisor-bench guest boot|pio|mmio|spin|rng PATH [--exits K]
 
 Runs each figure N times (default 20) for polyvisor, the KVM floor and QEMU microvm, and
 prints a markdown table (medians, min-max, ratios) and the path of a JSON report.

@@ -12,22 +12,18 @@ use polyvisor_tests::guest::{
     SCRATCH_STACK_TOP,
 };
 use polyvisor_tests::virtio_mmio::{
-    DEVICE_FEATURES, DEVICE_FEATURES_SEL, DEVICE_ID, DRIVER_FEATURES, DRIVER_FEATURES_SEL,
-    INTERRUPT_ACK, INTERRUPT_STATUS, MAGIC, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH,
-    QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_NUM_MAX,
-    QUEUE_READY, QUEUE_SEL, STATUS,
+    drive_to_ready, GuestQueue, GUEST_QUEUE, INTERRUPT_ACK, INTERRUPT_STATUS, MAGIC, QUEUE_NOTIFY,
 };
 use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg};
 
 /// The slot's I/O APIC pin.
 const GSI: u32 = 16;
 
-/// The guest's queue and buffer, in guest-free memory (0x30000..0x9efff).
-const DESC: u32 = 0x3_0000;
-const AVAIL: u32 = 0x3_0100;
-const USED: u32 = 0x3_1000;
-const BUF: u32 = 0x3_2000;
-const BUF_LEN: u32 = 64;
+/// The guest's queue and buffer.
+const Q: GuestQueue = GUEST_QUEUE;
+const USED: u32 = Q.used;
+const BUF: u32 = Q.buf;
+const BUF_LEN: u32 = Q.buf_len;
 
 /// Scratch (0x1000..0x5fff): interrupt bookkeeping, descriptor tables.
 const IRQ_COUNT: u32 = SCRATCH;
@@ -74,43 +70,12 @@ fn rng_driver_guest() -> Vec<u8> {
     reg(&mut a, LAPIC_EOI, 0);
     a.jmp(report);
 
-    // --- main: find the device, negotiate, set up queue 0 ---
+    // --- main: find the device, negotiate, set up queue 0, offer the buffer ---
     a.bind(main);
     a.cli();
     a.mov_imm(Reg::Esp, SCRATCH_STACK_TOP);
-    show(&mut a, "magic=", MAGIC);
-    show(&mut a, "device=", DEVICE_ID);
-    reg(&mut a, STATUS, 0); // reset
-    reg(&mut a, STATUS, 1); // ACKNOWLEDGE
-    reg(&mut a, STATUS, 3); // DRIVER
-    reg(&mut a, DEVICE_FEATURES_SEL, 1);
-    show(&mut a, "features_hi=", DEVICE_FEATURES);
-    reg(&mut a, DRIVER_FEATURES_SEL, 1);
-    reg(&mut a, DRIVER_FEATURES, 1); // VERSION_1
-    reg(&mut a, DRIVER_FEATURES_SEL, 0);
-    reg(&mut a, DRIVER_FEATURES, 0);
-    reg(&mut a, STATUS, 0xb); // FEATURES_OK
-    show(&mut a, "status=", STATUS);
-    reg(&mut a, QUEUE_SEL, 0);
-    show(&mut a, "num_max=", QUEUE_NUM_MAX);
-    reg(&mut a, QUEUE_NUM, 8);
-    reg(&mut a, QUEUE_DESC_LOW, DESC);
-    reg(&mut a, QUEUE_DESC_HIGH, 0);
-    reg(&mut a, QUEUE_DRIVER_LOW, AVAIL);
-    reg(&mut a, QUEUE_DRIVER_HIGH, 0);
-    reg(&mut a, QUEUE_DEVICE_LOW, USED);
-    reg(&mut a, QUEUE_DEVICE_HIGH, 0);
-    reg(&mut a, QUEUE_READY, 1);
-    reg(&mut a, STATUS, 0xf); // DRIVER_OK
-    show(&mut a, "status=", STATUS);
-    // Descriptor 0: addr BUF (u64), len 64, flags WRITE, next 0.
-    reg(&mut a, DESC, BUF);
-    reg(&mut a, DESC + 4, 0);
-    reg(&mut a, DESC + 8, BUF_LEN);
-    reg(&mut a, DESC + 12, 2);
-    // Available ring: ring[0] = 0, then flags 0 and idx 1.
-    reg(&mut a, AVAIL + 4, 0);
-    reg(&mut a, AVAIL, 1 << 16);
+    drive_to_ready(&mut a, &Q, &mut show);
+    reg(&mut a, Q.avail, 1 << 16); // flags 0, idx 1: descriptor 0 is available
 
     // --- interrupts: own GDT and IDT, I/O APIC pin 16 -> VECTOR, edge, active high ---
     a.mov_mem_imm32(Mem::Abs(IRQ_COUNT), 0);

@@ -150,10 +150,12 @@ pub use crate::host::DEFAULT_CMDLINE;
 impl RunArgs {
     /// Turn the parsed flags into a [`Config`], checking what clap could not.
     pub fn into_config(self) -> Result<Config, crate::ConfigError> {
-        let memory_bytes = parse_size(&self.memory)
-            .map_err(|reason| crate::ConfigError::new("--memory", &self.memory, reason))?;
-        let cmdline = boot::check_cmdline(&self.cmdline)
-            .map_err(|e| crate::ConfigError::new("--cmdline", "", e.to_string()))?;
+        let memory_bytes = parse_size(&self.memory).map_err(|reason| {
+            crate::ConfigError::new(crate::config::Field::Memory, &self.memory, reason)
+        })?;
+        let cmdline = boot::check_cmdline(&self.cmdline).map_err(|e| {
+            crate::ConfigError::new(crate::config::Field::Cmdline, "", e.to_string())
+        })?;
         let config = Config {
             kernel: self.kernel,
             initrd: self.initrd,
@@ -269,7 +271,7 @@ mod tests {
             panic!("not a run command")
         };
         let e = a.into_config().unwrap_err();
-        assert_eq!(e.flag, "--memory");
+        assert_eq!(e.field, crate::config::Field::Memory);
         assert_eq!(e.value, "banana");
         let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
             .unwrap()

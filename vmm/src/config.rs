@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+mod field;
+pub use field::Field;
+
 /// Serial console routing (`--console`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsoleMode {
@@ -75,19 +78,20 @@ pub struct Config {
     pub on_reset: crate::cli::OnReset,
 }
 
-/// A configuration error: the flag, the value and what is wrong with it.
+/// A configuration error: the field (its flag, its API name), the value and what is wrong
+/// with it. Shown as `FLAG VALUE: REASON` on one line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{flag} {value}: {reason}")]
+#[error("{} {value}: {reason}", field.flag())]
 pub struct ConfigError {
-    pub flag: &'static str,
+    pub field: Field,
     pub value: String,
     pub reason: String,
 }
 
 impl ConfigError {
-    pub fn new(flag: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(field: Field, value: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            flag,
+            field,
             value: value.into(),
             reason: reason.into(),
         }
@@ -339,7 +343,7 @@ impl Config {
         if let Some(host) = host_memory_bytes() {
             if self.memory_bytes > host {
                 return Err(ConfigError::new(
-                    "--memory",
+                    Field::Memory,
                     memory_arg,
                     format!("larger than this host's {} of RAM", format_size(host)),
                 ));
@@ -506,7 +510,8 @@ mod tests {
         assert!(host_memory_bytes().unwrap() > 0);
         assert_eq!(format_size(512), "512 bytes");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
-        let e = ConfigError::new("--memory", "0", "must be greater than 0");
+        let e = ConfigError::new(Field::Memory, "0", "must be greater than 0");
         assert_eq!(e.to_string(), "--memory 0: must be greater than 0");
+        assert_eq!(e.field.api_field(), Some("memory.size"));
     }
 }

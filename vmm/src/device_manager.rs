@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The device manager: puts the platform devices a backend's `Platform` lists and the
-//! virtio transports it made on the VM's PIO and MMIO buses, with their interrupt lines,
-//! in one place. `machine` builds the VM, asks for its devices here, then runs it.
+//! The device manager: walks the list of platform devices a backend's `Platform` gives
+//! (each with its kind, bus, base, length and interrupt), creates the model each kind
+//! names, and puts it and the virtio transports the backend made on the VM's PIO and MMIO
+//! buses, with their interrupt lines, in one place. `machine` builds the VM, asks for its
+//! devices here, then runs it.
 
 use std::sync::{Arc, Mutex};
 
-use arch::{BusKind, PlatformDevice, VirtioTransport, Vm};
+use arch::{BusKind, DeviceKind, PlatformDevice, VirtioTransport, Vm};
 use devices::boot_timer::BootTimer;
 use devices::legacy::{
     AcpiGed, AcpiGedPowerButton, AcpiPm, Cmos, CmosMemory, Pl061, Pl061PowerKey, PvPanic,
@@ -70,16 +72,87 @@ pub fn attach<V: Vm>(
     };
     let platform = vm.platform().clone();
     let mut input_guard = None;
-    if let Some(dev) = platform.serial {
-        let line = required_line(&*vm, &dev, "UART")?;
-        let serial = Arc::new(Mutex::new(Serial16550::new(
-            line,
-            Box::new(console_out.sink()),
-        )));
-        place(&mut buses, &dev, serial.clone())?;
-        input_guard = console::start_input(&config.console, serial, control.clone())
-            .map_err(io_err("console input"))?;
-    } else {
+    let mut power_button: Option<Box<dyn PowerButton>> = None;
+    let mut has_uart = false;
+    for dev in &platform.devices {
+        match dev.kind {
+            DeviceKind::Serial16550 => {
+                let line = required_line(&*vm, dev, "UART")?;
+                let serial = Arc::new(Mutex::new(Serial16550::new(
+                    line,
+                    Box::new(console_out.sink()),
+                )));
+                place(&mut buses, dev, serial.clone())?;
+                // The first UART is the console the guest's input goes to.
+                if !has_uart {
+                    input_guard = console::start_input(&config.console, serial, control.clone())
+                        .map_err(io_err("console input"))?;
+                }
+                has_uart = true;
+            }
+            DeviceKind::I8042 => {
+                let line = dev
+                    .irq
+                    .map(|irq| vm.interrupt_line(irq))
+                    .transpose()
+                    .map_err(Error::Backend)?;
+                let i8042 = I8042::new(control.clone(), line);
+                place(&mut buses, dev, Arc::new(Mutex::new(i8042)))?;
+            }
+            DeviceKind::Cmos => {
+                let (below_4g, above_4g) = vm.layout().ram.iter().fold((0, 0), |(lo, hi), r| {
+                    if r.start < 1 << 32 {
+                        (lo + r.size, hi)
+                    } else {
+                        (lo, hi + r.size)
+                    }
+                });
+                let cmos = Cmos::new(CmosMemory { below_4g, above_4g });
+                place(&mut buses, dev, Arc::new(Mutex::new(cmos)))?;
+            }
+            DeviceKind::AcpiPm => {
+                let pm = AcpiPm::new(control.clone());
+                place(&mut buses, dev, Arc::new(Mutex::new(pm)))?;
+            }
+            DeviceKind::ResetControl => {
+                let reset = ResetControl::new(control.clone());
+                place(&mut buses, dev, Arc::new(Mutex::new(reset)))?;
+            }
+            DeviceKind::Pl031Rtc => {
+                // The PL031 model raises no interrupt (no alarm), so it takes no line.
+                place(&mut buses, dev, Arc::new(Mutex::new(RtcPl031::new())))?;
+            }
+            DeviceKind::Pl061Gpio => {
+                let line = required_line(&*vm, dev, "GPIO")?;
+                let gpio = Arc::new(Mutex::new(Pl061::new(line)));
+                place(&mut buses, dev, gpio.clone())?;
+                power_button = Some(Box::new(Pl061PowerKey(gpio)));
+            }
+            DeviceKind::AcpiGed => {
+                let line = required_line(&*vm, dev, "ACPI GED")?;
+                let ged = Arc::new(Mutex::new(AcpiGed::new(line)));
+                place(&mut buses, dev, ged.clone())?;
+                power_button = Some(Box::new(AcpiGedPowerButton(ged)));
+            }
+            DeviceKind::PvPanic => {
+                let pvpanic = PvPanic::new(control.clone());
+                place(&mut buses, dev, Arc::new(Mutex::new(pvpanic)))?;
+            }
+            DeviceKind::BootTimer if config.boot_timer => {
+                let timer = BootTimer::new(crate::process_start());
+                place(&mut buses, dev, Arc::new(Mutex::new(timer)))?;
+            }
+            DeviceKind::BootTimer => {}
+            DeviceKind::VirtioMmio => {
+                return Err(Error::Guest(format!(
+                    "the platform lists a virtio-mmio window at {:#x}: virtio devices are \
+                     attached through the backend's transport",
+                    dev.base
+                )))
+            }
+        }
+    }
+    if !has_uart {
         // No UART: the backend serves the console itself (s390x SCLP).
         match vm.attach_console(Box::new(console_out.sink())) {
             Some(input) => {
@@ -89,70 +162,8 @@ pub fn attach<V: Vm>(
             None => log::debug!("{}: no console device", "the backend"),
         }
     }
-    if let Some(dev) = platform.i8042 {
-        let line = dev
-            .irq
-            .map(|irq| vm.interrupt_line(irq))
-            .transpose()
-            .map_err(Error::Backend)?;
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(I8042::new(control.clone(), line))),
-        )?;
-    }
-    if let Some(dev) = platform.cmos {
-        let (below_4g, above_4g) = vm.layout().ram.iter().fold((0, 0), |(lo, hi), r| {
-            if r.start < 1 << 32 {
-                (lo + r.size, hi)
-            } else {
-                (lo, hi + r.size)
-            }
-        });
-        let cmos = Cmos::new(CmosMemory { below_4g, above_4g });
-        place(&mut buses, &dev, Arc::new(Mutex::new(cmos)))?;
-    }
-    if let Some(dev) = platform.acpi_pm {
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(AcpiPm::new(control.clone()))),
-        )?;
-    }
-    if let Some(dev) = platform.reset_control {
-        let reset = ResetControl::new(control.clone());
-        place(&mut buses, &dev, Arc::new(Mutex::new(reset)))?;
-    }
-    if let Some(dev) = platform.rtc {
-        // The PL031 model raises no interrupt (no alarm), so it takes no line.
-        place(&mut buses, &dev, Arc::new(Mutex::new(RtcPl031::new())))?;
-    }
-    let mut power_button: Option<Box<dyn PowerButton>> = None;
-    if let Some(dev) = platform.gpio {
-        let line = required_line(&*vm, &dev, "GPIO")?;
-        let gpio = Arc::new(Mutex::new(Pl061::new(line)));
-        place(&mut buses, &dev, gpio.clone())?;
-        power_button = Some(Box::new(Pl061PowerKey(gpio)));
-    }
-    if let Some(dev) = platform.acpi_ged {
-        let line = required_line(&*vm, &dev, "ACPI GED")?;
-        let ged = Arc::new(Mutex::new(AcpiGed::new(line)));
-        place(&mut buses, &dev, ged.clone())?;
-        power_button = Some(Box::new(AcpiGedPowerButton(ged)));
-    }
     for transport in virtio {
         place(&mut buses, &transport.window, transport.device)?;
-    }
-    if let Some(dev) = platform.pvpanic {
-        place(
-            &mut buses,
-            &dev,
-            Arc::new(Mutex::new(PvPanic::new(control.clone()))),
-        )?;
-    }
-    if let (Some(dev), true) = (platform.boot_timer, config.boot_timer) {
-        let timer = BootTimer::new(crate::process_start());
-        place(&mut buses, &dev, Arc::new(Mutex::new(timer)))?;
     }
     Ok(Devices {
         buses,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use devices::virtio::block::{BlockOptions, DiskImage, FileIdentity, ImageOptions};
 use devices::virtio::Block;
 
-use crate::config::DiskConfig;
+use crate::config::{DiskConfig, Field};
 use crate::machine::Error;
 
 /// One `--disk`, open and locked.
@@ -41,7 +41,7 @@ impl OpenDisk {
 
 fn input(message: String) -> Error {
     Error::Input {
-        flag: "--disk",
+        field: Field::Disk,
         message,
     }
 }

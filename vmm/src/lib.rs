@@ -19,7 +19,7 @@ pub mod terminal;
 mod vcpu_thread;
 pub mod vsock;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Field};
 pub use machine::{run, run_with, Error, RunOutcome};
 pub use run_control::{CommandError, RunControl, VmCommand};
 

@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Building a VM from a [`Config`] and running it to the end.
+//! Building a VM from a [`Config`] ([`Machine::build`]) and running it to the end
+//! ([`Machine::run`]).
 
 use std::sync::Arc;
 
 use arch::{BootRequest, Hypervisor, VirtioTransport, Vm, VmConfig};
 use devices::virtio::Rng;
-use devices::{VmControl, VmExitReason};
+use devices::{PowerButton, VmControl, VmExitReason};
 
-use crate::config::{format_size, Config, ConfigError};
+use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::disks::OpenDisk;
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
-use crate::vcpu_thread;
+use crate::vcpu_thread::{self, Buses};
 use crate::vsock::OpenVsock;
 
 /// How a run ended, when it ended the way a guest ends.
@@ -35,11 +36,8 @@ pub enum Error {
     Kernel(boot::Error),
     #[error("--initrd {0}")]
     Initrd(boot::Error),
-    #[error("{flag}: {what} is not available in this version of Polyvisor yet")]
-    NotYet {
-        flag: &'static str,
-        what: &'static str,
-    },
+    #[error("{}: {what} is not available in this version of Polyvisor yet", field.flag())]
+    NotYet { field: Field, what: &'static str },
     #[error("{0}")]
     Backend(arch::Error),
     #[error("{what}: {source}")]
@@ -51,8 +49,8 @@ pub enum Error {
     #[error("device setup: {0}")]
     Bus(#[from] devices::BusError),
     /// A file or value the user gave is unusable; the message names it.
-    #[error("{flag} {message}")]
-    Input { flag: &'static str, message: String },
+    #[error("{} {message}", field.flag())]
+    Input { field: Field, message: String },
     #[error("{0}")]
     Guest(String),
     #[error("stopped by {}; {}", crate::signals::name(*.signal), stop_detail(*.waited))]
@@ -64,6 +62,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The configuration field the error is about, when it is the user's (what the API
+    /// reports next to the message).
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            Error::Config(e) => Some(e.field),
+            Error::Kernel(_) => Some(Field::Kernel),
+            Error::Initrd(_) => Some(Field::Initrd),
+            Error::NotYet { field, .. } | Error::Input { field, .. } => Some(*field),
+            _ => None,
+        }
+    }
+
     /// The process exit status for this error: 2 for what the user asked for, 1 for the
     /// VMM failing.
     pub fn exit_code(&self) -> i32 {
@@ -101,26 +111,26 @@ fn stop_detail(waited: Option<std::time::Duration>) -> String {
 
 /// Name the flag a backend error is about, where there is one.
 fn backend_error(e: arch::Error, config: &Config) -> Error {
-    let flagged = |flag: &'static str, value: String, reason: String| {
-        Error::Config(ConfigError::new(flag, value, reason))
+    let flagged = |field: Field, value: String, reason: String| {
+        Error::Config(ConfigError::new(field, value, reason))
     };
     match e {
         arch::Error::Kernel(message) => Error::Input {
-            flag: "--kernel",
+            field: Field::Kernel,
             message,
         },
         arch::Error::Initrd(message) => Error::Input {
-            flag: "--initrd",
+            field: Field::Initrd,
             message,
         },
-        arch::Error::Cmdline(m) => flagged("--cmdline", String::new(), m),
+        arch::Error::Cmdline(m) => flagged(Field::Cmdline, String::new(), m),
         arch::Error::GuestMemory { reason, .. } => flagged(
-            "--memory",
+            Field::Memory,
             format_size(config.memory_bytes),
             format!("cannot map guest memory: {reason}"),
         ),
-        arch::Error::Memory(m) => flagged("--memory", format_size(config.memory_bytes), m),
-        arch::Error::Vcpus(m) => flagged("--cpus", config.cpus.to_string(), m),
+        arch::Error::Memory(m) => flagged(Field::Memory, format_size(config.memory_bytes), m),
+        arch::Error::Vcpus(m) => flagged(Field::Cpus, config.cpus.to_string(), m),
         other => Error::Backend(other),
     }
 }
@@ -133,28 +143,28 @@ pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error
 fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
     if !config.nets.is_empty() {
         return Err(Error::NotYet {
-            flag: "--net",
+            field: Field::Net,
             what: "virtio-net",
         });
     }
     Ok(())
 }
 
-/// Attach one virtio device for `flag`: a backend without a virtio transport makes it
+/// Attach one virtio device for `field`: a backend without a virtio transport makes it
 /// "not available" (`what` names the device and why); a full transport (its error says
 /// how many devices fit) is the user's error about `value`.
 fn attach<V: Vm>(
     vm: &mut V,
     device: Box<dyn devices::virtio::VirtioDevice>,
-    flag: &'static str,
+    field: Field,
     what: &'static str,
     value: String,
 ) -> Result<Option<VirtioTransport>, Error> {
     match vm.add_virtio_device(device) {
         Ok(transport) => Ok(transport),
-        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { flag, what }),
+        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { field, what }),
         Err(arch::Error::Config(why)) => Err(Error::Input {
-            flag,
+            field,
             message: format!("{value}: {why}"),
         }),
         Err(e) => Err(Error::Backend(e)),
@@ -177,7 +187,7 @@ fn add_virtio_devices<V: Vm>(
         transports.extend(attach(
             vm,
             Box::new(disk.device()),
-            "--disk",
+            Field::Disk,
             "virtio-blk (no virtio transport on this architecture)",
             value,
         )?);
@@ -187,7 +197,7 @@ fn add_virtio_devices<V: Vm>(
         transports.extend(attach(
             vm,
             Box::new(rng),
-            "--rng",
+            Field::Rng,
             "virtio-rng (no virtio transport on this architecture)",
             String::new(),
         )?);
@@ -200,7 +210,7 @@ fn add_virtio_devices<V: Vm>(
         transports.extend(attach(
             vm,
             Box::new(device),
-            "--vsock",
+            Field::Vsock,
             "virtio-vsock (no virtio transport on this architecture)",
             value,
         )?);
@@ -259,7 +269,7 @@ fn run_boots(
 fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
     console::ConsoleOutput::start(&config.console).map_err(|e| match &config.console {
         crate::config::ConsoleMode::File { path, .. } => Error::Input {
-            flag: "--console",
+            field: Field::Console,
             message: format!("file={path:?}: {e}"),
         },
         _ => Error::Io {
@@ -271,8 +281,8 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 
 /// One boot of the guest on a given backend, its console output going to `console_out`,
 /// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`), its vsock
-/// socket `vsock` (from [`crate::vsock::open`]).
-/// The stop-signal and kick handlers must be installed ([`run`] does).
+/// socket `vsock` (from [`crate::vsock::open`]): [`Machine::build`], then
+/// [`Machine::run`]. The stop-signal and kick handlers must be installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
@@ -280,136 +290,189 @@ pub fn run_on<H: Hypervisor>(
     vsock: Option<&OpenVsock>,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
-    refuse_missing_devices(config)?;
-    let open_kernel = if H::RAW_KERNEL_IMAGES {
-        boot::open_kernel_or_raw
-    } else {
-        boot::open_kernel
-    };
-    let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
-    let initrd = config
-        .initrd
-        .as_deref()
-        .map(boot::open_initrd)
-        .transpose()
-        .map_err(Error::Initrd)?;
+    Machine::build::<H>(config, console_out, disks, vsock)?.run(steering)
+}
 
-    let hv = H::open().map_err(Error::Backend)?;
-    if config.cpus > hv.max_vcpus() {
-        return Err(ConfigError::new(
-            "--cpus",
-            config.cpus.to_string(),
-            format!(
-                "this host's {} allows at most {} vCPUs",
-                hv.name(),
-                hv.max_vcpus()
-            ),
-        )
-        .into());
-    }
-    let mut vm = hv
-        .create_vm(&VmConfig {
-            memory_bytes: config.memory_bytes,
-            vcpus: config.cpus,
-        })
-        .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
-    let mut request = BootRequest {
-        kernel,
-        initrd,
-        cmdline: config.cmdline.clone(),
-    };
-    vm.load(&mut request)
-        .map_err(|e| backend_error(e, config))?;
-    log::debug!(
-        "{}: {} vCPUs, {} of RAM, kernel {}",
-        hv.name(),
-        config.cpus,
-        format_size(config.memory_bytes),
-        config.kernel.display()
-    );
+/// A machine built from a [`Config`] and not running yet: the VM with its memory and
+/// loaded guest, its devices on their buses, its vCPUs.
+pub struct Machine<V: Vm> {
+    /// Kept for as long as the machine exists (its memory, its interrupt controller).
+    vm: V,
+    vcpus: Vec<V::Vcpu>,
+    buses: Arc<Buses>,
+    control: Arc<VmControl>,
+    power_button: Option<Box<dyn PowerButton>>,
+    input: Option<console::ConsoleInputPump>,
+    shutdown_timeout: std::time::Duration,
+}
 
-    let control = Arc::new(VmControl::new());
-    let Devices {
-        buses,
-        power_button,
-        input: input_guard,
-    } = device_manager::attach(&mut vm, config, &control, console_out, virtio)?;
-    let buses = Arc::new(buses);
+impl<V: Vm> Machine<V> {
+    /// Build the machine `config` describes on hypervisor `H`: open the kernel and initrd,
+    /// create the VM, attach the virtio devices, load the guest, place the devices (the
+    /// console's output going to `console_out`) and create the vCPUs. Nothing runs yet
+    /// (the console input thread excepted, once the devices exist).
+    pub fn build<H: Hypervisor<Vm = V>>(
+        config: &Config,
+        console_out: &console::ConsoleOutput,
+        disks: &[OpenDisk],
+        vsock: Option<&OpenVsock>,
+    ) -> Result<Self, Error> {
+        refuse_missing_devices(config)?;
+        let open_kernel = if H::RAW_KERNEL_IMAGES {
+            boot::open_kernel_or_raw
+        } else {
+            boot::open_kernel
+        };
+        let kernel = open_kernel(&config.kernel).map_err(Error::Kernel)?;
+        let initrd = config
+            .initrd
+            .as_deref()
+            .map(boot::open_initrd)
+            .transpose()
+            .map_err(Error::Initrd)?;
 
-    let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
-    // Backends that serve their power button themselves (s390x SCLP) have it only now.
-    let power_button = power_button.or_else(|| vm.power_button());
-    let mut threads = Vec::with_capacity(vcpus.len());
-    for (index, vcpu) in vcpus.into_iter().enumerate() {
-        match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                control.request_exit(VmExitReason::Error(e.to_string()));
-                vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
-                return Err(io_err("starting a vCPU thread")(e));
-            }
+        let hv = H::open().map_err(Error::Backend)?;
+        if config.cpus > hv.max_vcpus() {
+            return Err(ConfigError::new(
+                Field::Cpus,
+                config.cpus.to_string(),
+                format!(
+                    "this host's {} allows at most {} vCPUs",
+                    hv.name(),
+                    hv.max_vcpus()
+                ),
+            )
+            .into());
         }
-    }
-
-    let mut paused = false;
-    let mut handle = |command: VmCommand| -> Result<(), CommandError> {
-        match (command, paused) {
-            (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
-            (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
-            (VmCommand::Pause, false) => {
-                let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
-                    .map_err(|names| CommandError::DidNotPause(names.join(", ")));
-                paused = true; // even when late, they pause as soon as they can
-                if result.is_ok() {
-                    log::info!("VM paused");
-                }
-                result
-            }
-            (VmCommand::Resume, true) => {
-                vcpu_thread::resume_all(&threads);
-                paused = false;
-                log::info!("VM resumed");
-                Ok(())
-            }
-        }
-    };
-    let ending = crate::signals::wait_for_exit(
-        &control,
-        &crate::signals::GracefulStop {
-            button: power_button.as_deref(),
-            timeout: config.shutdown_timeout,
-        },
-        steering.map(|requests| crate::signals::Steering {
-            requests,
-            handle: &mut handle,
-        }),
-    );
-    let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
-    if !stuck.is_empty() {
-        log::error!(
-            "{} did not stop within {} s of the stop request (blocked outside the guest); \
-             exiting without {}",
-            stuck.join(", "),
-            vcpu_thread::STOP_DEADLINE.as_secs(),
-            if stuck.len() == 1 { "it" } else { "them" }
+        let mut vm = hv
+            .create_vm(&VmConfig {
+                memory_bytes: config.memory_bytes,
+                vcpus: config.cpus,
+            })
+            .map_err(|e| backend_error(e, config))?;
+        let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
+        let mut request = BootRequest {
+            kernel,
+            initrd,
+            cmdline: config.cmdline.clone(),
+        };
+        vm.load(&mut request)
+            .map_err(|e| backend_error(e, config))?;
+        log::debug!(
+            "{}: {} vCPUs, {} of RAM, kernel {}",
+            hv.name(),
+            config.cpus,
+            format_size(config.memory_bytes),
+            config.kernel.display()
         );
+
+        let control = Arc::new(VmControl::new());
+        let Devices {
+            buses,
+            power_button,
+            input,
+        } = device_manager::attach(&mut vm, config, &control, console_out, virtio)?;
+        let vcpus = vm.create_vcpus().map_err(Error::Backend)?;
+        // Backends that serve their power button themselves (s390x SCLP) have it only now.
+        let power_button = power_button.or_else(|| vm.power_button());
+        Ok(Self {
+            vm,
+            vcpus,
+            buses: Arc::new(buses),
+            control,
+            power_button,
+            input,
+            shutdown_timeout: config.shutdown_timeout,
+        })
     }
-    drop(input_guard);
-    log::debug!(
-        "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
-        buses.pio.unclaimed_accesses(),
-        buses.mmio.unclaimed_accesses()
-    );
-    match ending.reason {
-        VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
-        VmExitReason::Reset => Ok(RunOutcome::Reset),
-        VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
-        VmExitReason::Signal(signal) => Err(Error::Stopped {
-            signal,
-            waited: ending.waited,
-        }),
-        VmExitReason::Error(m) => Err(Error::Guest(m)),
+
+    /// Run the machine until the guest powers off, resets or panics, a stop signal arrives
+    /// or a vCPU fails; `steering` pauses and resumes it meanwhile.
+    pub fn run(self, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
+        let Self {
+            vm,
+            vcpus,
+            buses,
+            control,
+            power_button,
+            input,
+            shutdown_timeout,
+        } = self;
+        let mut threads = Vec::with_capacity(vcpus.len());
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    control.request_exit(VmExitReason::Error(e.to_string()));
+                    vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
+                    return Err(io_err("starting a vCPU thread")(e));
+                }
+            }
+        }
+
+        let mut paused = false;
+        let mut handle = |command: VmCommand| -> Result<(), CommandError> {
+            match (command, paused) {
+                (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
+                (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
+                (VmCommand::Pause, false) => {
+                    let result = vcpu_thread::pause_all(&threads, vcpu_thread::STOP_DEADLINE)
+                        .map_err(|names| CommandError::DidNotPause(names.join(", ")));
+                    paused = true; // even when late, they pause as soon as they can
+                    if result.is_ok() {
+                        log::info!("VM paused");
+                    }
+                    result
+                }
+                (VmCommand::Resume, true) => {
+                    let result = vcpu_thread::resume_all(&threads, vcpu_thread::STOP_DEADLINE)
+                        .map_err(|names| CommandError::DidNotResume(names.join(", ")));
+                    paused = false; // even when late, they run as soon as they can
+                    if result.is_ok() {
+                        log::info!("VM resumed");
+                    }
+                    result
+                }
+            }
+        };
+        let ending = crate::signals::wait_for_exit(
+            &control,
+            &crate::signals::GracefulStop {
+                button: power_button.as_deref(),
+                timeout: shutdown_timeout,
+            },
+            steering.map(|requests| crate::signals::Steering {
+                requests,
+                handle: &mut handle,
+            }),
+        );
+        let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
+        if !stuck.is_empty() {
+            log::error!(
+                "{} did not stop within {} s of the stop request (blocked outside the guest); \
+                 exiting without {}",
+                stuck.join(", "),
+                vcpu_thread::STOP_DEADLINE.as_secs(),
+                if stuck.len() == 1 { "it" } else { "them" }
+            );
+        }
+        drop(input);
+        log::debug!(
+            "{} guest accesses to unclaimed ports, {} to unclaimed MMIO",
+            buses.pio.unclaimed_accesses(),
+            buses.mmio.unclaimed_accesses()
+        );
+        drop(vm);
+        match ending.reason {
+            VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
+            VmExitReason::Reset => Ok(RunOutcome::Reset),
+            VmExitReason::GuestPanic => Ok(RunOutcome::GuestPanic),
+            VmExitReason::Signal(signal) => Err(Error::Stopped {
+                signal,
+                waited: ending.waited,
+            }),
+            VmExitReason::Error(m) => Err(Error::Guest(m)),
+        }
     }
 }
 
@@ -458,6 +521,7 @@ mod tests {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.field(), Some(Field::Rng));
         let line = e.to_string();
         assert!(line.starts_with("--rng: virtio-rng"), "{line}");
         assert!(line.contains("not available"), "{line}");

@@ -28,6 +28,8 @@ pub enum CommandError {
     AlreadyIn(&'static str),
     #[error("vCPU thread(s) {0} did not pause in time")]
     DidNotPause(String),
+    #[error("vCPU thread(s) {0} did not resume in time")]
+    DidNotResume(String),
     #[error("no answer within {0:?}")]
     NoAnswer(Duration),
 }

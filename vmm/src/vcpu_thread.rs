@@ -2,17 +2,21 @@
 //! vCPU threads: run a vCPU, dispatch its exits to the buses, pause and resume when asked,
 //! stop when the VM stops.
 //!
-//! Each thread has a state (Running, Paused, Exited) that the VMM drives: it sets what it
-//! wants under the thread's lock and kicks the thread out of `KVM_RUN` with `SIGRTMIN`,
-//! repeating the kick until the thread reports the state (a kick that lands just before
-//! `KVM_RUN` is entered would otherwise be missed). A paused thread waits on its condvar,
-//! outside the guest, until it is resumed or the VM stops.
+//! Each thread is steered through its [`Steering`]: the VMM stores what it wants (Run,
+//! Pause, Exit) and kicks the vCPU once — [`arch::VcpuKicker::kick`] sets KVM's
+//! `immediate_exit`, so a `KVM_RUN` the thread enters after the request returns at once,
+//! and one `SIGRTMIN` gets a `KVM_RUN` already in the guest out. The thread looks at what
+//! is wanted before every run and after every interruption (the backend clears the kick
+//! before it reports it, so a request is never missed and never needs a second kick). A
+//! paused thread waits on its condvar, outside the guest; each thread reports where it is
+//! (Running, Paused, Exited) under the same lock, which the VMM waits on with a deadline.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arch::{Vcpu, VcpuExit};
+use arch::{Vcpu, VcpuExit, VcpuKicker};
 use devices::{Bus, VmControl, VmExitReason};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
@@ -47,32 +51,94 @@ pub enum VcpuState {
     Exited,
 }
 
-/// What the VMM wants of a vCPU thread, and where the thread is.
-struct Steering {
-    pause: bool,
-    state: VcpuState,
+/// What the VMM wants of a vCPU thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Wanted {
+    Run = 0,
+    Pause = 1,
+    Exit = 2,
 }
 
-struct Shared {
-    steering: Mutex<Steering>,
+/// The channel between the VMM and one vCPU thread: what is wanted (read by the thread
+/// without a lock before every run), where the thread is, and the condvar both wait on.
+struct Steering {
+    wanted: AtomicU8,
+    state: Mutex<VcpuState>,
     changed: Condvar,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Steering> {
-        self.steering.lock().unwrap_or_else(|e| e.into_inner())
+impl Steering {
+    fn new() -> Self {
+        Self {
+            wanted: AtomicU8::new(Wanted::Run as u8),
+            state: Mutex::new(VcpuState::Running),
+            changed: Condvar::new(),
+        }
     }
 
-    fn set_state(&self, state: VcpuState) {
-        self.lock().state = state;
+    fn lock(&self) -> MutexGuard<'_, VcpuState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read with `SeqCst`, after the backend cleared a kick with `SeqCst`: either this sees
+    /// the request, or the request's kick came after the clear and stays set.
+    fn wanted(&self) -> Wanted {
+        match self.wanted.load(Ordering::SeqCst) {
+            0 => Wanted::Run,
+            1 => Wanted::Pause,
+            _ => Wanted::Exit,
+        }
+    }
+
+    /// Ask for `wanted` (an exit request is never taken back).
+    fn want(&self, wanted: Wanted) {
+        let _state = self.lock();
+        if self.wanted() != Wanted::Exit {
+            self.wanted.store(wanted as u8, Ordering::SeqCst);
+        }
         self.changed.notify_all();
+    }
+
+    fn report(&self, state: VcpuState) {
+        *self.lock() = state;
+        self.changed.notify_all();
+    }
+
+    /// Wait until `done(state)` or `deadline`; `true` when `done`.
+    fn wait_for(&self, deadline: Instant, done: impl Fn(VcpuState) -> bool) -> bool {
+        let mut state = self.lock();
+        loop {
+            if done(*state) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Reports the thread Exited however it ends (a panic included).
+struct ExitReport(Arc<Steering>);
+
+impl Drop for ExitReport {
+    fn drop(&mut self) {
+        self.0.report(VcpuState::Exited);
     }
 }
 
 /// A running vCPU thread and the handle to steer it.
 pub struct VcpuThread {
     handle: JoinHandle<()>,
-    shared: Arc<Shared>,
+    steering: Arc<Steering>,
+    kicker: Arc<dyn VcpuKicker>,
 }
 
 impl VcpuThread {
@@ -80,18 +146,34 @@ impl VcpuThread {
         self.handle.thread().name().unwrap_or("vcpu").to_string()
     }
 
-    fn kick(&self) {
-        if let Err(e) = self.handle.kill(kick_signal()) {
-            log::debug!("kicking {}: {e}", self.name());
+    /// Ask for `wanted` and kick the thread once: out of the guest, or out of its next
+    /// `KVM_RUN` before it enters the guest.
+    fn steer(&self, wanted: Wanted) {
+        self.steering.want(wanted);
+        self.kicker.kick();
+        if !self.handle.is_finished() {
+            if let Err(e) = self.handle.kill(kick_signal()) {
+                log::debug!("kicking {}: {e}", self.name());
+            }
         }
     }
+}
 
-    /// The thread's state.
-    pub fn state(&self) -> VcpuState {
-        if self.handle.is_finished() {
-            return VcpuState::Exited;
-        }
-        self.shared.lock().state
+/// Names of the threads not yet in a state `done` accepts by `deadline`.
+fn wait_all(
+    threads: &[VcpuThread],
+    deadline: Instant,
+    done: impl Fn(VcpuState) -> bool + Copy,
+) -> Result<(), Vec<String>> {
+    let late: Vec<String> = threads
+        .iter()
+        .filter(|t| !t.steering.wait_for(deadline, done))
+        .map(VcpuThread::name)
+        .collect();
+    if late.is_empty() {
+        Ok(())
+    } else {
+        Err(late)
     }
 }
 
@@ -99,36 +181,21 @@ impl VcpuThread {
 /// have exited), or with the names of those that did not pause within `deadline` (they
 /// pause as soon as they can; [`resume_all`] undoes it either way).
 pub fn pause_all(threads: &[VcpuThread], deadline: Duration) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + deadline;
     for t in threads {
-        t.shared.lock().pause = true;
+        t.steer(Wanted::Pause);
     }
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(100);
-    loop {
-        let running: Vec<&VcpuThread> = threads
-            .iter()
-            .filter(|t| t.state() == VcpuState::Running)
-            .collect();
-        if running.is_empty() {
-            return Ok(());
-        }
-        if start.elapsed() >= deadline {
-            return Err(running.iter().map(|t| t.name()).collect());
-        }
-        for t in &running {
-            t.kick();
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
+    wait_all(threads, deadline, |s| s != VcpuState::Running)
 }
 
-/// Let every paused vCPU run the guest again.
-pub fn resume_all(threads: &[VcpuThread]) {
+/// Let every paused vCPU run the guest again. Returns when each has left its pause (or
+/// exited), or with the names of those that did not within `deadline`.
+pub fn resume_all(threads: &[VcpuThread], deadline: Duration) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + deadline;
     for t in threads {
-        t.shared.lock().pause = false;
-        t.shared.changed.notify_all();
+        t.steering.want(Wanted::Run);
     }
+    wait_all(threads, deadline, |s| s != VcpuState::Paused)
 }
 
 /// Port I/O of `size`-byte elements: a string instruction (`rep insb`, `rep outsw`) exits
@@ -148,21 +215,24 @@ pub fn spawn<V: Vcpu + 'static>(
     buses: Arc<Buses>,
     control: Arc<VmControl>,
 ) -> std::io::Result<VcpuThread> {
-    let shared = Arc::new(Shared {
-        steering: Mutex::new(Steering {
-            pause: false,
-            state: VcpuState::Running,
-        }),
-        changed: Condvar::new(),
-    });
-    let steer = shared.clone();
+    let steering = Arc::new(Steering::new());
+    let kicker = vcpu.kicker();
+    let steer = steering.clone();
     let handle = std::thread::Builder::new()
         .name(format!("vcpu{index}"))
         .spawn(move || {
-            while control.exit_reason().is_none() {
-                if steer.lock().pause {
-                    wait_while_paused(&steer, &control);
-                    continue;
+            let _report = ExitReport(steer.clone());
+            loop {
+                match steer.wanted() {
+                    Wanted::Exit => break,
+                    Wanted::Pause => {
+                        wait_while_paused(&steer);
+                        continue;
+                    }
+                    Wanted::Run => {}
+                }
+                if control.exit_reason().is_some() {
+                    break;
                 }
                 match vcpu.run() {
                     Ok(VcpuExit::IoIn { port, size, data }) => {
@@ -191,63 +261,45 @@ pub fn spawn<V: Vcpu + 'static>(
                     Err(e) => control.request_exit(VmExitReason::Error(e.to_string())),
                 }
             }
-            steer.set_state(VcpuState::Exited);
         })?;
-    Ok(VcpuThread { handle, shared })
+    Ok(VcpuThread {
+        handle,
+        steering,
+        kicker,
+    })
 }
 
-/// Out of the guest until resumed or the VM stops.
-fn wait_while_paused(steer: &Shared, control: &VmControl) {
-    let mut s = steer.lock();
-    s.state = VcpuState::Paused;
+/// Out of the guest until resumed or told to exit.
+fn wait_while_paused(steer: &Steering) {
+    let mut state = steer.lock();
+    *state = VcpuState::Paused;
     steer.changed.notify_all();
-    while s.pause && control.exit_reason().is_none() {
-        s = steer.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+    while steer.wanted() == Wanted::Pause {
+        state = steer.changed.wait(state).unwrap_or_else(|e| e.into_inner());
     }
-    s.state = VcpuState::Running;
+    *state = VcpuState::Running;
     steer.changed.notify_all();
 }
 
-/// Stop and join every vCPU thread (the VM's exit must already be requested): wake the
-/// paused ones and kick the rest out of `KVM_RUN` until they have seen the request (a
-/// signal sent just before a thread entered `KVM_RUN` would be missed, hence the repeat).
-/// Gives up after `deadline` and returns the names of the threads that did not stop; they
-/// are left behind (the process exits without them).
+/// Stop and join every vCPU thread (the VM's exit must already be requested): each is told
+/// to exit and kicked once; paused ones wake up. Gives up after `deadline` and returns the
+/// names of the threads that did not stop; they are left behind (the process exits
+/// without them).
 pub fn stop_all(threads: Vec<VcpuThread>, deadline: Duration) -> Vec<String> {
-    let start = Instant::now();
+    let deadline = Instant::now() + deadline;
     for t in &threads {
-        t.shared.changed.notify_all();
+        t.steer(Wanted::Exit);
     }
-    // The vCPU that saw the guest's reset or poweroff is already on its way out: give
-    // the threads a moment before signalling.
-    for _ in 0..100 {
-        if threads.iter().all(|t| t.handle.is_finished()) {
-            break;
-        }
-        std::thread::yield_now();
-    }
-    let mut running = threads;
-    let mut pause = Duration::from_micros(200);
-    loop {
-        let (done, left): (Vec<_>, Vec<_>) =
-            running.into_iter().partition(|t| t.handle.is_finished());
-        for t in done {
+    let mut stuck = Vec::new();
+    for t in threads {
+        if t.steering.wait_for(deadline, |s| s == VcpuState::Exited) {
+            // Exited is reported as the thread's last act: the join is immediate.
             let _ = t.handle.join();
+        } else {
+            stuck.push(t.name());
         }
-        running = left;
-        if running.is_empty() {
-            return Vec::new();
-        }
-        if start.elapsed() >= deadline {
-            return running.iter().map(VcpuThread::name).collect();
-        }
-        for t in &running {
-            t.shared.changed.notify_all();
-            t.kick();
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
+    stuck
 }
 
 /// A way for the tests of the panic policy to make a vCPU thread panic: in debug builds
@@ -286,20 +338,83 @@ mod tests {
         assert_eq!(port_elements(1, 0), 1);
     }
 
+    struct NoKick;
+    impl VcpuKicker for NoKick {
+        fn kick(&self) {}
+    }
+
     fn fake(name: &str, body: impl FnOnce() + Send + 'static) -> VcpuThread {
+        let steering = Arc::new(Steering::new());
+        let report = ExitReport(steering.clone());
         VcpuThread {
             handle: std::thread::Builder::new()
                 .name(name.into())
-                .spawn(body)
+                .spawn(move || {
+                    let _report = report;
+                    body()
+                })
                 .unwrap(),
-            shared: Arc::new(Shared {
-                steering: Mutex::new(Steering {
-                    pause: false,
-                    state: VcpuState::Running,
-                }),
-                changed: Condvar::new(),
-            }),
+            steering,
+            kicker: Arc::new(NoKick),
         }
+    }
+
+    /// A vCPU whose `run` blocks (as `KVM_RUN` in a halted guest does) until it is kicked,
+    /// and which forgets the kick when it reports it, as the backends do.
+    struct Sleeper(Arc<Bell>);
+
+    #[derive(Default)]
+    struct Bell {
+        rung: Mutex<bool>,
+        wake: Condvar,
+    }
+
+    impl VcpuKicker for Bell {
+        fn kick(&self) {
+            *self.rung.lock().unwrap() = true;
+            self.wake.notify_all();
+        }
+    }
+
+    impl Vcpu for Sleeper {
+        fn run(&mut self) -> arch::Result<VcpuExit<'_>> {
+            let mut rung = self.0.rung.lock().unwrap();
+            while !*rung {
+                rung = self.0.wake.wait(rung).unwrap();
+            }
+            *rung = false;
+            Ok(VcpuExit::Interrupted)
+        }
+        fn kicker(&self) -> Arc<dyn VcpuKicker> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn one_kick_each_pauses_resumes_and_stops_vcpus_that_sit_in_run() {
+        install_kick_handler().unwrap();
+        let buses = Arc::new(Buses {
+            pio: Bus::new(),
+            mmio: Bus::new(),
+        });
+        let control = Arc::new(VmControl::new());
+        let threads: Vec<VcpuThread> = (0..4)
+            .map(|i| {
+                let vcpu = Sleeper(Arc::new(Bell::default()));
+                spawn(i, vcpu, buses.clone(), control.clone()).unwrap()
+            })
+            .collect();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            pause_all(&threads, Duration::from_secs(5)).unwrap();
+            assert!(threads
+                .iter()
+                .all(|t| *t.steering.lock() == VcpuState::Paused));
+            resume_all(&threads, Duration::from_secs(5)).unwrap();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        control.request_exit(VmExitReason::Poweroff);
+        assert!(stop_all(threads, Duration::from_secs(5)).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use devices::virtio::Vsock;
 
-use crate::config::VsockConfig;
+use crate::config::{Field, VsockConfig};
 use crate::machine::Error;
 
 /// The bound socket of a `--vsock`; dropping it removes the socket file.
@@ -43,7 +43,7 @@ impl Drop for OpenVsock {
 
 fn input(config: &VsockConfig, why: String) -> Error {
     Error::Input {
-        flag: "--vsock",
+        field: Field::Vsock,
         message: format!("socket={:?}: {why}", config.socket),
     }
 }

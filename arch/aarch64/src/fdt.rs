@@ -19,7 +19,7 @@
 //!
 //! The FDT format itself is big-endian; vm-fdt writes it so on every host.
 
-use arch::{PlatformDevice, RamRange};
+use arch::{DeviceKind, PlatformDevice, RamRange};
 use vm_fdt::{Error as FdtError, FdtWriter};
 
 type FdtResult<T> = std::result::Result<T, FdtError>;
@@ -62,12 +62,11 @@ pub struct FdtConfig<'a> {
     pub cmdline: &'a str,
     /// `(start, size)` of the initrd in guest memory.
     pub initrd: Option<(u64, u64)>,
-    pub serial: Option<PlatformDevice>,
-    pub rtc: Option<PlatformDevice>,
-    /// The PL061 whose line [`POWER_KEY_LINE`] is the power key.
-    pub gpio: Option<PlatformDevice>,
-    /// The pvpanic register (`qemu,pvpanic-mmio`).
-    pub pvpanic: Option<PlatformDevice>,
+    /// The platform's devices, described in this order: the 16550 (also `stdout-path`),
+    /// the PL031, the PL061 (line [`POWER_KEY_LINE`] is the power key), pvpanic
+    /// (`qemu,pvpanic-mmio`). The boot timer is for test guests and not described; the x86
+    /// kinds have no node.
+    pub devices: &'a [PlatformDevice],
     pub virtio: &'a [VirtioMmioNode],
 }
 
@@ -114,17 +113,20 @@ pub fn build(cfg: &FdtConfig) -> FdtResult<Vec<u8>> {
     gic_node(&mut fdt, cfg)?;
     chosen_node(&mut fdt, cfg)?;
     apb_pclk_node(&mut fdt)?;
-    if let Some(uart) = cfg.serial {
-        uart_node(&mut fdt, &uart)?;
-    }
-    if let Some(rtc) = cfg.rtc {
-        rtc_node(&mut fdt, &rtc)?;
-    }
-    if let Some(gpio) = cfg.gpio {
-        gpio_nodes(&mut fdt, &gpio)?;
-    }
-    if let Some(pvpanic) = cfg.pvpanic {
-        pvpanic_node(&mut fdt, &pvpanic)?;
+    for dev in cfg.devices {
+        match dev.kind {
+            DeviceKind::Serial16550 => uart_node(&mut fdt, dev)?,
+            DeviceKind::Pl031Rtc => rtc_node(&mut fdt, dev)?,
+            DeviceKind::Pl061Gpio => gpio_nodes(&mut fdt, dev)?,
+            DeviceKind::PvPanic => pvpanic_node(&mut fdt, dev)?,
+            DeviceKind::BootTimer
+            | DeviceKind::I8042
+            | DeviceKind::Cmos
+            | DeviceKind::AcpiPm
+            | DeviceKind::ResetControl
+            | DeviceKind::AcpiGed
+            | DeviceKind::VirtioMmio => {}
+        }
     }
     for dev in cfg.virtio {
         virtio_node(&mut fdt, dev)?;
@@ -238,7 +240,11 @@ fn gic_node(fdt: &mut FdtWriter, cfg: &FdtConfig) -> FdtResult<()> {
 fn chosen_node(fdt: &mut FdtWriter, cfg: &FdtConfig) -> FdtResult<()> {
     let node = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", cfg.cmdline)?;
-    if let Some(uart) = cfg.serial {
+    if let Some(uart) = cfg
+        .devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::Serial16550)
+    {
         fdt.property_string("stdout-path", &uart_path(uart.base))?;
     }
     if let Some((start, size)) = cfg.initrd {

@@ -18,7 +18,7 @@
 //! | 0x4000_0000..                | RAM: kernel at the start (2 MiB aligned),         |
 //! |                              | initrd below the FDT, FDT in the last 2 MiB       |
 
-use arch::{BusKind, MemoryLayout, PlatformDevice};
+use arch::{BusKind, DeviceKind, MemoryLayout, Platform, PlatformDevice};
 
 /// Guest RAM starts here.
 pub const RAM_START: u64 = 0x4000_0000;
@@ -80,12 +80,14 @@ pub const MIN_MEMORY: u64 = 16 << 20;
 
 /// The UART and RTC as the VMM registers them.
 pub const UART: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::Serial16550,
     bus: BusKind::Mmio,
     base: UART_BASE,
     len: UART_SIZE,
     irq: Some(UART_SPI),
 };
 pub const RTC: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::Pl031Rtc,
     bus: BusKind::Mmio,
     base: RTC_BASE,
     len: RTC_SIZE,
@@ -93,6 +95,7 @@ pub const RTC: PlatformDevice = PlatformDevice {
 };
 
 pub const GPIO: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::Pl061Gpio,
     bus: BusKind::Mmio,
     base: GPIO_BASE,
     len: GPIO_SIZE,
@@ -100,6 +103,7 @@ pub const GPIO: PlatformDevice = PlatformDevice {
 };
 
 pub const PVPANIC: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::PvPanic,
     bus: BusKind::Mmio,
     base: PVPANIC_BASE,
     len: PVPANIC_SIZE,
@@ -107,11 +111,17 @@ pub const PVPANIC: PlatformDevice = PlatformDevice {
 };
 
 pub const BOOT_TIMER: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::BootTimer,
     bus: BusKind::Mmio,
     base: BOOT_TIMER_BASE,
     len: BOOT_TIMER_SIZE,
     irq: None,
 };
+
+/// The fixed devices of an arm64 guest (the FDT describes all but the boot timer).
+pub fn platform() -> Platform {
+    Platform::new(vec![UART, RTC, GPIO, PVPANIC, BOOT_TIMER])
+}
 
 /// Size of the GICv3 redistributor region for `vcpus` vCPUs.
 pub fn gic_redist_size(vcpus: u32) -> u64 {

@@ -267,10 +267,7 @@ pub fn load(
         gic: machine.gic,
         cmdline: &request.cmdline,
         initrd: placement.initrd,
-        serial: machine.platform.serial,
-        rtc: machine.platform.rtc,
-        gpio: machine.platform.gpio,
-        pvpanic: machine.platform.pvpanic,
+        devices: &machine.platform.devices,
         virtio: machine.virtio,
     })
     .map_err(|e| Error::GuestWrite {

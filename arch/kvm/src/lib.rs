@@ -5,14 +5,18 @@
 //! own KVM layer (kvm-ioctls does not build there), so on other hosts this crate is empty.
 #![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 
+mod kick;
+
 use std::sync::Arc;
 
 use arch::{Error, GuestMemory, Result, VcpuExit};
 use devices::InterruptLine;
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Cap, Kvm, VcpuExit as KvmExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuExit as KvmExit, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 use vmm_sys_util::eventfd::EventFd;
+
+pub use kick::RunFd;
 
 const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const KVM_SYSTEM_EVENT_RESET: u32 = 2;
@@ -113,9 +117,16 @@ pub fn bind_queue_notifies(
 /// kvm-ioctls's exit does not carry: a string instruction (`rep insb`) exits once with all
 /// its elements, and each must reach the device as its own access. The size is 0 for other
 /// exits.
-pub fn run_vcpu(fd: &mut VcpuFd) -> (std::result::Result<KvmExit<'_>, kvm_ioctls::Error>, usize) {
-    let run: *const kvm_bindings::kvm_run = fd.get_kvm_run();
-    let exit = fd.run();
+///
+/// A run cut short by a kick or a signal (`EINTR`, `KVM_EXIT_INTR`) clears the kick
+/// ([`RunFd::kicker`]) before it returns: the caller looks at its requests next.
+pub fn run_vcpu(fd: &mut RunFd) -> (std::result::Result<KvmExit<'_>, kvm_ioctls::Error>, usize) {
+    let (vcpu, kick) = fd.parts();
+    let run: *const kvm_bindings::kvm_run = vcpu.get_kvm_run();
+    let exit = vcpu.run();
+    if matches!(&exit, Err(e) if e.errno() == libc::EINTR) || matches!(exit, Ok(KvmExit::Intr)) {
+        kick.clear();
+    }
     let size = match exit {
         Ok(KvmExit::IoIn(..) | KvmExit::IoOut(..)) => {
             // SAFETY: `run` points to the vCPU's kvm_run mapping, which lives as long as

@@ -30,7 +30,7 @@ use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
-use arch::{BusKind, Platform, PlatformDevice};
+use arch::{BusKind, DeviceKind, Platform, PlatformDevice};
 use devices::legacy::acpi_pm;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
@@ -98,7 +98,7 @@ pub fn build(base: u64, machine: &Machine) -> Result<Vec<u8>, Error> {
     if cpus == 0 || cpus > MAX_CPUS {
         return Err(Error::TooManyCpus(cpus));
     }
-    let pm_port = match platform.acpi_pm {
+    let pm_port = match platform.get(DeviceKind::AcpiPm) {
         Some(PlatformDevice {
             bus: BusKind::Pio,
             base,
@@ -224,28 +224,33 @@ impl PortDevice {
     }
 }
 
-/// The port devices of `platform` the DSDT describes.
+/// The port devices of `platform` the DSDT describes, in the platform's order. The FADT
+/// names the PM registers; the GED is described apart ([`power_button`]); Linux finds the
+/// reset control port without ACPI, and the boot timer is for test guests only.
 fn port_devices(platform: &Platform) -> Vec<PortDevice> {
-    let mut devices = Vec::new();
-    if let Some(dev) = &platform.serial {
-        devices.extend(PortDevice::new("\\_SB_.COM1", "PNP0501", dev));
-    }
-    if let Some(dev) = &platform.i8042 {
-        // Data port at the base, status/command port at base + 4, as PNP0303 lists them.
-        devices.extend(PortDevice::new("\\_SB_.PS2K", "PNP0303", dev).map(|mut d| {
-            let (base, _) = d.ports[0];
-            d.ports = vec![(base, 1), (base + 4, 1)];
-            d
-        }));
-    }
-    if let Some(dev) = &platform.cmos {
-        devices.extend(PortDevice::new("\\_SB_.RTC_", "PNP0B00", dev));
-    }
-    if let Some(dev) = &platform.pvpanic {
-        // Linux's pvpanic-mmio driver matches QEMU0001 and takes an I/O resource too.
-        devices.extend(PortDevice::new("\\_SB_.PEVT", "QEMU0001", dev));
-    }
-    devices
+    platform
+        .devices
+        .iter()
+        .filter_map(|dev| match dev.kind {
+            DeviceKind::Serial16550 => PortDevice::new("\\_SB_.COM1", "PNP0501", dev),
+            // Data port at the base, status/command port at base + 4, as PNP0303 lists them.
+            DeviceKind::I8042 => PortDevice::new("\\_SB_.PS2K", "PNP0303", dev).map(|mut d| {
+                let (base, _) = d.ports[0];
+                d.ports = vec![(base, 1), (base + 4, 1)];
+                d
+            }),
+            DeviceKind::Cmos => PortDevice::new("\\_SB_.RTC_", "PNP0B00", dev),
+            // Linux's pvpanic-mmio driver matches QEMU0001 and takes an I/O resource too.
+            DeviceKind::PvPanic => PortDevice::new("\\_SB_.PEVT", "QEMU0001", dev),
+            DeviceKind::AcpiPm
+            | DeviceKind::ResetControl
+            | DeviceKind::BootTimer
+            | DeviceKind::AcpiGed
+            | DeviceKind::Pl031Rtc
+            | DeviceKind::Pl061Gpio
+            | DeviceKind::VirtioMmio => None,
+        })
+        .collect()
 }
 
 /// A virtio-mmio transport as the DSDT describes it: `\_SB_.VRnn`, `_HID "LNRO0005"`,
@@ -296,7 +301,9 @@ fn virtio_devices(windows: &[PlatformDevice]) -> Result<Vec<VirtioMmioDevice>, E
 
 /// The GED of `platform`, when it has one on 32-bit MMIO with an interrupt.
 fn power_button(platform: &Platform) -> Option<ged::Ged> {
-    let dev = platform.acpi_ged.filter(|d| d.bus == BusKind::Mmio)?;
+    let dev = platform
+        .get(DeviceKind::AcpiGed)
+        .filter(|d| d.bus == BusKind::Mmio)?;
     Some(ged::Ged {
         base: u32::try_from(dev.base).ok()?,
         gsi: dev.irq?,

@@ -20,7 +20,7 @@
 //! | 0xc000_0000..4 GiB  | MMIO hole: boot timer at 0xc000_0000, ACPI GED 0xc000_1000, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000 |
 //! | 0xd000_0000..+8 * 0x200 | virtio-mmio slots (in the hole), GSI 16 + slot; DSDT `LNRO0005` |
 
-use arch::{BusKind, MemoryLayout, Platform, PlatformDevice};
+use arch::{BusKind, DeviceKind, MemoryLayout, Platform, PlatformDevice};
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const IDT_ADDR: u64 = 0x520;
@@ -72,12 +72,14 @@ pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
 
 /// COM1: I/O port 0x3f8, ISA IRQ 4. i8042: ports 0x60..=0x64, ISA IRQ 1.
 const COM1: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::Serial16550,
     bus: BusKind::Pio,
     base: 0x3f8,
     len: 8,
     irq: Some(4),
 };
 const I8042: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::I8042,
     bus: BusKind::Pio,
     base: 0x60,
     len: 5,
@@ -85,6 +87,7 @@ const I8042: PlatformDevice = PlatformDevice {
 };
 /// CMOS RTC/NVRAM: index port 0x70, data port 0x71.
 const CMOS: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::Cmos,
     bus: BusKind::Pio,
     base: 0x70,
     len: 2,
@@ -93,6 +96,7 @@ const CMOS: PlatformDevice = PlatformDevice {
 
 /// The hardware-reduced ACPI sleep control/status and reset registers the FADT names.
 const ACPI_PM: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::AcpiPm,
     bus: BusKind::Pio,
     base: ACPI_PM_PORT as u64,
     len: devices::legacy::acpi_pm::WINDOW,
@@ -101,6 +105,7 @@ const ACPI_PM: PlatformDevice = PlatformDevice {
 
 /// The reset control register Linux's `reboot=p`/`reboot=q` write.
 const RESET_CONTROL: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::ResetControl,
     bus: BusKind::Pio,
     base: devices::legacy::reset_control::PORT,
     len: devices::legacy::reset_control::WINDOW,
@@ -109,6 +114,7 @@ const RESET_CONTROL: PlatformDevice = PlatformDevice {
 
 /// The ACPI GED: the power button SIGTERM presses (`devices::legacy::acpi_ged`).
 const ACPI_GED: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::AcpiGed,
     bus: BusKind::Mmio,
     base: ACPI_GED_ADDR,
     len: devices::legacy::acpi_ged::GED_WINDOW,
@@ -117,6 +123,7 @@ const ACPI_GED: PlatformDevice = PlatformDevice {
 
 /// The boot timer: first page of the MMIO hole.
 const BOOT_TIMER: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::BootTimer,
     bus: BusKind::Mmio,
     base: BOOT_TIMER_ADDR,
     len: devices::boot_timer::BOOT_TIMER_WINDOW,
@@ -126,31 +133,32 @@ const BOOT_TIMER: PlatformDevice = PlatformDevice {
 /// The pvpanic register at QEMU's default port (`devices::legacy::pvpanic`; the DSDT's
 /// `QEMU0001`).
 pub const PVPANIC: PlatformDevice = PlatformDevice {
+    kind: DeviceKind::PvPanic,
     bus: BusKind::Pio,
     base: 0x505,
     len: 1,
     irq: None,
 };
 
-/// The fixed devices of an x86 guest (the ACPI tables' DSDT describes the port ones).
+/// The fixed devices of an x86 guest (the ACPI tables describe them: the DSDT the port
+/// devices and the GED, the FADT the PM registers).
 pub fn platform() -> Platform {
-    Platform {
-        serial: Some(COM1),
-        i8042: Some(I8042),
-        boot_timer: Some(BOOT_TIMER),
-        rtc: None,
-        cmos: Some(CMOS),
-        acpi_pm: Some(ACPI_PM),
-        reset_control: Some(RESET_CONTROL),
-        gpio: None,
-        acpi_ged: Some(ACPI_GED),
-        pvpanic: Some(PVPANIC),
-    }
+    Platform::new(vec![
+        COM1,
+        I8042,
+        BOOT_TIMER,
+        CMOS,
+        ACPI_PM,
+        RESET_CONTROL,
+        ACPI_GED,
+        PVPANIC,
+    ])
 }
 
 /// Slot `n` of the virtio-mmio window, or `None` past the last slot.
 pub fn virtio_mmio_slot(n: u32) -> Option<PlatformDevice> {
     (n < VIRTIO_MMIO_SLOTS).then(|| PlatformDevice {
+        kind: DeviceKind::VirtioMmio,
         bus: BusKind::Mmio,
         base: VIRTIO_MMIO_BASE + u64::from(n) * VIRTIO_MMIO_SIZE,
         len: VIRTIO_MMIO_SIZE,

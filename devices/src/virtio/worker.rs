@@ -110,7 +110,6 @@ impl ActiveQueue {
     }
 }
 
-
 const KICK: u64 = u64::MAX;
 const STOP: u64 = u64::MAX - 1;
 /// The largest token a handler may use (the worker keeps the two above).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::layout::{GPIO, GPIO_SPI, RTC, RTC_SPI, UART, UART_SPI};
+use crate::layout::{BOOT_TIMER, GPIO, GPIO_SPI, RTC, RTC_SPI, UART, UART_SPI};
 
 /// Properties by `"<node path>:<name>"`, read back from the blob's structure block.
 fn read_fdt(blob: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -78,6 +78,8 @@ const RAM: [RamRange; 1] = [RamRange {
     size: 256 << 20,
 }];
 
+const PLATFORM: [PlatformDevice; 5] = [UART, RTC, GPIO, crate::layout::PVPANIC, BOOT_TIMER];
+
 fn config(vcpus: u32, gic: GicVersion, virtio: &[VirtioMmioNode]) -> FdtConfig<'_> {
     FdtConfig {
         vcpus,
@@ -85,10 +87,7 @@ fn config(vcpus: u32, gic: GicVersion, virtio: &[VirtioMmioNode]) -> FdtConfig<'
         gic,
         cmdline: "console=ttyS0 panic=-1",
         initrd: Some((0x4f00_0000, 0x12345)),
-        serial: Some(UART),
-        rtc: Some(RTC),
-        gpio: Some(GPIO),
-        pvpanic: Some(crate::layout::PVPANIC),
+        devices: &PLATFORM,
         virtio,
     }
 }
@@ -236,14 +235,28 @@ fn cpu_nodes_use_mpidr_affinity() {
 #[test]
 fn machine_without_serial_or_rtc() {
     let mut cfg = config(1, GicVersion::V3, &[]);
-    cfg.serial = None;
-    cfg.rtc = None;
-    cfg.gpio = None;
+    let only_pvpanic = [crate::layout::PVPANIC];
+    cfg.devices = &only_pvpanic;
     let p = read_fdt(&build(&cfg).unwrap());
     assert!(!p.contains_key("/chosen:stdout-path"));
     assert!(!p
         .keys()
         .any(|k| k.starts_with("/uart@") || k.starts_with("/rtc@") || k.contains("gpio")));
+}
+
+/// The tree describes exactly the devices the backend's platform lists (the boot timer,
+/// for test guests only, excepted), each at its address.
+#[test]
+fn every_listed_device_has_its_node() {
+    let platform = crate::layout::platform();
+    let mut cfg = config(1, GicVersion::V3, &[]);
+    cfg.devices = &platform.devices;
+    let p = read_fdt(&build(&cfg).unwrap());
+    for dev in &platform.devices {
+        let at = format!("@{:x}:reg", dev.base);
+        let described = p.keys().any(|k| k.ends_with(&at));
+        assert_eq!(described, dev.kind != DeviceKind::BootTimer, "{dev:?}");
+    }
 }
 
 /// An independent check: Debian's `dtc` must accept the blob and decompile it to the

@@ -8,8 +8,8 @@ mod vcpu;
 use std::sync::{Arc, Mutex};
 
 use arch::{
-    BootRequest, BusKind, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, PlatformDevice,
-    Result, VirtioTransport, Vm, VmConfig,
+    BootRequest, BusKind, DeviceKind, Error, GuestMemory, Hypervisor, MemoryLayout, Platform,
+    PlatformDevice, Result, VirtioTransport, Vm, VmConfig,
 };
 use arch_kvm::IrqfdLine;
 use devices::virtio::{MmioTransport, VirtioDevice};
@@ -71,16 +71,7 @@ impl Hypervisor for KvmArm64 {
             fd,
             memory,
             layout,
-            platform: Platform {
-                serial: Some(layout::UART),
-                rtc: Some(layout::RTC),
-                gpio: Some(layout::GPIO),
-                pvpanic: Some(layout::PVPANIC),
-                cmos: None,
-                acpi_pm: None,
-                boot_timer: Some(layout::BOOT_TIMER),
-                ..Default::default()
-            },
+            platform: layout::platform(),
             gic,
             pending_irqfds: Mutex::new(Vec::new()),
             gic_ready: false,
@@ -176,6 +167,7 @@ impl Vm for KvmVm {
         self.add_virtio_mmio(node);
         Ok(Some(VirtioTransport {
             window: PlatformDevice {
+                kind: DeviceKind::VirtioMmio,
                 bus: BusKind::Mmio,
                 base: node.base,
                 len: node.size,

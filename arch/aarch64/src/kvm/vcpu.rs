@@ -2,18 +2,20 @@
 //! An aarch64 KVM vCPU: `KVM_ARM_VCPU_INIT` with PSCI 0.2 (secondaries powered off until
 //! the guest's PSCI `CPU_ON`, which KVM serves), the boot registers, and exit decoding.
 
-use arch::{Error, Result, Vcpu, VcpuExit};
+use std::sync::Arc;
+
+use arch::{Error, Result, Vcpu, VcpuExit, VcpuKicker};
 use kvm_bindings::{
     kvm_vcpu_init, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_SYSTEM_EVENT_CRASH,
 };
-use kvm_ioctls::{VcpuExit as KvmExit, VcpuFd, VmFd};
+use kvm_ioctls::{VcpuExit as KvmExit, VmFd};
 
 use crate::loader::BootEntry;
 use crate::regs;
 
 /// One vCPU of a [`super::KvmVm`].
 pub struct KvmVcpu {
-    fd: VcpuFd,
+    fd: arch_kvm::RunFd,
     index: u32,
 }
 
@@ -34,7 +36,10 @@ impl KvmVcpu {
         }
         fd.vcpu_init(&init)
             .map_err(|e| Error::hv("KVM_ARM_VCPU_INIT", e))?;
-        let vcpu = Self { fd, index };
+        let vcpu = Self {
+            fd: arch_kvm::RunFd::new(fd),
+            index,
+        };
         if index == 0 {
             for (id, value) in regs::boot_registers(entry.entry, entry.fdt_addr) {
                 vcpu.fd
@@ -47,6 +52,10 @@ impl KvmVcpu {
 }
 
 impl Vcpu for KvmVcpu {
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
+        self.fd.kicker()
+    }
+
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         let index = self.index;
         arch_kvm::map_run(index, arch_kvm::run_vcpu(&mut self.fd), |exit| match exit {

@@ -181,13 +181,7 @@ fn check_loaded(format: KernelFormat, kernel_bytes: &[u8], img: &[u8]) {
         GuestMemory::from_ranges(&[(GuestAddress(0x4000_0000), (64 * MIB) as usize)]).unwrap();
     let initrd = vec![0xa5u8; 5000];
     let mut req = request(&dir, kernel_bytes, format, &initrd);
-    let platform = Platform {
-        serial: Some(UART),
-        rtc: Some(RTC),
-        cmos: None,
-        acpi_pm: None,
-        ..Default::default()
-    };
+    let platform = Platform::new(vec![UART, RTC]);
     let machine = Machine {
         vcpus: 2,
         gic: GicVersion::V3,

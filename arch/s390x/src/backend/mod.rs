@@ -42,6 +42,7 @@ const REQUIRED_CAPS: &[(u32, &str)] = &[
     (KVM_CAP_S390_PSW, "KVM_CAP_S390_PSW"),
     (KVM_CAP_S390_USER_SIGP, "KVM_CAP_S390_USER_SIGP"),
     (KVM_CAP_S390_INJECT_IRQ, "KVM_CAP_S390_INJECT_IRQ"),
+    (KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"),
 ];
 
 /// `/dev/kvm` on an s390x host.
@@ -413,6 +414,7 @@ impl Vm for KvmS390Vm {
                 state: Mutex::new(CpuState {
                     stopped: index != 0,
                     orders: VecDeque::new(),
+                    kicked: false,
                 }),
                 wake: Condvar::new(),
                 injector,
@@ -583,6 +585,9 @@ enum Order {
 struct CpuState {
     stopped: bool,
     orders: VecDeque<Order>,
+    /// The VMM kicked the vCPU (pause, stop): a stopped vCPU stops waiting for orders and
+    /// lets the VMM look at its requests.
+    kicked: bool,
 }
 
 struct CpuSlot {

@@ -3,10 +3,10 @@
 //! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
 
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use arch::{Error, Result, Vcpu, VcpuExit};
+use arch::{Error, Result, Vcpu, VcpuExit, VcpuKicker};
 use vm_memory::GuestMemoryBackend as _;
 
 use super::{inject_io, Machine, Order};
@@ -14,12 +14,13 @@ use crate::intercept::{
     self, code, operand_address, pgm, psw, sigp, Ending, Instruction, IoInstruction,
 };
 use crate::kvm::bindings::*;
-use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
+use crate::kvm::ioctls::{ImmediateExit, LogicalBuf, VcpuFd};
 use devices::css::{AccessFault, IoInterrupt, IoOp, IoOutcome, OperandMemory};
 use devices::log_limit::LogLimit;
 
-/// How long a stopped vCPU waits for an order before letting the VMM look at it again.
-const STOPPED_POLL: Duration = Duration::from_millis(50);
+/// How long a stopped vCPU waits for a SIGP order before letting the VMM look at it again
+/// anyway. A kick (pause, stop) ends the wait at once; this only bounds it.
+const STOPPED_WAIT: Duration = Duration::from_secs(1);
 /// Unknown intercepts in a row before the vCPU gives up.
 const MAX_UNKNOWN_INTERCEPTS: u32 = 1000;
 
@@ -140,13 +141,14 @@ impl KvmS390Vcpu {
         let machine = self.machine.clone();
         let slot = &machine.cpus[self.index as usize];
         let mut state = slot.lock();
-        if state.stopped && state.orders.is_empty() {
+        if state.stopped && state.orders.is_empty() && !state.kicked {
             state = slot
                 .wake
-                .wait_timeout(state, STOPPED_POLL)
+                .wait_timeout(state, STOPPED_WAIT)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        state.kicked = false;
         while let Some(order) = state.orders.pop_front() {
             match order {
                 Order::Start => state.stopped = false,
@@ -584,14 +586,46 @@ impl KvmS390Vcpu {
     }
 }
 
+/// Kicks an s390x vCPU: its `immediate_exit` byte for `KVM_RUN`, and its slot's condvar
+/// when it is stopped and waiting for a SIGP order.
+struct S390Kicker {
+    immediate_exit: Arc<ImmediateExit>,
+    machine: Weak<Machine>,
+    index: usize,
+}
+
+impl VcpuKicker for S390Kicker {
+    fn kick(&self) {
+        self.immediate_exit.set(1);
+        if let Some(machine) = self.machine.upgrade() {
+            let slot = &machine.cpus[self.index];
+            slot.lock().kicked = true;
+            slot.wake.notify_all();
+        }
+    }
+}
+
 impl Vcpu for KvmS390Vcpu {
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
+        Arc::new(S390Kicker {
+            immediate_exit: self.fd.immediate_exit(),
+            machine: Arc::downgrade(&self.machine),
+            index: self.index as usize,
+        })
+    }
+
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         if !self.take_orders()? {
+            // Stopped: the VMM looks at its requests (a kick is consumed here).
+            self.fd.clear_immediate_exit();
             return Ok(VcpuExit::Interrupted);
         }
         if let Err(e) = self.fd.run() {
             return match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EAGAIN) => Ok(VcpuExit::Interrupted),
+                Some(libc::EINTR) | Some(libc::EAGAIN) => {
+                    self.fd.clear_immediate_exit();
+                    Ok(VcpuExit::Interrupted)
+                }
                 _ => Err(Error::hv("KVM_RUN", e)),
             };
         }
@@ -605,7 +639,10 @@ impl Vcpu for KvmS390Vcpu {
                 log::debug!("vCPU {}: reset requested (flags {flags:#x})", self.index);
                 Outcome::Reset
             }
-            KVM_EXIT_INTR => return Ok(VcpuExit::Interrupted),
+            KVM_EXIT_INTR => {
+                self.fd.clear_immediate_exit();
+                return Ok(VcpuExit::Interrupted);
+            }
             KVM_EXIT_INTERNAL_ERROR => {
                 // SAFETY: KVM_EXIT_INTERNAL_ERROR fills `internal`, plain integers.
                 let internal = unsafe { self.fd.run_struct().exit.internal };

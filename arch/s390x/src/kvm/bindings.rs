@@ -97,6 +97,7 @@ pub const KVM_CAP_S390_USER_SIGP: u32 = 106;
 pub const KVM_CAP_S390_MEM_OP: u32 = 108;
 pub const KVM_CAP_S390_USER_STSI: u32 = 109;
 pub const KVM_CAP_S390_INJECT_IRQ: u32 = 113;
+pub const KVM_CAP_IMMEDIATE_EXIT: u32 = 136;
 pub const KVM_CAP_S390_VCPU_RESETS: u32 = 179;
 
 // kvm_ioeventfd.flags.

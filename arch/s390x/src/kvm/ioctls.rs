@@ -6,6 +6,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::bindings::*;
 
@@ -248,7 +250,15 @@ impl VmFd {
             return Err(io::Error::last_os_error());
         }
         let run = NonNull::new(addr.cast::<KvmRun>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(VcpuFd { fd, run, mmap_size })
+        // SAFETY: only the field's address is taken, inside the mapping just checked.
+        let byte = unsafe { std::ptr::addr_of_mut!((*run.as_ptr()).immediate_exit) };
+        let immediate_exit = Arc::new(ImmediateExit(Mutex::new(Some(byte))));
+        Ok(VcpuFd {
+            fd,
+            run,
+            mmap_size,
+            immediate_exit,
+        })
     }
 }
 
@@ -257,6 +267,29 @@ pub struct VcpuFd {
     fd: File,
     run: NonNull<KvmRun>,
     mmap_size: usize,
+    immediate_exit: Arc<ImmediateExit>,
+}
+
+/// The `immediate_exit` byte of a vCPU's `kvm_run` (KVM_CAP_IMMEDIATE_EXIT), settable from
+/// other threads while the mapping exists: a `KVM_RUN` entered while it is 1 returns
+/// `EINTR` at once. After the vCPU is dropped, setting it does nothing.
+pub struct ImmediateExit(Mutex<Option<*mut u8>>);
+
+// SAFETY: the pointer is only dereferenced (atomically) under the lock while the mapping
+// lives; `VcpuFd::drop` takes it away under the lock before unmapping.
+unsafe impl Send for ImmediateExit {}
+// SAFETY: as above; every access goes through the mutex.
+unsafe impl Sync for ImmediateExit {}
+
+impl ImmediateExit {
+    pub fn set(&self, value: u8) {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(byte) = *guard {
+            // SAFETY: `byte` lies in the live kvm_run mapping (checked under the lock); the
+            // kernel reads it with READ_ONCE and this process only touches it atomically.
+            unsafe { AtomicU8::from_ptr(byte) }.store(value, Ordering::SeqCst);
+        }
+    }
 }
 
 // SAFETY: the kvm_run mapping belongs to this vCPU alone; it is only touched through
@@ -279,7 +312,17 @@ impl VcpuFd {
         unsafe { self.run.as_mut() }
     }
 
-    /// `KVM_RUN`. `Err` with `EINTR` when a signal cut it short.
+    /// The `immediate_exit` byte, for other threads to set.
+    pub fn immediate_exit(&self) -> Arc<ImmediateExit> {
+        self.immediate_exit.clone()
+    }
+
+    /// Forget a kick once the vCPU has reported it.
+    pub fn clear_immediate_exit(&self) {
+        self.immediate_exit.set(0);
+    }
+
+    /// `KVM_RUN`. `Err` with `EINTR` when a signal or `immediate_exit` cut it short.
     pub fn run(&mut self) -> io::Result<()> {
         ioctl_val(self.fd.as_raw_fd(), KVM_RUN, 0).map(|_| ())
     }
@@ -395,6 +438,12 @@ impl VcpuFd {
 
 impl Drop for VcpuFd {
     fn drop(&mut self) {
+        // First: kickers still around must not write into the mapping once it is gone.
+        *self
+            .immediate_exit
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         // SAFETY: unmapping the kvm_run mapping created in `create_vcpu` with this size; no
         // reference into it outlives `self`.
         unsafe {

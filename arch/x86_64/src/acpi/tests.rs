@@ -234,10 +234,7 @@ fn limits() {
 
 #[test]
 fn needs_the_sleep_control_register() {
-    let no_pm = Platform {
-        acpi_pm: None,
-        ..platform()
-    };
+    let no_pm = platform().without(DeviceKind::AcpiPm);
     assert_eq!(
         build(RSDP_ADDR, &machine(1, &no_pm)),
         Err(Error::NoSleepControl)
@@ -365,10 +362,7 @@ fn dsdt_has_the_power_button_behind_a_ged() {
     // EisaId ("PNP0C0C") = 0x0c0cd041
     assert_eq!(dsdt[pwrb + 15..pwrb + 20], [0x0c, 0x41, 0xd0, 0x0c, 0x0c]);
 
-    let no_ged = Platform {
-        acpi_ged: None,
-        ..platform()
-    };
+    let no_ged = platform().without(DeviceKind::AcpiGed);
     let without = build(RSDP_ADDR, &machine(1, &no_ged)).unwrap();
     assert!(find(self::dsdt(&without), b"PWRB", 0).is_none());
 }
@@ -442,6 +436,27 @@ fn iasl_disassembles_the_dsdt() {
         assert!(
             squashed.contains(needle),
             "iasl output lacks `{needle}`:\n{dsl}"
+        );
+    }
+}
+
+/// The DSDT describes the port devices the platform lists, and only those.
+#[test]
+fn dsdt_describes_exactly_the_listed_port_devices() {
+    let names: [(DeviceKind, &[u8]); 4] = [
+        (DeviceKind::Serial16550, b"COM1"),
+        (DeviceKind::I8042, b"PS2K"),
+        (DeviceKind::Cmos, b"RTC_"),
+        (DeviceKind::PvPanic, b"PEVT"),
+    ];
+    let all = build(RSDP_ADDR, &machine(1, &platform())).unwrap();
+    for (kind, name) in names {
+        assert!(find(dsdt(&all), name, 0).is_some(), "{kind:?}");
+        let without = platform().without(kind);
+        let tables = build(RSDP_ADDR, &machine(1, &without)).unwrap();
+        assert!(
+            find(dsdt(&tables), name, 0).is_none(),
+            "{kind:?} still described"
         );
     }
 }

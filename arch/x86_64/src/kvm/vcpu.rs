@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //! An x86_64 KVM vCPU: CPUID, MSRs, FPU, LAPIC and the boot registers, and exit decoding.
 
-use arch::{Error, Result, Vcpu, VcpuExit};
+use std::sync::Arc;
+
+use arch::{Error, Result, Vcpu, VcpuExit, VcpuKicker};
 use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, CpuId, Msrs};
-use kvm_ioctls::{VcpuExit as KvmExit, VcpuFd};
+use kvm_ioctls::VcpuExit as KvmExit;
 
 use super::loader::BootEntry;
 use super::KvmVm;
@@ -41,7 +43,7 @@ const APIC_MODE_EXTINT: u32 = 0x7;
 
 /// One vCPU of a [`KvmVm`].
 pub struct KvmVcpu {
-    fd: VcpuFd,
+    fd: arch_kvm::RunFd,
     index: u32,
 }
 
@@ -51,7 +53,10 @@ impl KvmVcpu {
             .fd
             .create_vcpu(u64::from(index))
             .map_err(|e| Error::hv("KVM_CREATE_VCPU", e))?;
-        let vcpu = Self { fd, index };
+        let vcpu = Self {
+            fd: arch_kvm::RunFd::new(fd),
+            index,
+        };
         vcpu.set_cpuid(vm, index)?;
         vcpu.set_msrs()?;
         vcpu.set_fpu()?;
@@ -238,6 +243,10 @@ fn kvm_seg(s: Segment) -> kvm_segment {
 }
 
 impl Vcpu for KvmVcpu {
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
+        self.fd.kicker()
+    }
+
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         arch_kvm::map_run(
             self.index,
