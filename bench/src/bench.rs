@@ -22,11 +22,40 @@ const MAX_MEM_RUNS: usize = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     Polyvisor,
+    /// The floor with the kernel objects polyvisor creates by default.
+    FloorSame,
+    /// The floor with the in-kernel irqchip only (what any Linux-capable x86 VMM needs).
     Floor,
+    /// The floor with no irqchip: the physical limit.
+    FloorBare,
     Qemu,
 }
 
-const PEERS: [Peer; 3] = [Peer::Polyvisor, Peer::Floor, Peer::Qemu];
+const PEERS: [Peer; 5] = [
+    Peer::Polyvisor,
+    Peer::FloorSame,
+    Peer::Floor,
+    Peer::FloorBare,
+    Peer::Qemu,
+];
+
+/// The kernel objects `polyvisor run` creates for the bench guests (no virtio devices):
+/// the identity map and the irqchip, and an irqfd for each platform device with an
+/// interrupt (i8042 GSI 1, COM1 GSI 4, ACPI GED GSI 5). Keep in step with
+/// arch/x86_64/src/layout.rs and vmm/src/device_manager.rs.
+pub const POLYVISOR_OBJECTS: &str = "identity-map,irqchip,irqfd=1,irqfd=4,irqfd=5";
+
+impl Peer {
+    /// The floor's `--objects` list, for the floor peers.
+    fn objects(self) -> Option<&'static str> {
+        match self {
+            Peer::FloorSame => Some(POLYVISOR_OBJECTS),
+            Peer::Floor => Some("irqchip"),
+            Peer::FloorBare => Some("bare"),
+            Peer::Polyvisor | Peer::Qemu => None,
+        }
+    }
+}
 
 struct Options {
     runs: usize,
@@ -59,10 +88,14 @@ pub fn main(args: &[String]) -> Result<u8, String> {
 
 fn floor_main(args: &[String]) -> Result<u8, String> {
     let (mut kernel, mut mib) = (None, BOOT_MIB);
+    let mut objects = crate::floor::Objects::parse("irqchip")?;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--kernel" => kernel = Some(value(args, &mut i, "--kernel")?.to_string()),
+            "--objects" => {
+                objects = crate::floor::Objects::parse(value(args, &mut i, "--objects")?)?
+            }
             "--memory-mib" => mib = number(value(args, &mut i, "--memory-mib")?, "--memory-mib")?,
             a => return Err(format!("floor: unknown argument '{a}'")),
         }
@@ -70,7 +103,7 @@ fn floor_main(args: &[String]) -> Result<u8, String> {
     }
     let kernel = kernel.ok_or("floor: --kernel PATH is required")?;
     let bytes = std::fs::read(&kernel).map_err(|e| format!("reading {kernel}: {e}"))?;
-    crate::floor::run(&bytes, mib * MIB)
+    crate::floor::run(&bytes, mib * MIB, &objects)
 }
 
 fn guest_main(args: &[String]) -> Result<u8, String> {
@@ -151,12 +184,13 @@ impl Bench {
                 ]);
                 (c, MarkSource::PolyvisorLog, 0)
             }
-            Peer::Floor => {
+            Peer::FloorSame | Peer::Floor | Peer::FloorBare => {
                 let mut c = Command::new(&self.self_exe);
                 c.arg("floor")
                     .arg("--kernel")
                     .arg(kernel)
-                    .args(["--memory-mib", &mib.to_string()]);
+                    .args(["--memory-mib", &mib.to_string()])
+                    .args(["--objects", peer.objects().unwrap_or("irqchip")]);
                 (c, MarkSource::FloorLog, 0)
             }
             Peer::Qemu => {
@@ -223,7 +257,9 @@ fn push(f: &mut Figure, peer: Peer, v: Option<f64>) {
     let Some(v) = v else { return };
     match peer {
         Peer::Polyvisor => f.polyvisor.push(v),
+        Peer::FloorSame => f.floor_same.push(v),
         Peer::Floor => f.floor.push(v),
+        Peer::FloorBare => f.floor_bare.push(v),
         Peer::Qemu => f.qemu.push(v),
     }
 }
@@ -272,7 +308,12 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
     )?;
 
     // Polyvisor and the floor must work; QEMU is a peer we report on either way.
-    for peer in [Peer::Polyvisor, Peer::Floor] {
+    for peer in [
+        Peer::Polyvisor,
+        Peer::FloorSame,
+        Peer::Floor,
+        Peer::FloorBare,
+    ] {
         b.run_once(peer, &boot, BOOT_MIB, None, &[MARK_FIRST, MARK_EXIT])?;
     }
     let mut qemu_note = None;
@@ -441,6 +482,7 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
                 .map_or_else(|| "null".into(), stats::json_string),
         ),
         ("polyvisor_boot_timer_first_instruction_ms_median", internal),
+        ("floor_same_objects", stats::json_string(POLYVISOR_OBJECTS)),
     ];
     Ok((figures, meta, qemu_note))
 }
