@@ -376,6 +376,15 @@ fn boot_timer_is_accepted() {
     out.assert_stdout_contains("ok\n");
 }
 
+#[test]
+fn pit_is_accepted() {
+    polyvisor_tests::require_kvm!();
+    // The in-kernel PIT is off by default and made on request; the guest runs either way.
+    let out = run_with_good_kernel(&["--pit"]);
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok\n");
+}
+
 // ---- --disk: every bad image or value is one line naming --disk and the file, exit 2 ----
 
 /// `--disk path=<path><extra>` with the good kernel.

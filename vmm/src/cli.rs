@@ -118,6 +118,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub boot_timer: bool,
 
+    /// Give the guest an i8254 PIT (x86_64 only; KVM's in-kernel PIT). Off by default:
+    /// Linux takes the TSC frequency from kvmclock and runs the LAPIC timer, and the PIT
+    /// makes every VM's start and teardown slower. For guests that need a PIT (legacy
+    /// kernels booted with `clocksource=pit`, or `nolapic`).
+    #[arg(long)]
+    pub pit: bool,
+
     /// On SIGTERM, press the guest's power button (x86_64: ACPI, arm64: GPIO key, s390x: SCLP
     /// signal quiesce) and wait up to SECONDS for it to power off before stopping it; 0 stops
     /// it at once.
@@ -157,6 +164,7 @@ impl RunArgs {
             console: self.console,
             shutdown_timeout: self.shutdown_timeout,
             boot_timer: self.boot_timer,
+            pit: self.pit,
             on_reset: self.on_reset,
         };
         config.check_host_memory(&self.memory)?;
@@ -186,6 +194,7 @@ mod tests {
         assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
         assert!(!c.boot_timer);
+        assert!(!c.pit);
         assert_eq!(c.on_reset, OnReset::Exit);
     }
 
@@ -215,6 +224,7 @@ mod tests {
             "--shutdown-timeout",
             "30",
             "--boot-timer",
+            "--pit",
             "--on-reset",
             "restart",
         ])
@@ -235,6 +245,7 @@ mod tests {
         assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));
         assert!(c.boot_timer);
+        assert!(c.pit);
         assert_eq!(c.on_reset, OnReset::Restart);
     }
 
@@ -307,6 +318,7 @@ mod tests {
             "--console",
             "--shutdown-timeout",
             "--boot-timer",
+            "--pit",
             "--on-reset",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");

@@ -61,6 +61,8 @@ pub struct Config {
     /// Map the boot-timer device (`--boot-timer`): the guest's "init reached" write is
     /// logged with the time since polyvisor started.
     pub boot_timer: bool,
+    /// Create the in-kernel i8254 PIT (`--pit`; x86_64 only).
+    pub pit: bool,
     /// What a guest reset does.
     pub on_reset: crate::cli::OnReset,
 }

@@ -120,6 +120,7 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
         ),
         arch::Error::Memory(m) => flagged("--memory", format_size(config.memory_bytes), m),
         arch::Error::Vcpus(m) => flagged("--cpus", config.cpus.to_string(), m),
+        arch::Error::Pit(m) => flagged("--pit", String::new(), m),
         other => Error::Backend(other),
     }
 }
@@ -282,6 +283,7 @@ pub fn run_on<H: Hypervisor>(
         .create_vm(&VmConfig {
             memory_bytes: config.memory_bytes,
             vcpus: config.cpus,
+            pit: config.pit,
         })
         .map_err(|e| backend_error(e, config))?;
     let virtio = add_virtio_devices(&mut vm, config, disks)?;
