@@ -84,6 +84,16 @@ fn version_exits_0_on_stdout() {
 }
 
 #[test]
+fn retired_manpage_and_completions_name_polyvisor_gen() {
+    // The generators left the VMM binary (issue 19); the old commands say where they went.
+    for args in [&["manpage"][..], &["completions", "bash"]] {
+        let out = Polyvisor::new().args(args).run();
+        out.assert_clean_error(CONFIG, &["polyvisor-gen", "man polyvisor"]);
+        assert!(out.stdout.is_empty(), "{out}");
+    }
+}
+
+#[test]
 fn good_kernel_runs() {
     polyvisor_tests::require_kvm!();
     // The baseline every error case below differs from by one thing.

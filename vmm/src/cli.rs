@@ -54,12 +54,16 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
-    /// Print a shell completion script (for packagers: bash, zsh, fish, elvish, powershell).
+    /// Retired: shell completions are written by `polyvisor-gen OUTDIR` (packages install
+    /// them); answered with a message saying so.
+    #[command(hide = true)]
     Completions {
         #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
+        shell: Option<String>,
     },
-    /// Print the polyvisor(1) man page in roff (for packagers).
+    /// Retired: the man page is written by `polyvisor-gen OUTDIR` (packages install it as
+    /// polyvisor(1)); answered with a message saying so.
+    #[command(hide = true)]
     Manpage,
 }
 
@@ -135,12 +139,6 @@ pub struct RunArgs {
     /// boots the guest again as a fresh machine.
     #[arg(long, value_name = "exit|restart", default_value = "exit")]
     pub on_reset: OnReset,
-}
-
-/// Write the completion script for `shell` to `out`.
-pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "polyvisor", out);
 }
 
 pub use crate::host::DEFAULT_CMDLINE;
@@ -279,23 +277,17 @@ mod tests {
     }
 
     #[test]
-    fn manpage_and_completions_cover_run() {
-        let mut man = Vec::new();
-        crate::manpage::write(&mut man).unwrap();
-        let man = String::from_utf8(man).unwrap();
-        assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
-        for flag in [
-            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console",
-        ] {
-            assert!(
-                man.contains(&format!("\\-\\-{flag}")),
-                "{flag} missing from man page"
-            );
-        }
-        let mut bash = Vec::new();
-        write_completions(clap_complete::Shell::Bash, &mut bash);
-        let bash = String::from_utf8(bash).unwrap();
-        assert!(bash.contains("--kernel") && bash.contains("complete -F"));
+    fn retired_generators_still_parse() {
+        assert!(matches!(
+            parse(&["manpage"]).unwrap().command,
+            Command::Manpage
+        ));
+        assert!(matches!(
+            parse(&["completions", "bash"]).unwrap().command,
+            Command::Completions { .. }
+        ));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("manpage") && !help.contains("completions"));
     }
 
     #[test]

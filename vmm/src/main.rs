@@ -33,18 +33,15 @@ fn main() -> ExitCode {
     }
     let args = match cli.command {
         Command::Run(args) => args,
-        Command::Completions { shell } => {
-            vmm::cli::write_completions(shell, &mut std::io::stdout());
-            return ExitCode::SUCCESS;
-        }
-        Command::Manpage => {
-            return match vmm::manpage::write(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log::error!("writing the man page: {e}");
-                    ExitCode::FAILURE
-                }
-            };
+        Command::Completions { .. } | Command::Manpage => {
+            // The generators are not linked into the VMM (they would be resident in every
+            // VM); packages ship their output.
+            log::error!(
+                "the man page and shell completions are no longer built into polyvisor: \
+                 packages install them (man polyvisor); `polyvisor-gen OUTDIR` (the gen/ \
+                 crate) writes OUTDIR/polyvisor.1 and OUTDIR/completions/"
+            );
+            return ExitCode::from(2);
         }
     };
     let config = match args.into_config() {
