@@ -459,6 +459,11 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
         figures.extend([rss, pss, grss, orss, opss]);
     }
 
+    match density_figures(b, &peers) {
+        Ok(f) => figures.extend(f),
+        Err(e) => eprintln!("\npolyvisor-bench: no density figures: {e}"),
+    }
+
     let internal =
         stats::summarize(&internal).map_or_else(|| "null".to_string(), |s| format!("{}", s.median));
     let meta = vec![
@@ -489,4 +494,102 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
+}
+
+/// Batch sizes of the density figures.
+const DENSITY_N: [usize; 2] = [10, 50];
+/// Batches per size and peer.
+const DENSITY_ROUNDS: usize = 3;
+/// How long a whole batch may take to reach its first instructions.
+const DENSITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Density (issue 19): N tiny VMs started at once, polyvisor and QEMU microvm alternating
+/// (the floors are single-shot programs, not VMMs: not measured here).
+fn density_figures(b: &Bench, peers: &[Peer]) -> Result<Vec<Figure>, String> {
+    let halt = b.kernel("halt", Workload::Halt)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let peers: Vec<Peer> = peers
+        .iter()
+        .copied()
+        .filter(|p| matches!(p, Peer::Polyvisor | Peer::Qemu))
+        .collect();
+    let mut out = Vec::new();
+    for n in DENSITY_N {
+        let mut rate = Figure::new(
+            leak(format!("density_{n}_vms_per_s_per_core")),
+            leak(format!(
+                "density, {n} VMs at once: VMs started per second per core"
+            )),
+            "VMs/s/core",
+        );
+        let mut p50 = Figure::new(
+            leak(format!("density_{n}_start_p50_ms")),
+            leak(format!(
+                "density, {n} VMs at once: start → first instruction, p50"
+            )),
+            "ms",
+        );
+        let mut p99 = Figure::new(
+            leak(format!("density_{n}_start_p99_ms")),
+            leak(format!(
+                "density, {n} VMs at once: start → first instruction, p99"
+            )),
+            "ms",
+        );
+        let mut host = Figure::new(
+            leak(format!("density_{n}_host_mib_per_vm")),
+            leak(format!(
+                "density, {n} VMs at once: host MemAvailable drop per VM"
+            )),
+            "MiB",
+        );
+        let mut pss = Figure::new(
+            leak(format!("density_{n}_pss_mib_per_vm")),
+            leak(format!("density, {n} VMs at once: PSS of one VMM process")),
+            "MiB",
+        );
+        for round in 0..DENSITY_ROUNDS {
+            for j in 0..peers.len() {
+                let peer = peers[(round + j) % peers.len()];
+                eprint!(
+                    "\rpolyvisor-bench: density {n} VMs, round {}/{DENSITY_ROUNDS}, {peer:?}     ",
+                    round + 1
+                );
+                let source = b.command(peer, &halt, BOOT_MIB).1;
+                let batch = crate::density::batch(
+                    n,
+                    || b.command(peer, &halt, BOOT_MIB).0,
+                    source,
+                    DENSITY_TIMEOUT,
+                )
+                .map_err(|e| format!("density, {peer:?}: {e}"))?;
+                push(
+                    &mut rate,
+                    peer,
+                    Some(n as f64 / (batch.wall_ms / 1e3) / cores),
+                );
+                push(
+                    &mut p50,
+                    peer,
+                    crate::density::percentile(&batch.start_ms, 50.0),
+                );
+                push(
+                    &mut p99,
+                    peer,
+                    crate::density::percentile(&batch.start_ms, 99.0),
+                );
+                push(
+                    &mut host,
+                    peer,
+                    Some(batch.host_growth_kib as f64 / 1024.0 / n as f64),
+                );
+                let mut v: Vec<f64> = batch.pss_kib.iter().map(|k| *k as f64 / 1024.0).collect();
+                v.sort_by(f64::total_cmp);
+                push(&mut pss, peer, crate::density::percentile(&v, 50.0));
+            }
+        }
+        eprintln!();
+        out.extend([rate, p50, p99, host, pss]);
+    }
+    Ok(out)
 }
