@@ -14,7 +14,8 @@
 //! It runs on the build host whatever the release target is (the text does not depend on
 //! the target), which is how `cross/release` makes them for aarch64 and s390x packages.
 //! The generators live only here (`manpage`), not in the `polyvisor` binary, so they are
-//! not resident in every running VM; `polyvisor manpage` and `polyvisor completions` say so.
+//! not resident in every running VM; `polyvisor manpage` and `polyvisor completions` (retired)
+//! say so.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

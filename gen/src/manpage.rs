@@ -43,7 +43,6 @@ pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     )]);
     let commands: Vec<(String, String)> = cmd
         .get_subcommands()
-        .filter(|c| !c.is_hide_set())
         .map(|c| {
             (
                 format!("polyvisor {}", c.get_name()),
@@ -113,7 +112,7 @@ mod tests {
         }
         assert!(
             !page.contains("polyvisor manpage"),
-            "the hidden commands are not listed"
+            "the retired commands are not listed"
         );
     }
 
@@ -122,6 +121,8 @@ mod tests {
         let mut bash = Vec::new();
         write_completions(clap_complete::Shell::Bash, &mut bash);
         let bash = String::from_utf8(bash).unwrap();
-        assert!(bash.contains("--kernel") && bash.contains("--pit") && bash.contains("complete -F"));
+        assert!(
+            bash.contains("--kernel") && bash.contains("--pit") && bash.contains("complete -F")
+        );
     }
 }

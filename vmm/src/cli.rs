@@ -54,17 +54,25 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
-    /// Retired: shell completions are written by `polyvisor-gen OUTDIR` (packages install
-    /// them); answered with a message saying so.
-    #[command(hide = true)]
-    Completions {
-        #[arg(value_name = "SHELL")]
-        shell: Option<String>,
-    },
-    /// Retired: the man page is written by `polyvisor-gen OUTDIR` (packages install it as
-    /// polyvisor(1)); answered with a message saying so.
-    #[command(hide = true)]
-    Manpage,
+}
+
+/// Commands that left the binary: the man page and completion generators live in
+/// `polyvisor-gen` (so they are not resident in every VM). `main` answers them with one line
+/// before clap parses, so `--help`, the man page and the completions never list them.
+pub const RETIRED_COMMANDS: &[&str] = &["manpage", "completions"];
+
+/// The retired command `args` (without the program name) asks for, if any: the first
+/// argument that is neither a flag nor the value of `--log-level`/`--log-file`.
+pub fn retired_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static str> {
+    let mut it = args.iter().map(|a| a.as_ref().to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--log-level" || a == "--log-file" {
+            it.next();
+        } else if !a.starts_with('-') {
+            return RETIRED_COMMANDS.iter().copied().find(|c| *c == a);
+        }
+    }
+    None
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +179,8 @@ impl RunArgs {
 }
 
 #[cfg(test)]
+// `run` is the only command today; the tests match it as they would among several.
+#[allow(irrefutable_let_patterns)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
@@ -277,15 +287,16 @@ mod tests {
     }
 
     #[test]
-    fn retired_generators_still_parse() {
-        assert!(matches!(
-            parse(&["manpage"]).unwrap().command,
-            Command::Manpage
-        ));
-        assert!(matches!(
-            parse(&["completions", "bash"]).unwrap().command,
-            Command::Completions { .. }
-        ));
+    fn retired_commands_are_found_before_clap_and_unknown_to_it() {
+        assert_eq!(retired_command(&["manpage"]), Some("manpage"));
+        assert_eq!(
+            retired_command(&["--log-level", "debug", "completions", "bash"]),
+            Some("completions")
+        );
+        assert_eq!(retired_command(&["--log-file", "manpage", "run"]), None);
+        assert_eq!(retired_command(&["run", "--kernel", "manpage"]), None);
+        assert_eq!(retired_command::<&str>(&[]), None);
+        assert!(parse(&["manpage"]).is_err());
         let help = Cli::command().render_long_help().to_string();
         assert!(!help.contains("manpage") && !help.contains("completions"));
     }

@@ -419,9 +419,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         let argv = ["polyvisor", "run", "--kernel", "/k"].iter().chain(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not a run command")
-        };
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command;
         run.into_config().unwrap()
     }
 

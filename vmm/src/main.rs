@@ -18,6 +18,16 @@ fn main() -> ExitCode {
         .unwrap_or(LevelFilter::Info);
     logger::init(level);
 
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(cmd) = vmm::cli::retired_command(&argv) {
+        log::error!(
+            "`polyvisor {cmd}` is retired: the man page and shell completions are no longer \
+             built into polyvisor; packages install them (man polyvisor), and \
+             `polyvisor-gen OUTDIR` (the gen/ crate) writes OUTDIR/polyvisor.1 and \
+             OUTDIR/completions/"
+        );
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
@@ -31,19 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let args = match cli.command {
-        Command::Run(args) => args,
-        Command::Completions { .. } | Command::Manpage => {
-            // The generators are not linked into the VMM (they would be resident in every
-            // VM); packages ship their output.
-            log::error!(
-                "the man page and shell completions are no longer built into polyvisor: \
-                 packages install them (man polyvisor); `polyvisor-gen OUTDIR` (the gen/ \
-                 crate) writes OUTDIR/polyvisor.1 and OUTDIR/completions/"
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let Command::Run(args) = cli.command;
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
