@@ -25,6 +25,9 @@ pub enum Error {
     /// The vCPU count cannot be given to this guest (the `--cpus` flag's value).
     #[error("{0}")]
     Vcpus(String),
+    /// The in-kernel PIT cannot be given to this guest (the `--pit` flag).
+    #[error("{0}")]
+    Pit(String),
     #[error("kernel: {0}")]
     Kernel(String),
     #[error("initrd: {0}")]

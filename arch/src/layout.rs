@@ -142,7 +142,8 @@ mod tests {
         assert_eq!(
             crate::VmConfig {
                 memory_bytes: 1 << 20,
-                vcpus: 1
+                vcpus: 1,
+                pit: false,
             }
             .check(4 << 20, 8)
             .unwrap_err()
@@ -152,7 +153,9 @@ mod tests {
         let ok = crate::VmConfig {
             memory_bytes: 8 << 20,
             vcpus: 8,
+            pit: true,
         };
+        assert!(ok.refuse_pit("aarch64").is_err());
         assert!(ok.check(4 << 20, 8).is_ok());
         assert!(ok.check(4 << 20, 7).is_err());
     }

@@ -7,8 +7,8 @@
 //! the VMM dispatches to its device buses.
 //!
 //! # Checked against the three architectures
-//! - **x86_64** (KVM, `arch-x86_64`): `create_vm` makes the VM with an in-kernel irqchip and
-//!   PIT; `Vm::load` places a bzImage/ELF, the zero page or PVH start info, the MP table
+//! - **x86_64** (KVM, `arch-x86_64`): `create_vm` makes the VM with an in-kernel irqchip (and
+//!   the PIT only when [`VmConfig::pit`] asks); `Vm::load` places a bzImage/ELF, the zero page or PVH start info, the MP table
 //!   and the (hardware-reduced) ACPI tables;
 //!   vCPU 0 gets boot registers, the others wait for INIT/SIPI in the kernel. Port and MMIO
 //!   exits become `IoIn`/`IoOut`/`MmioRead`/`MmioWrite`; a triple fault becomes `Reset`.
@@ -65,6 +65,9 @@ pub struct VmConfig {
     pub memory_bytes: u64,
     /// Number of vCPUs.
     pub vcpus: u32,
+    /// Create the in-kernel i8254 PIT (x86_64 only; `--pit`). Linux guests need none: they
+    /// take the TSC frequency from kvmclock and run the LAPIC timer.
+    pub pit: bool,
 }
 
 impl VmConfig {
@@ -79,6 +82,16 @@ impl VmConfig {
         }
         if self.vcpus == 0 || self.vcpus > max_vcpus {
             return Err(Error::Vcpus(format!("vCPU count must be 1..={max_vcpus}")));
+        }
+        Ok(())
+    }
+
+    /// Refuse [`VmConfig::pit`] on a backend (`arch`) that has no i8254 PIT.
+    pub fn refuse_pit(&self, arch: &str) -> Result<()> {
+        if self.pit {
+            return Err(Error::Pit(format!(
+                "{arch} guests have no i8254 PIT (x86_64 only)"
+            )));
         }
         Ok(())
     }

@@ -22,11 +22,40 @@ const MAX_MEM_RUNS: usize = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     Polyvisor,
+    /// The floor with the kernel objects polyvisor creates by default.
+    FloorSame,
+    /// The floor with the in-kernel irqchip only (what any Linux-capable x86 VMM needs).
     Floor,
+    /// The floor with no irqchip: the physical limit.
+    FloorBare,
     Qemu,
 }
 
-const PEERS: [Peer; 3] = [Peer::Polyvisor, Peer::Floor, Peer::Qemu];
+const PEERS: [Peer; 5] = [
+    Peer::Polyvisor,
+    Peer::FloorSame,
+    Peer::Floor,
+    Peer::FloorBare,
+    Peer::Qemu,
+];
+
+/// The kernel objects `polyvisor run` creates for the bench guests (no virtio devices):
+/// the identity map and the irqchip, and an irqfd for each platform device with an
+/// interrupt (i8042 GSI 1, COM1 GSI 4, ACPI GED GSI 5). Keep in step with
+/// arch/x86_64/src/layout.rs and vmm/src/device_manager.rs.
+pub const POLYVISOR_OBJECTS: &str = "identity-map,irqchip,irqfd=1,irqfd=4,irqfd=5";
+
+impl Peer {
+    /// The floor's `--objects` list, for the floor peers.
+    fn objects(self) -> Option<&'static str> {
+        match self {
+            Peer::FloorSame => Some(POLYVISOR_OBJECTS),
+            Peer::Floor => Some("irqchip"),
+            Peer::FloorBare => Some("bare"),
+            Peer::Polyvisor | Peer::Qemu => None,
+        }
+    }
+}
 
 struct Options {
     runs: usize,
@@ -59,10 +88,14 @@ pub fn main(args: &[String]) -> Result<u8, String> {
 
 fn floor_main(args: &[String]) -> Result<u8, String> {
     let (mut kernel, mut mib) = (None, BOOT_MIB);
+    let mut objects = crate::floor::Objects::parse("irqchip")?;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--kernel" => kernel = Some(value(args, &mut i, "--kernel")?.to_string()),
+            "--objects" => {
+                objects = crate::floor::Objects::parse(value(args, &mut i, "--objects")?)?
+            }
             "--memory-mib" => mib = number(value(args, &mut i, "--memory-mib")?, "--memory-mib")?,
             a => return Err(format!("floor: unknown argument '{a}'")),
         }
@@ -70,7 +103,7 @@ fn floor_main(args: &[String]) -> Result<u8, String> {
     }
     let kernel = kernel.ok_or("floor: --kernel PATH is required")?;
     let bytes = std::fs::read(&kernel).map_err(|e| format!("reading {kernel}: {e}"))?;
-    crate::floor::run(&bytes, mib * MIB)
+    crate::floor::run(&bytes, mib * MIB, &objects)
 }
 
 fn guest_main(args: &[String]) -> Result<u8, String> {
@@ -157,12 +190,13 @@ impl Bench {
                 }
                 (c, MarkSource::PolyvisorLog, 0)
             }
-            Peer::Floor => {
+            Peer::FloorSame | Peer::Floor | Peer::FloorBare => {
                 let mut c = Command::new(&self.self_exe);
                 c.arg("floor")
                     .arg("--kernel")
                     .arg(kernel)
-                    .args(["--memory-mib", &mib.to_string()]);
+                    .args(["--memory-mib", &mib.to_string()])
+                    .args(["--objects", peer.objects().unwrap_or("irqchip")]);
                 (c, MarkSource::FloorLog, 0)
             }
             Peer::Qemu => {
@@ -229,7 +263,9 @@ fn push(f: &mut Figure, peer: Peer, v: Option<f64>) {
     let Some(v) = v else { return };
     match peer {
         Peer::Polyvisor => f.polyvisor.push(v),
+        Peer::FloorSame => f.floor_same.push(v),
         Peer::Floor => f.floor.push(v),
+        Peer::FloorBare => f.floor_bare.push(v),
         Peer::Qemu => f.qemu.push(v),
     }
 }
@@ -278,7 +314,12 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
     )?;
 
     // Polyvisor and the floor must work; QEMU is a peer we report on either way.
-    for peer in [Peer::Polyvisor, Peer::Floor] {
+    for peer in [
+        Peer::Polyvisor,
+        Peer::FloorSame,
+        Peer::Floor,
+        Peer::FloorBare,
+    ] {
         b.run_once(peer, &boot, BOOT_MIB, None, &[MARK_FIRST, MARK_EXIT])?;
     }
     let mut qemu_note = None;
@@ -459,6 +500,11 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
         figures.extend([rss, pss, grss, orss, opss]);
     }
 
+    match density_figures(b, &peers) {
+        Ok(f) => figures.extend(f),
+        Err(e) => eprintln!("\npolyvisor-bench: no density figures: {e}"),
+    }
+
     let internal =
         stats::summarize(&internal).map_or_else(|| "null".to_string(), |s| format!("{}", s.median));
     let meta = vec![
@@ -482,6 +528,7 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
                 .map_or_else(|| "null".into(), stats::json_string),
         ),
         ("polyvisor_boot_timer_first_instruction_ms_median", internal),
+        ("floor_same_objects", stats::json_string(POLYVISOR_OBJECTS)),
     ];
     Ok((figures, meta, qemu_note))
 }
@@ -493,4 +540,102 @@ const RNG_REQUESTS_MAX: u32 = 2000;
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
+}
+
+/// Batch sizes of the density figures.
+const DENSITY_N: [usize; 2] = [10, 50];
+/// Batches per size and peer.
+const DENSITY_ROUNDS: usize = 3;
+/// How long a whole batch may take to reach its first instructions.
+const DENSITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Density (issue 19): N tiny VMs started at once, polyvisor and QEMU microvm alternating
+/// (the floors are single-shot programs, not VMMs: not measured here).
+fn density_figures(b: &Bench, peers: &[Peer]) -> Result<Vec<Figure>, String> {
+    let halt = b.kernel("halt", Workload::Halt)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let peers: Vec<Peer> = peers
+        .iter()
+        .copied()
+        .filter(|p| matches!(p, Peer::Polyvisor | Peer::Qemu))
+        .collect();
+    let mut out = Vec::new();
+    for n in DENSITY_N {
+        let mut rate = Figure::new(
+            leak(format!("density_{n}_vms_per_s_per_core")),
+            leak(format!(
+                "density, {n} VMs at once: VMs started per second per core"
+            )),
+            "VMs/s/core",
+        );
+        let mut p50 = Figure::new(
+            leak(format!("density_{n}_start_p50_ms")),
+            leak(format!(
+                "density, {n} VMs at once: start → first instruction, p50"
+            )),
+            "ms",
+        );
+        let mut p99 = Figure::new(
+            leak(format!("density_{n}_start_p99_ms")),
+            leak(format!(
+                "density, {n} VMs at once: start → first instruction, p99"
+            )),
+            "ms",
+        );
+        let mut host = Figure::new(
+            leak(format!("density_{n}_host_mib_per_vm")),
+            leak(format!(
+                "density, {n} VMs at once: host MemAvailable drop per VM"
+            )),
+            "MiB",
+        );
+        let mut pss = Figure::new(
+            leak(format!("density_{n}_pss_mib_per_vm")),
+            leak(format!("density, {n} VMs at once: PSS of one VMM process")),
+            "MiB",
+        );
+        for round in 0..DENSITY_ROUNDS {
+            for j in 0..peers.len() {
+                let peer = peers[(round + j) % peers.len()];
+                eprint!(
+                    "\rpolyvisor-bench: density {n} VMs, round {}/{DENSITY_ROUNDS}, {peer:?}     ",
+                    round + 1
+                );
+                let source = b.command(peer, &halt, BOOT_MIB).1;
+                let batch = crate::density::batch(
+                    n,
+                    || b.command(peer, &halt, BOOT_MIB).0,
+                    source,
+                    DENSITY_TIMEOUT,
+                )
+                .map_err(|e| format!("density, {peer:?}: {e}"))?;
+                push(
+                    &mut rate,
+                    peer,
+                    Some(n as f64 / (batch.wall_ms / 1e3) / cores),
+                );
+                push(
+                    &mut p50,
+                    peer,
+                    crate::density::percentile(&batch.start_ms, 50.0),
+                );
+                push(
+                    &mut p99,
+                    peer,
+                    crate::density::percentile(&batch.start_ms, 99.0),
+                );
+                push(
+                    &mut host,
+                    peer,
+                    Some(batch.host_growth_kib as f64 / 1024.0 / n as f64),
+                );
+                let mut v: Vec<f64> = batch.pss_kib.iter().map(|k| *k as f64 / 1024.0).collect();
+                v.sort_by(f64::total_cmp);
+                push(&mut pss, peer, crate::density::percentile(&v, 50.0));
+            }
+        }
+        eprintln!();
+        out.extend([rate, p50, p99, host, pss]);
+    }
+    Ok(out)
 }

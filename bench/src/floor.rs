@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The floor: the least a KVM program can do to run the bench guest. It creates the VM
-//! (same memory size, in-kernel irqchip, 1 vCPU), loads the ELF's `PT_LOAD` segments at
+//! (same memory size, the kernel objects [`Objects`] names, 1 vCPU), loads the ELF's `PT_LOAD` segments at
 //! their physical addresses, enters the PVH entry point in 32-bit protected mode with the
 //! same registers polyvisor sets, prints `mark V` on stderr for each boot-timer write and
 //! exits 0 on the i8042 reset (`out 0x64, 0xfe`). No devices, no threads, no config.
@@ -77,11 +77,59 @@ impl Drop for Mapping {
     }
 }
 
-/// Runs `kernel` (a PVH ELF) with `memory` bytes of RAM. Returns the process exit code.
-pub fn run(kernel: &[u8], memory: u64) -> Result<u8, String> {
+/// The KVM objects a floor creates beyond the VM, its memory slots, the TSS and 1 vCPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Objects {
+    /// `KVM_CREATE_IRQCHIP` (PIC, I/O APIC, LAPIC).
+    pub irqchip: bool,
+    /// `KVM_SET_IDENTITY_MAP_ADDR` at polyvisor's address.
+    pub identity_map: bool,
+    /// `KVM_CREATE_PIT2`.
+    pub pit: bool,
+    /// One irqfd bound to each of these GSIs (needs `irqchip`).
+    pub irqfds: Vec<u32>,
+}
+
+impl Objects {
+    /// Parse `LIST`: comma-separated `irqchip`, `identity-map`, `pit`, `irqfd=GSI`; `bare`
+    /// (or the empty string) is none of them.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut o = Self::default();
+        for item in list.split(',').filter(|s| !s.is_empty() && *s != "bare") {
+            match item.split_once('=') {
+                None if item == "irqchip" => o.irqchip = true,
+                None if item == "identity-map" => o.identity_map = true,
+                None if item == "pit" => o.pit = true,
+                Some(("irqfd", gsi)) => o
+                    .irqfds
+                    .push(gsi.parse().map_err(|_| format!("irqfd={gsi}: not a GSI"))?),
+                _ => {
+                    return Err(format!(
+                        "--objects: unknown '{item}' (irqchip, identity-map, pit, irqfd=GSI, bare)"
+                    ))
+                }
+            }
+        }
+        if !o.irqchip && (o.pit || !o.irqfds.is_empty()) {
+            return Err("--objects: pit and irqfd need irqchip".into());
+        }
+        Ok(o)
+    }
+}
+
+/// `KVM_SET_IDENTITY_MAP_ADDR` as polyvisor's x86_64 layout sets it.
+const IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
+
+/// Runs `kernel` (a PVH ELF) with `memory` bytes of RAM and `objects`. Returns the process
+/// exit code.
+pub fn run(kernel: &[u8], memory: u64, objects: &Objects) -> Result<u8, String> {
     let PvhImage { segments, entry } = pvh_image(kernel)?;
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    if objects.identity_map {
+        vm.set_identity_map_address(IDENTITY_MAP_ADDR)
+            .map_err(|e| format!("KVM_SET_IDENTITY_MAP_ADDR: {e}"))?;
+    }
     vm.set_tss_address(TSS_ADDR)
         .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
 
@@ -121,8 +169,27 @@ pub fn run(kernel: &[u8], memory: u64) -> Result<u8, String> {
             );
         }
     }
-    vm.create_irq_chip()
-        .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    // Kept until the VM is dropped, as polyvisor keeps its interrupt lines.
+    let mut irqfds = Vec::new();
+    if objects.irqchip {
+        vm.create_irq_chip()
+            .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    }
+    if objects.pit {
+        let pit = kvm_bindings::kvm_pit_config {
+            flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit)
+            .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+    }
+    for gsi in &objects.irqfds {
+        let fd = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK)
+            .map_err(|e| format!("eventfd: {e}"))?;
+        vm.register_irqfd(&fd, *gsi)
+            .map_err(|e| format!("KVM_IRQFD (GSI {gsi}): {e}"))?;
+        irqfds.push(fd);
+    }
 
     let mut vcpu = vm
         .create_vcpu(0)
@@ -169,5 +236,23 @@ pub fn run(kernel: &[u8], memory: u64) -> Result<u8, String> {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
             Err(e) => return Err(format!("KVM_RUN: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Objects;
+
+    #[test]
+    fn objects_parse_lists_and_refuse_what_needs_an_irqchip() {
+        assert_eq!(Objects::parse("bare").unwrap(), Objects::default());
+        let o = Objects::parse(crate::bench::POLYVISOR_OBJECTS).unwrap();
+        assert!(o.irqchip && o.identity_map && !o.pit);
+        assert_eq!(o.irqfds, [1, 4, 5]);
+        assert!(Objects::parse("irqchip,pit").unwrap().pit);
+        assert!(Objects::parse("pit").is_err());
+        assert!(Objects::parse("irqfd=4").is_err());
+        assert!(Objects::parse("irqchip,irqfd=x").is_err());
+        assert!(Objects::parse("gic").is_err());
     }
 }

@@ -55,6 +55,9 @@ pub enum Workload {
     /// requests of 64 bytes one after another between [`MARK_BEGIN`] and [`MARK_END`]:
     /// make the buffer available, notify, poll the used ring (polyvisor only).
     Rng { count: u16 },
+    /// Halt with interrupts off after the first mark, for ever (density: the VM stays up
+    /// at no CPU cost until it is killed; no exit mark).
+    Halt,
 }
 
 /// Emits one mark: boot-timer byte write, then `out 0xe9, al`. Clobbers eax.
@@ -70,6 +73,11 @@ pub fn guest_code(work: Workload) -> Vec<u8> {
     mark(&mut a, MARK_FIRST);
     match work {
         Workload::Boot => {}
+        Workload::Halt => {
+            a.bytes(&[0xfa]); // cli
+            a.bytes(&[0xf4, 0xeb, 0xfd]); // 1: hlt; jmp 1b
+            return a.finish();
+        }
         Workload::Pio { count } => {
             mark(&mut a, MARK_BEGIN);
             a.mov_dx(UNCLAIMED_PORT); // mov dx, port
@@ -156,6 +164,13 @@ mod tests {
             .concat();
             assert!(code.ends_with(&tail), "{w:?}: {code:02x?}");
         }
+    }
+
+    #[test]
+    fn halt_guest_marks_then_halts_for_ever() {
+        let code = guest_code(Workload::Halt);
+        assert_eq!(&code[7..11], &[0xb0, MARK_FIRST, 0xe6, DEBUGCON_PORT]);
+        assert!(code.ends_with(&[0xfa, 0xf4, 0xeb, 0xfd]), "{code:02x?}");
     }
 
     #[test]

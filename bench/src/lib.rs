@@ -20,4 +20,6 @@ pub mod stats;
 #[cfg(target_arch = "x86_64")]
 pub mod bench;
 #[cfg(target_arch = "x86_64")]
+pub mod density;
+#[cfg(target_arch = "x86_64")]
 pub mod floor;

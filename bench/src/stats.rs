@@ -50,7 +50,12 @@ pub struct Figure {
     pub label: &'static str,
     pub unit: &'static str,
     pub polyvisor: Vec<f64>,
+    /// The floor with the kernel objects polyvisor creates.
+    pub floor_same: Vec<f64>,
+    /// The floor with the in-kernel irqchip only.
     pub floor: Vec<f64>,
+    /// The floor with no irqchip.
+    pub floor_bare: Vec<f64>,
     pub qemu: Vec<f64>,
     /// Why a peer has no samples, if it has none.
     pub note: Option<String>,
@@ -63,7 +68,9 @@ impl Figure {
             label,
             unit,
             polyvisor: Vec::new(),
+            floor_same: Vec::new(),
             floor: Vec::new(),
+            floor_bare: Vec::new(),
             qemu: Vec::new(),
             note: None,
         }
@@ -95,31 +102,23 @@ fn ratio_cell(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}×"))
 }
 
-/// The markdown table: figure, polyvisor median (min–max), floor, ratio, qemu, ratio;
-/// then the figures' notes and `footnote`.
+/// The markdown table: figure, polyvisor median (min–max), then each peer's median
+/// (min–max) and polyvisor's ratio to it (floor with polyvisor's objects, irqchip-only
+/// floor, bare floor, qemu); then the figures' notes and `footnote`.
 pub fn markdown(figures: &[Figure], footnote: Option<&str>) -> String {
     let mut out = String::new();
     out.push_str(
-        "| figure | polyvisor median (min–max) | floor median (min–max) | polyvisor/floor | qemu microvm median (min–max) | polyvisor/qemu |\n",
+        "| figure | polyvisor median (min–max) | floor, same objects | polyvisor/same | floor, irqchip only | polyvisor/irqchip | bare floor | polyvisor/bare | qemu microvm | polyvisor/qemu |\n",
     );
-    out.push_str("|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for f in figures {
-        let (p, fl, q) = (
-            summarize(&f.polyvisor),
-            summarize(&f.floor),
-            summarize(&f.qemu),
-        );
-        let _ = writeln!(
-            out,
-            "| {} [{}] | {} | {} | {} | {} | {} |",
-            f.label,
-            f.unit,
-            cell(p),
-            cell(fl),
-            ratio_cell(ratio(p, fl)),
-            cell(q),
-            ratio_cell(ratio(p, q)),
-        );
+        let p = summarize(&f.polyvisor);
+        let _ = write!(out, "| {} [{}] | {} |", f.label, f.unit, cell(p));
+        for peer in [&f.floor_same, &f.floor, &f.floor_bare, &f.qemu] {
+            let s = summarize(peer);
+            let _ = write!(out, " {} | {} |", cell(s), ratio_cell(ratio(p, s)));
+        }
+        out.push('\n');
     }
     let mut notes: Vec<String> = figures
         .iter()
@@ -187,21 +186,27 @@ pub fn json(figures: &[Figure], meta: &[(&str, String)]) -> String {
     }
     out.push_str("  \"figures\": [\n");
     for (i, f) in figures.iter().enumerate() {
-        let (p, fl, q) = (
-            summarize(&f.polyvisor),
+        let p = summarize(&f.polyvisor);
+        let (fs, fl, fb, q) = (
+            summarize(&f.floor_same),
             summarize(&f.floor),
+            summarize(&f.floor_bare),
             summarize(&f.qemu),
         );
         let _ = write!(
             out,
-            "    {{\"key\": {}, \"label\": {}, \"unit\": {}, \"polyvisor\": {}, \"floor\": {}, \"qemu\": {}, \"ratio_polyvisor_floor\": {}, \"ratio_polyvisor_qemu\": {}, \"note\": {}}}",
+            "    {{\"key\": {}, \"label\": {}, \"unit\": {}, \"polyvisor\": {}, \"floor_same\": {}, \"floor\": {}, \"floor_bare\": {}, \"qemu\": {}, \"ratio_polyvisor_floor_same\": {}, \"ratio_polyvisor_floor\": {}, \"ratio_polyvisor_floor_bare\": {}, \"ratio_polyvisor_qemu\": {}, \"note\": {}}}",
             json_str(f.key),
             json_str(f.label),
             json_str(f.unit),
             json_peer(&f.polyvisor),
+            json_peer(&f.floor_same),
             json_peer(&f.floor),
+            json_peer(&f.floor_bare),
             json_peer(&f.qemu),
+            json_opt(ratio(p, fs)),
             json_opt(ratio(p, fl)),
+            json_opt(ratio(p, fb)),
             json_opt(ratio(p, q)),
             f.note.as_deref().map_or_else(|| "null".to_string(), json_str),
         );
@@ -247,7 +252,9 @@ mod tests {
         f.note = Some("qemu did not run".into());
         let t = markdown(&[f], Some("qemu: absent"));
         assert!(t.contains("- qemu: absent"));
-        assert!(t.contains("| boot [ms] | 3.00 (2.00–4.00) | 1.00 | 3.00× | n/a | n/a |"));
+        assert!(t.contains(
+            "| boot [ms] | 3.00 (2.00–4.00) | n/a | n/a | 1.00 | 3.00× | n/a | n/a | n/a | n/a |"
+        ));
         assert!(t.contains("- boot: qemu did not run"));
     }
 

@@ -13,7 +13,9 @@
 //!
 //! It runs on the build host whatever the release target is (the text does not depend on
 //! the target), which is how `cross/release` makes them for aarch64 and s390x packages.
-//! `polyvisor manpage` and `polyvisor completions SHELL` print the same text.
+//! The generators live only here (`manpage`), not in the `polyvisor` binary, so they are
+//! not resident in every running VM; `polyvisor manpage` and `polyvisor completions` (retired)
+//! say so.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -21,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap_complete::Shell;
+
+mod manpage;
 
 const USAGE: &str =
     "usage: polyvisor-gen OUTDIR  (writes OUTDIR/polyvisor.1 and OUTDIR/completions/*)";
@@ -61,7 +65,7 @@ fn generate(out: &Path) -> Result<()> {
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions).with_context(|| format!("creating {completions:?}"))?;
 
-    write_file(&out.join("polyvisor.1"), |w| vmm::manpage::write(w))?;
+    write_file(&out.join("polyvisor.1"), |w| manpage::write(w))?;
     for shell in [
         Shell::Bash,
         Shell::Zsh,
@@ -70,7 +74,7 @@ fn generate(out: &Path) -> Result<()> {
         Shell::PowerShell,
     ] {
         write_file(&completions.join(completion_file(shell)), |w| {
-            vmm::cli::write_completions(shell, w);
+            manpage::write_completions(shell, w);
             Ok(())
         })?;
     }

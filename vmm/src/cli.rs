@@ -54,13 +54,25 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
-    /// Print a shell completion script (for packagers: bash, zsh, fish, elvish, powershell).
-    Completions {
-        #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
-    /// Print the polyvisor(1) man page in roff (for packagers).
-    Manpage,
+}
+
+/// Commands that left the binary: the man page and completion generators live in
+/// `polyvisor-gen` (so they are not resident in every VM). `main` answers them with one line
+/// before clap parses, so `--help`, the man page and the completions never list them.
+pub const RETIRED_COMMANDS: &[&str] = &["manpage", "completions"];
+
+/// The retired command `args` (without the program name) asks for, if any: the first
+/// argument that is neither a flag nor the value of `--log-level`/`--log-file`.
+pub fn retired_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static str> {
+    let mut it = args.iter().map(|a| a.as_ref().to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--log-level" || a == "--log-file" {
+            it.next();
+        } else if !a.starts_with('-') {
+            return RETIRED_COMMANDS.iter().copied().find(|c| *c == a);
+        }
+    }
+    None
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +139,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub boot_timer: bool,
 
+    /// Give the guest an i8254 PIT (x86_64 only; KVM's in-kernel PIT). Off by default:
+    /// Linux takes the TSC frequency from kvmclock and runs the LAPIC timer, and the PIT
+    /// makes every VM's start and teardown slower. For guests that need a PIT (legacy
+    /// kernels booted with `clocksource=pit`, or `nolapic`).
+    #[arg(long)]
+    pub pit: bool,
+
     /// On SIGTERM, press the guest's power button (x86_64: ACPI, arm64: GPIO key, s390x: SCLP
     /// signal quiesce) and wait up to SECONDS for it to power off before stopping it; 0 stops
     /// it at once.
@@ -137,12 +156,6 @@ pub struct RunArgs {
     /// boots the guest again as a fresh machine.
     #[arg(long, value_name = "exit|restart", default_value = "exit")]
     pub on_reset: OnReset,
-}
-
-/// Write the completion script for `shell` to `out`.
-pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "polyvisor", out);
 }
 
 pub use crate::host::DEFAULT_CMDLINE;
@@ -169,6 +182,7 @@ impl RunArgs {
             console: self.console,
             shutdown_timeout: self.shutdown_timeout,
             boot_timer: self.boot_timer,
+            pit: self.pit,
             on_reset: self.on_reset,
         };
         config.check_host_memory(&self.memory)?;
@@ -177,6 +191,8 @@ impl RunArgs {
 }
 
 #[cfg(test)]
+// `run` is the only command today; the tests match it as they would among several.
+#[allow(irrefutable_let_patterns)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
@@ -198,6 +214,7 @@ mod tests {
         assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng && c.vsock.is_none());
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
         assert!(!c.boot_timer);
+        assert!(!c.pit);
         assert_eq!(c.on_reset, OnReset::Exit);
     }
 
@@ -229,6 +246,7 @@ mod tests {
             "--shutdown-timeout",
             "30",
             "--boot-timer",
+            "--pit",
             "--on-reset",
             "restart",
         ])
@@ -250,6 +268,7 @@ mod tests {
         assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));
         assert!(c.boot_timer);
+        assert!(c.pit);
         assert_eq!(c.on_reset, OnReset::Restart);
     }
 
@@ -283,23 +302,18 @@ mod tests {
     }
 
     #[test]
-    fn manpage_and_completions_cover_run() {
-        let mut man = Vec::new();
-        crate::manpage::write(&mut man).unwrap();
-        let man = String::from_utf8(man).unwrap();
-        assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
-        for flag in [
-            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console", "vsock",
-        ] {
-            assert!(
-                man.contains(&format!("\\-\\-{flag}")),
-                "{flag} missing from man page"
-            );
-        }
-        let mut bash = Vec::new();
-        write_completions(clap_complete::Shell::Bash, &mut bash);
-        let bash = String::from_utf8(bash).unwrap();
-        assert!(bash.contains("--kernel") && bash.contains("complete -F"));
+    fn retired_commands_are_found_before_clap_and_unknown_to_it() {
+        assert_eq!(retired_command(&["manpage"]), Some("manpage"));
+        assert_eq!(
+            retired_command(&["--log-level", "debug", "completions", "bash"]),
+            Some("completions")
+        );
+        assert_eq!(retired_command(&["--log-file", "manpage", "run"]), None);
+        assert_eq!(retired_command(&["run", "--kernel", "manpage"]), None);
+        assert_eq!(retired_command::<&str>(&[]), None);
+        assert!(parse(&["manpage"]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("manpage") && !help.contains("completions"));
     }
 
     #[test]
@@ -323,6 +337,7 @@ mod tests {
             "--console",
             "--shutdown-timeout",
             "--boot-timer",
+            "--pit",
             "--on-reset",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");

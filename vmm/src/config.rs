@@ -74,14 +74,17 @@ pub struct Config {
     /// Map the boot-timer device (`--boot-timer`): the guest's "init reached" write is
     /// logged with the time since polyvisor started.
     pub boot_timer: bool,
+    /// Create the in-kernel i8254 PIT (`--pit`; x86_64 only).
+    pub pit: bool,
     /// What a guest reset does.
     pub on_reset: crate::cli::OnReset,
 }
 
 /// A configuration error: the field (its flag, its API name), the value and what is wrong
-/// with it. Shown as `FLAG VALUE: REASON` on one line.
+/// with it. Shown as `FLAG VALUE: REASON` on one line (`FLAG: REASON` for a flag without
+/// a value, such as `--pit`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{} {value}: {reason}", field.flag())]
+#[error("{}{}{value}: {reason}", field.flag(), if value.is_empty() { "" } else { " " })]
 pub struct ConfigError {
     pub field: Field,
     pub value: String,

@@ -131,6 +131,7 @@ fn backend_error(e: arch::Error, config: &Config) -> Error {
         ),
         arch::Error::Memory(m) => flagged(Field::Memory, format_size(config.memory_bytes), m),
         arch::Error::Vcpus(m) => flagged(Field::Cpus, config.cpus.to_string(), m),
+        arch::Error::Pit(m) => flagged(Field::Pit, String::new(), m),
         other => Error::Backend(other),
     }
 }
@@ -348,6 +349,7 @@ impl<V: Vm> Machine<V> {
             .create_vm(&VmConfig {
                 memory_bytes: config.memory_bytes,
                 vcpus: config.cpus,
+                pit: config.pit,
             })
             .map_err(|e| backend_error(e, config))?;
         let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
@@ -509,9 +511,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         let argv = ["polyvisor", "run", "--kernel", "/k"].iter().chain(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not a run command")
-        };
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command;
         run.into_config().unwrap()
     }
 

@@ -18,6 +18,16 @@ fn main() -> ExitCode {
         .unwrap_or(LevelFilter::Info);
     logger::init(level);
 
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(cmd) = vmm::cli::retired_command(&argv) {
+        log::error!(
+            "`polyvisor {cmd}` is retired: the man page and shell completions are no longer \
+             built into polyvisor; packages install them (man polyvisor), and \
+             `polyvisor-gen OUTDIR` (the gen/ crate) writes OUTDIR/polyvisor.1 and \
+             OUTDIR/completions/"
+        );
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
@@ -31,22 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let args = match cli.command {
-        Command::Run(args) => args,
-        Command::Completions { shell } => {
-            vmm::cli::write_completions(shell, &mut std::io::stdout());
-            return ExitCode::SUCCESS;
-        }
-        Command::Manpage => {
-            return match vmm::manpage::write(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log::error!("writing the man page: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-    };
+    let Command::Run(args) = cli.command;
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {

@@ -18,12 +18,13 @@ pub enum Field {
     Console,
     ShutdownTimeout,
     BootTimer,
+    Pit,
     OnReset,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 13] = [
+    pub const ALL: [Field; 14] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -36,6 +37,7 @@ impl Field {
         Field::Console,
         Field::ShutdownTimeout,
         Field::BootTimer,
+        Field::Pit,
         Field::OnReset,
     ];
 
@@ -54,6 +56,7 @@ impl Field {
             Field::Console => "--console",
             Field::ShutdownTimeout => "--shutdown-timeout",
             Field::BootTimer => "--boot-timer",
+            Field::Pit => "--pit",
             Field::OnReset => "--on-reset",
         }
     }
@@ -73,7 +76,7 @@ impl Field {
             Field::Rng => Some("rng"),
             Field::Vsock => Some("vsock"),
             Field::Console => Some("serial"),
-            Field::ShutdownTimeout | Field::BootTimer | Field::OnReset => None,
+            Field::ShutdownTimeout | Field::BootTimer | Field::Pit | Field::OnReset => None,
         }
     }
 }

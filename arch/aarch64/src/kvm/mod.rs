@@ -56,6 +56,7 @@ impl Hypervisor for KvmArm64 {
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmVm> {
         config.check(MIN_MEMORY, self.max_vcpus())?;
+        config.refuse_pit("aarch64")?;
         let layout = layout::memory_layout(config.memory_bytes).ok_or_else(|| {
             Error::Memory(format!(
                 "{} bytes of memory do not fit the address space",

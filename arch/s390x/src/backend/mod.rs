@@ -93,6 +93,7 @@ impl Hypervisor for KvmS390 {
     }
 
     fn create_vm(&self, config: &VmConfig) -> Result<KvmS390Vm> {
+        config.refuse_pit("s390x")?;
         if config.memory_bytes < MIN_MEMORY || config.memory_bytes % SEGMENT != 0 {
             return Err(Error::Memory(format!(
                 "guest memory must be a multiple of 1 MiB and at least {} MiB on s390x",

@@ -23,7 +23,6 @@ pub use vcpu::KvmVcpu;
 /// Capabilities this backend cannot run without.
 const REQUIRED_CAPS: &[(Cap, &str)] = &[
     (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
-    (Cap::Pit2, "KVM_CAP_PIT2"),
     (Cap::Irqfd, "KVM_CAP_IRQFD"),
     (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
     (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
@@ -69,12 +68,21 @@ impl Hypervisor for KvmX86 {
             .map_err(|e| Error::hv("KVM_SET_TSS_ADDR", e))?;
         fd.create_irq_chip()
             .map_err(|e| Error::hv("KVM_CREATE_IRQCHIP", e))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        fd.create_pit2(pit)
-            .map_err(|e| Error::hv("KVM_CREATE_PIT2", e))?;
+        // The PIT only on request: Linux calibrates from kvmclock and the LAPIC timer, and
+        // the PIT's kernel thread and timer make every VM's teardown several ms slower.
+        if config.pit {
+            if !self.kvm.check_extension(Cap::Pit2) {
+                return Err(Error::Pit(
+                    "this host's KVM has no in-kernel PIT (KVM_CAP_PIT2)".into(),
+                ));
+            }
+            let pit = kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            };
+            fd.create_pit2(pit)
+                .map_err(|e| Error::hv("KVM_CREATE_PIT2", e))?;
+        }
 
         let cpuid = self
             .kvm
@@ -106,7 +114,7 @@ impl Hypervisor for KvmX86 {
     }
 }
 
-/// A KVM VM with an in-kernel LAPIC/IOAPIC/PIC and PIT.
+/// A KVM VM with an in-kernel LAPIC/IOAPIC/PIC (and the PIT when asked for).
 pub struct KvmVm {
     fd: VmFd,
     memory: GuestMemory,
