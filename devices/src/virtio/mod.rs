@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -26,6 +27,7 @@ pub mod worker;
 
 pub use block::Block;
 pub use mmio::MmioTransport;
+pub use net::Net;
 pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
 
