@@ -13,6 +13,7 @@ pub mod host;
 pub mod logger;
 pub mod machine;
 pub mod manpage;
+pub mod nets;
 pub mod run_control;
 pub mod signals;
 pub mod terminal;

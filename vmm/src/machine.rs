@@ -12,6 +12,7 @@ use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::disks::OpenDisk;
 use crate::host::Host;
+use crate::nets::OpenNet;
 use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread;
 
@@ -128,25 +129,15 @@ pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error
     move |source| Error::Io { what, source }
 }
 
-/// Refuse devices that are not implemented yet, by flag, before anything is built.
-fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
-    if !config.nets.is_empty() {
-        return Err(Error::NotYet {
-            flag: "--net",
-            what: "virtio-net",
-        });
-    }
-    Ok(())
-}
-
 /// Attach the virtio devices the flags ask for (before `load`: the firmware tables
 /// describe them). Returns the transports the VMM places on its MMIO bus.
 /// Disks come first, in flag order, so the guest finds them in that order (/dev/vda is the
-/// first `--disk`).
+/// first `--disk`); then the network devices in flag order (eth0 is the first `--net`).
 fn add_virtio_devices<V: Vm>(
     vm: &mut V,
     config: &Config,
     disks: &[OpenDisk],
+    nets: &[OpenNet],
 ) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
     for disk in disks {
@@ -163,6 +154,25 @@ fn add_virtio_devices<V: Vm>(
                 return Err(Error::Input {
                     flag: "--disk",
                     message: format!("{:?}: {why}", disk.config.path),
+                })
+            }
+            Err(e) => return Err(Error::Backend(e)),
+        }
+    }
+    for net in nets {
+        match vm.add_virtio_device(Box::new(net.device())) {
+            Ok(transport) => transports.extend(transport),
+            Err(arch::Error::Unsupported { .. }) => {
+                return Err(Error::NotYet {
+                    flag: "--net",
+                    what: "virtio-net (no virtio transport on this architecture)",
+                })
+            }
+            // The transport is full (its error says how many devices fit).
+            Err(arch::Error::Config(why)) => {
+                return Err(Error::Input {
+                    flag: "--net",
+                    message: format!("{}: {why}", net.flag_value()),
                 })
             }
             Err(e) => return Err(Error::Backend(e)),
@@ -200,9 +210,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
     // Opened and locked once: every boot of the guest uses the same images.
     let disks = crate::disks::open(&config.disks)?;
+    // Attached (or created) and configured once, like the disks.
+    let nets = crate::nets::open(&config.nets)?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out, &disks, steering);
+    let result = run_boots(config, &console_out, &disks, &nets, steering);
     if let Some(s) = steering {
         s.refuse_all();
     }
@@ -214,10 +226,11 @@ fn run_boots(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    nets: &[OpenNet],
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out, disks, steering)?;
+        let outcome = run_on::<Host>(config, console_out, disks, nets, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -243,15 +256,16 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 }
 
 /// One boot of the guest on a given backend, its console output going to `console_out`,
-/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`).
+/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`), its network
+/// devices on the open `nets` (from [`crate::nets::open`]).
 /// The stop-signal and kick handlers must be installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
     disks: &[OpenDisk],
+    nets: &[OpenNet],
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
-    refuse_missing_devices(config)?;
     let open_kernel = if H::RAW_KERNEL_IMAGES {
         boot::open_kernel_or_raw
     } else {
@@ -284,7 +298,7 @@ pub fn run_on<H: Hypervisor>(
             vcpus: config.cpus,
         })
         .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config, disks)?;
+    let virtio = add_virtio_devices(&mut vm, config, disks, nets)?;
     let mut request = BootRequest {
         kernel,
         initrd,
@@ -425,7 +439,7 @@ mod tests {
 
     #[test]
     fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
-        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[]) else {
+        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[], &[]) else {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
@@ -437,7 +451,7 @@ mod tests {
 
     #[test]
     fn no_virtio_flags_add_nothing() {
-        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[])
+        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[], &[])
             .unwrap()
             .is_empty());
     }
