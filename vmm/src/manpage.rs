@@ -168,6 +168,9 @@ mod tests {
         );
         assert!(page.contains("POLYVISOR_LOG"));
         assert!(page.contains("SIGQUIT"));
+        // The options as built: --net is described, not refused.
+        assert!(page.contains("CAP_NET_ADMIN"), "--net's tap rules");
+        assert!(!page.contains("Not available yet"));
     }
 
     #[test]
