@@ -141,57 +141,59 @@ fn add_virtio_devices<V: Vm>(
 ) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
     for disk in disks {
-        match vm.add_virtio_device(Box::new(disk.device())) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--disk",
-                    what: "virtio-blk (no virtio transport on this architecture)",
-                })
-            }
-            // The transport is full (its error says how many devices fit).
-            Err(arch::Error::Config(why)) => {
-                return Err(Error::Input {
-                    flag: "--disk",
-                    message: format!("{:?}: {why}", disk.config.path),
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        let value = format!("{:?}", disk.config.path);
+        transports.extend(attach(
+            vm,
+            Box::new(disk.device()),
+            "--disk",
+            "virtio-blk (no virtio transport on this architecture)",
+            &value,
+        )?);
     }
     for net in nets {
-        match vm.add_virtio_device(Box::new(net.device())) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--net",
-                    what: "virtio-net (no virtio transport on this architecture)",
-                })
-            }
-            // The transport is full (its error says how many devices fit).
-            Err(arch::Error::Config(why)) => {
-                return Err(Error::Input {
-                    flag: "--net",
-                    message: format!("{}: {why}", net.flag_value()),
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        transports.extend(attach(
+            vm,
+            Box::new(net.device()),
+            "--net",
+            "virtio-net (no virtio transport on this architecture)",
+            &net.flag_value(),
+        )?);
     }
     if config.rng {
         let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
-        match vm.add_virtio_device(Box::new(rng)) {
-            Ok(transport) => transports.extend(transport),
-            Err(arch::Error::Unsupported { .. }) => {
-                return Err(Error::NotYet {
-                    flag: "--rng",
-                    what: "virtio-rng (no virtio transport on this architecture)",
-                })
-            }
-            Err(e) => return Err(Error::Backend(e)),
-        }
+        transports.extend(attach(
+            vm,
+            Box::new(rng),
+            "--rng",
+            "virtio-rng (no virtio transport on this architecture)",
+            "on",
+        )?);
     }
     Ok(transports)
+}
+
+/// Attach one device a `flag` asked for (`value` names it in errors): no transport on
+/// this architecture is `NotYet` saying `unsupported`, a full transport (its error says how
+/// many devices fit) an input error naming the flag and value.
+fn attach<V: Vm>(
+    vm: &mut V,
+    device: Box<dyn devices::virtio::VirtioDevice>,
+    flag: &'static str,
+    unsupported: &'static str,
+    value: &str,
+) -> Result<Option<VirtioTransport>, Error> {
+    match vm.add_virtio_device(device) {
+        Ok(transport) => Ok(transport),
+        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet {
+            flag,
+            what: unsupported,
+        }),
+        Err(arch::Error::Config(why)) => Err(Error::Input {
+            flag,
+            message: format!("{value}: {why}"),
+        }),
+        Err(e) => Err(Error::Backend(e)),
+    }
 }
 
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers

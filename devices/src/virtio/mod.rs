@@ -73,6 +73,21 @@ pub enum ActivateError {
     Device(String),
 }
 
+/// Read `data.len()` bytes of the configuration space `config` at `offset`, as
+/// [`VirtioDevice::read_config`] does for a device whose space is a byte array: bytes past
+/// its end read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if start >= config.len() {
+        return;
+    }
+    let n = data.len().min(config.len() - start);
+    data[..n].copy_from_slice(&config[start..start + n]);
+}
+
 /// How a device asks its transport to interrupt the driver.
 pub trait VirtioInterrupt: Send + Sync {
     /// The device put buffers in the used ring of queue `index`.
