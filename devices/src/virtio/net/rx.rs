@@ -10,7 +10,8 @@
 //! buffer is added) resumes it. Without `MRG_RXBUF` a packet larger than the chain it gets
 //! is dropped and the chain kept for the next one. A chain with a device-readable
 //! descriptor, a buffer outside guest memory or no room is used with length 0 and counted
-//! against the pass like a packet.
+//! against the pass like a packet. A packet whose header asks for an offload the driver
+//! did not take (queued in the tap while an earlier driver had them) is dropped.
 
 use std::io;
 
@@ -120,6 +121,28 @@ impl RxState {
     }
 }
 
+/// `NEEDS_CSUM` in the header's flags.
+const F_NEEDS_CSUM: u8 = 1;
+/// `gso_type` values (virtio 1.2 §5.1.6), without the ECN bit (0x80).
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+
+/// Whether the driver took what the header of the packet in `buf` asks of it: a partial
+/// checksum needs `GUEST_CSUM`, a TCP segment `GUEST_TSO4/6`; anything else (UDP, ECN) was
+/// never offered.
+fn offloads_taken(buf: &[u8], features: u64) -> bool {
+    use net_features::*;
+    let csum_ok = buf[0] & F_NEEDS_CSUM == 0 || features & GUEST_CSUM != 0;
+    let gso_ok = match buf[1] {
+        GSO_NONE => true,
+        GSO_TCPV4 => features & GUEST_TSO4 != 0,
+        GSO_TCPV6 => features & GUEST_TSO6 != 0,
+        _ => false,
+    };
+    csum_ok && gso_ok
+}
+
 /// The device-writable buffers of a receive chain and their total size (capped at
 /// [`MAX_PACKET_LEN`]); why the chain is garbage otherwise.
 fn writable_segments(
@@ -169,6 +192,14 @@ impl NetQueues {
                 match self.backend.read_packet(&mut self.rx.buf) {
                     Ok(n) if n < HDR_LEN + ETH_HLEN => {
                         self.warn(format_args!("a {n}-byte packet from the tap, dropped"));
+                        steps += 1;
+                        continue;
+                    }
+                    Ok(_) if !offloads_taken(&self.rx.buf, self.features) => {
+                        // Queued in the tap while an earlier driver had taken offloads.
+                        self.warn(format_args!(
+                            "a packet from the tap needs offloads the driver did not take; dropped"
+                        ));
                         steps += 1;
                         continue;
                     }

@@ -90,11 +90,11 @@ fn fixture(features: u64) -> Fixture {
     }
 }
 
-/// A packet: a header (flags 0x01, gso none, the rest zero) and an Ethernet frame of
+/// A packet: a header (flags DATA_VALID, gso none, the rest zero) and an Ethernet frame of
 /// `frame` bytes with a recognisable pattern.
 fn packet(frame: usize, seed: u8) -> Vec<u8> {
     let mut p = vec![0u8; HDR_LEN];
-    p[0] = 1; // NEEDS_CSUM, as a guest or a tap with offloads may send
+    p[0] = 2; // DATA_VALID, as a tap sets for a packet whose checksum it knows is good
     p.extend((0..frame).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)));
     p
 }
@@ -283,6 +283,33 @@ fn a_received_packet_lands_in_one_buffer_with_num_buffers_1() {
 }
 
 const NUM_BUFFERS_AT: usize = 10;
+
+#[test]
+fn packets_needing_offloads_the_driver_did_not_take_are_dropped() {
+    let mut f = fixture(net_features::GUEST_CSUM | net_features::GUEST_TSO4);
+    let mut tso6 = packet(100, 1);
+    tso6[1] = 4; // GSO_TCPV6
+    let mut udp = packet(100, 2);
+    udp[1] = 3; // GSO_UDP: never offered
+    let mut tso4 = packet(100, 3);
+    tso4[1] = 1;
+    for p in [&tso6, &udp, &tso4] {
+        f.host.send(p).unwrap();
+    }
+    f.post(0, BUFS, 2048);
+    f.post(1, BUFS + 0x1000, 2048);
+    f.q.serve();
+    assert_eq!(f.rx.used_idx(&f.mem), 1, "only the TCPv4 segment");
+    assert_eq!(f.guest_bytes(BUFS + HDR_LEN as u64, 100), tso4[HDR_LEN..]);
+    // Without GUEST_CSUM, a partial checksum cannot go to the driver.
+    let mut f = fixture(0);
+    let mut partial = packet(100, 4);
+    partial[0] = 1; // NEEDS_CSUM
+    f.host.send(&partial).unwrap();
+    f.post(0, BUFS, 2048);
+    f.q.serve();
+    assert_eq!(f.rx.used_idx(&f.mem), 0);
+}
 
 #[test]
 fn without_guest_csum_the_flags_are_cleared() {
