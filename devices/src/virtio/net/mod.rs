@@ -116,14 +116,20 @@ impl Backend for tap::Tap {
 }
 
 /// A stable, locally administered unicast MAC address for the tap `name` (FNV-1a of the
-/// name, first byte `x2` with the multicast bit clear): the same guest on the same tap
-/// keeps its address across runs and hosts.
+/// name, mixed by MurmurHash3's finaliser so that names differing in one letter differ in
+/// every byte; the locally administered bit set, the multicast bit clear): the same guest
+/// on the same tap keeps its address across runs and hosts.
 pub fn default_mac(name: &str) -> [u8; 6] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     let b = h.to_be_bytes();
     [(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]]
 }

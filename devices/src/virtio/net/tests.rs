@@ -180,7 +180,12 @@ fn configuration_space_and_features() {
 fn default_macs_are_stable_local_and_unicast() {
     let a = default_mac("tap0");
     assert_eq!(a, default_mac("tap0"));
-    assert_ne!(a, default_mac("tap1"));
+    // One letter apart: every byte but the first's two low bits may differ; most do.
+    let b = default_mac("tap1");
+    assert!(
+        a.iter().zip(&b).filter(|(x, y)| x != y).count() >= 4,
+        "{a:02x?} {b:02x?}"
+    );
     for name in ["tap0", "tap1", "x", "a-much-longer1"] {
         let m = default_mac(name);
         assert_eq!(m[0] & 0x03, 0x02, "{name}: {m:02x?}");
