@@ -103,7 +103,8 @@ mod tests {
         assert!(page.contains("POLYVISOR_LOG"));
         assert!(page.contains("SIGQUIT"));
         for flag in [
-            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console", "pit",
+            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "net", "vsock", "console",
+            "pit",
         ] {
             assert!(
                 page.contains(&format!("\\-\\-{flag}")),
@@ -114,6 +115,9 @@ mod tests {
             !page.contains("polyvisor manpage"),
             "the retired commands are not listed"
         );
+        // The options as built: --net is described with its tap rules, nothing is refused.
+        assert!(page.contains("CAP_NET_ADMIN"), "--net's tap rules");
+        assert!(!page.contains("ot available yet"));
     }
 
     #[test]

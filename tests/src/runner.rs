@@ -93,6 +93,8 @@ impl Drop for TempDir {
 /// One invocation of polyvisor.
 #[derive(Clone, Debug)]
 pub struct Polyvisor {
+    /// A program polyvisor runs under (e.g. `unshare --net`), with its arguments.
+    under: Vec<OsString>,
     bin: PathBuf,
     args: Vec<OsString>,
     timeout: Duration,
@@ -104,6 +106,7 @@ impl Polyvisor {
     /// The binary from [`polyvisor_bin`], no arguments, [`DEFAULT_TIMEOUT`].
     pub fn new() -> Polyvisor {
         Polyvisor {
+            under: Vec::new(),
             bin: polyvisor_bin(),
             args: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
@@ -136,6 +139,13 @@ impl Polyvisor {
         self
     }
 
+    /// Runs polyvisor as an argument of `program args...` (e.g. `unshare --net`, to give it
+    /// a network namespace of its own).
+    pub fn under<S: AsRef<OsStr>>(mut self, program: &[S]) -> Self {
+        self.under = program.iter().map(|a| a.as_ref().to_os_string()).collect();
+        self
+    }
+
     /// Sets the timeout.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -151,7 +161,12 @@ impl Polyvisor {
 
     /// The command line, for messages.
     pub fn command_line(&self) -> String {
-        let mut s = self.bin.display().to_string();
+        let mut s = String::new();
+        for a in &self.under {
+            s.push_str(&a.to_string_lossy());
+            s.push(' ');
+        }
+        s.push_str(&self.bin.display().to_string());
         for a in &self.args {
             s.push(' ');
             s.push_str(&a.to_string_lossy());
@@ -165,7 +180,15 @@ impl Polyvisor {
     /// process and panics with the output so far.
     pub fn run(&self) -> RunOutput {
         let start = Instant::now();
-        let mut child = Command::new(&self.bin)
+        let mut command = match self.under.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let mut child = command
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE")

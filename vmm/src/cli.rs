@@ -109,8 +109,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "path=P[,readonly=on][,direct=on][,serial=S][,id=ID]", value_parser = parse_disk)]
     pub disk: Vec<DiskConfig>,
 
-    /// Virtio network device on tap interface NAME (repeatable). Not available yet: refused with a clear error.
-    #[arg(long, value_name = "tap=NAME[,mac=M]", value_parser = parse_net)]
+    /// Virtio network device (virtio-net; virtio-mmio on x86_64/aarch64, virtio-ccw on
+    /// s390x) on the host tap interface NAME (repeatable; the guest sees them in this order,
+    /// eth0 first). An existing tap (e.g. from `ip tuntap add`) is attached; one that does
+    /// not exist is created when polyvisor may (CAP_NET_ADMIN) and goes away when it ends.
+    /// `mac=M` is the guest's address (default: a locally administered one derived from
+    /// NAME, the same every run); `ip=A,mask=M` give the host side an IPv4 address and bring
+    /// the tap up (CAP_NET_ADMIN); `id=ID` names it in messages.
+    #[arg(long, value_name = "tap=NAME[,mac=M][,ip=A,mask=M][,id=ID]", value_parser = parse_net)]
     pub net: Vec<NetConfig>,
 
     /// Virtio entropy device (virtio-rng; virtio-mmio on x86_64/aarch64, virtio-ccw on

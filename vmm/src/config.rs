@@ -49,10 +49,16 @@ pub struct VsockConfig {
 }
 
 /// A `--net` request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetConfig {
+    /// The host tap interface: opened if it exists, created otherwise (CAP_NET_ADMIN).
     pub tap: String,
+    /// The guest's MAC address; without it, one derived from the tap's name.
     pub mac: Option<[u8; 6]>,
+    /// The host side's IPv4 address and netmask, set on the tap (CAP_NET_ADMIN).
+    pub ip: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    /// A name for the device in the VMM's messages (and, later, its API).
+    pub id: Option<String>,
 }
 
 /// Everything `polyvisor run` was asked to do, validated as far as it can be without
@@ -253,23 +259,56 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// Parse `tap=NAME[,mac=M]`.
+/// Parse an IPv4 netmask (contiguous ones, e.g. 255.255.255.0).
+fn parse_mask(v: &str) -> Result<std::net::Ipv4Addr, String> {
+    let mask: std::net::Ipv4Addr = v
+        .parse()
+        .map_err(|_| format!("mask {v:?} is not an IPv4 netmask such as 255.255.255.0"))?;
+    let bits = u32::from(mask);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(format!("mask {v:?} is not contiguous"));
+    }
+    Ok(mask)
+}
+
+/// Parse `tap=NAME[,mac=M][,ip=A,mask=M][,id=ID]`.
 pub fn parse_net(s: &str) -> Result<NetConfig, String> {
-    let mut tap = None;
-    let mut mac = None;
+    let mut net = NetConfig::default();
+    let (mut ip, mut mask) = (None, None);
     for (k, v) in key_values(s)? {
         match k {
-            // Linux interface names are at most 15 bytes.
-            "tap" if !v.is_empty() && v.len() <= 15 => tap = Some(v.to_string()),
-            "tap" => return Err(format!("tap name {v:?} must be 1 to 15 bytes")),
-            "mac" => mac = Some(parse_mac(v)?),
-            _ => return Err(format!("unknown option {k:?} (expected tap=, mac=)")),
+            "tap" if tap::valid_name(v) => net.tap = v.to_string(),
+            "tap" => {
+                return Err(format!(
+                    "tap name {v:?} must be 1 to 15 bytes without '/', '%', ':' or blanks"
+                ))
+            }
+            "mac" => net.mac = Some(parse_mac(v)?),
+            "ip" => {
+                ip = Some(
+                    v.parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| format!("ip {v:?} is not an IPv4 address"))?,
+                )
+            }
+            "mask" => mask = Some(parse_mask(v)?),
+            "id" if v.is_empty() => return Err("id= needs a name".into()),
+            "id" => net.id = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown option {k:?} (expected tap=, mac=, ip=, mask=, id=)"
+                ))
+            }
         }
     }
-    Ok(NetConfig {
-        tap: tap.ok_or("tap= is required")?,
-        mac,
-    })
+    if net.tap.is_empty() {
+        return Err("tap= is required".into());
+    }
+    net.ip = match (ip, mask) {
+        (Some(ip), Some(mask)) => Some((ip, mask)),
+        (None, None) => None,
+        _ => return Err("ip= and mask= go together".into()),
+    };
+    Ok(net)
 }
 
 /// Parse `tty`, `off` or `file=PATH`.
@@ -436,9 +475,37 @@ mod tests {
             parse_net("tap=tap0,mac=52:54:00:12:34:56"),
             Ok(NetConfig {
                 tap: "tap0".into(),
-                mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+                mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+                ..Default::default()
             })
         );
+        assert_eq!(
+            parse_net("tap=t1,ip=192.168.10.1,mask=255.255.255.0,id=lan"),
+            Ok(NetConfig {
+                tap: "t1".into(),
+                ip: Some(([192, 168, 10, 1].into(), [255, 255, 255, 0].into())),
+                id: Some("lan".into()),
+                ..Default::default()
+            })
+        );
+        assert!(parse_net("tap=t,ip=192.168.10.1")
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse_net("tap=t,mask=255.0.0.0")
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse_net("tap=t,ip=300.1.1.1,mask=255.0.0.0")
+            .unwrap_err()
+            .contains("IPv4 address"));
+        assert!(parse_net("tap=t,ip=10.0.0.1,mask=255.0.255.0")
+            .unwrap_err()
+            .contains("contiguous"));
+        assert!(parse_net("tap=t,ip=10.0.0.1,mask=24").is_err());
+        assert!(parse_net("tap=t,id=").is_err());
+        assert!(parse_net("tap=t,speed=10").unwrap_err().contains("unknown"));
+        assert!(parse_net("tap=tap%d").is_err());
+        assert!(parse_net("tap=").is_err());
+        assert!(parse_net("tap=t,mac=52:54:00:12:34").is_err());
         assert!(parse_net("tap=averyveryverylongname").is_err());
         assert!(parse_net("tap=t,mac=01:00:00:00:00:00")
             .unwrap_err()

@@ -4,6 +4,7 @@
 //! Architecture-blind: the backend is chosen once in [`host`], and everything else goes
 //! through the `arch` traits.
 
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -13,6 +14,7 @@ pub mod host;
 pub mod logger;
 pub mod machine;
 pub mod manpage;
+pub mod nets;
 pub mod run_control;
 pub mod signals;
 pub mod terminal;

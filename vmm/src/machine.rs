@@ -4,18 +4,16 @@
 
 use std::sync::Arc;
 
-use arch::{BootRequest, Hypervisor, VirtioTransport, Vm, VmConfig};
-use devices::virtio::Rng;
+use arch::{BootRequest, Hypervisor, Vm, VmConfig};
 use devices::{PowerButton, VmControl, VmExitReason};
 
+use crate::backends::HostBackends;
 use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
-use crate::disks::OpenDisk;
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread::{self, Buses};
-use crate::vsock::OpenVsock;
 
 /// How a run ended, when it ended the way a guest ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,85 +138,6 @@ pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error
     move |source| Error::Io { what, source }
 }
 
-/// Refuse devices that are not implemented yet, by flag, before anything is built.
-fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
-    if !config.nets.is_empty() {
-        return Err(Error::NotYet {
-            field: Field::Net,
-            what: "virtio-net",
-        });
-    }
-    Ok(())
-}
-
-/// Attach one virtio device for `field`: a backend without a virtio transport makes it
-/// "not available" (`what` names the device and why); a full transport (its error says
-/// how many devices fit) is the user's error about `value`.
-fn attach<V: Vm>(
-    vm: &mut V,
-    device: Box<dyn devices::virtio::VirtioDevice>,
-    field: Field,
-    what: &'static str,
-    value: String,
-) -> Result<Option<VirtioTransport>, Error> {
-    match vm.add_virtio_device(device) {
-        Ok(transport) => Ok(transport),
-        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { field, what }),
-        Err(arch::Error::Config(why)) => Err(Error::Input {
-            field,
-            message: format!("{value}: {why}"),
-        }),
-        Err(e) => Err(Error::Backend(e)),
-    }
-}
-
-/// Attach the virtio devices the flags ask for (before `load`: the firmware tables
-/// describe them). Returns the transports the VMM places on its MMIO bus.
-/// Disks come first, in flag order, so the guest finds them in that order (/dev/vda is the
-/// first `--disk`).
-fn add_virtio_devices<V: Vm>(
-    vm: &mut V,
-    config: &Config,
-    disks: &[OpenDisk],
-    vsock: Option<&OpenVsock>,
-) -> Result<Vec<VirtioTransport>, Error> {
-    let mut transports = Vec::new();
-    for disk in disks {
-        let value = format!("{:?}", disk.config.path);
-        transports.extend(attach(
-            vm,
-            Box::new(disk.device()),
-            Field::Disk,
-            "virtio-blk (no virtio transport on this architecture)",
-            value,
-        )?);
-    }
-    if config.rng {
-        let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
-        transports.extend(attach(
-            vm,
-            Box::new(rng),
-            Field::Rng,
-            "virtio-rng (no virtio transport on this architecture)",
-            String::new(),
-        )?);
-    }
-    if let Some(vsock) = vsock {
-        let device = vsock
-            .device()
-            .map_err(io_err("--vsock: setting up the device"))?;
-        let value = format!("socket={:?}", vsock.config.socket);
-        transports.extend(attach(
-            vm,
-            Box::new(device),
-            Field::Vsock,
-            "virtio-vsock (no virtio transport on this architecture)",
-            value,
-        )?);
-    }
-    Ok(transports)
-}
-
 /// Boot the guest `config` describes on this host's hypervisor and run it until it powers
 /// off or resets.
 pub fn run(config: &Config) -> Result<RunOutcome, Error> {
@@ -233,13 +152,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
-    // Opened and locked once: every boot of the guest uses the same images.
-    let disks = crate::disks::open(&config.disks)?;
-    // Bound once, removed when the run ends (`OpenVsock`'s drop).
-    let vsock = crate::vsock::open(config.vsock.as_ref())?;
+    // Opened once: every boot of the guest uses the same images, taps and socket.
+    let backends = HostBackends::open(config)?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out, &disks, vsock.as_ref(), steering);
+    let result = run_boots(config, &console_out, &backends, steering);
     if let Some(s) = steering {
         s.refuse_all();
     }
@@ -250,12 +167,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
 fn run_boots(
     config: &Config,
     console_out: &console::ConsoleOutput,
-    disks: &[OpenDisk],
-    vsock: Option<&OpenVsock>,
+    backends: &HostBackends,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out, disks, vsock, steering)?;
+        let outcome = run_on::<Host>(config, console_out, backends, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -281,17 +197,16 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 }
 
 /// One boot of the guest on a given backend, its console output going to `console_out`,
-/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`), its vsock
-/// socket `vsock` (from [`crate::vsock::open`]): [`Machine::build`], then
-/// [`Machine::run`]. The stop-signal and kick handlers must be installed ([`run`] does).
+/// its devices' host side `backends` (from [`HostBackends::open`] of `config`):
+/// [`Machine::build`], then [`Machine::run`]. The stop-signal and kick handlers must be
+/// installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
-    disks: &[OpenDisk],
-    vsock: Option<&OpenVsock>,
+    backends: &HostBackends,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
-    Machine::build::<H>(config, console_out, disks, vsock)?.run(steering)
+    Machine::build::<H>(config, console_out, backends)?.run(steering)
 }
 
 /// A machine built from a [`Config`] and not running yet: the VM with its memory and
@@ -315,10 +230,8 @@ impl<V: Vm> Machine<V> {
     pub fn build<H: Hypervisor<Vm = V>>(
         config: &Config,
         console_out: &console::ConsoleOutput,
-        disks: &[OpenDisk],
-        vsock: Option<&OpenVsock>,
+        backends: &HostBackends,
     ) -> Result<Self, Error> {
-        refuse_missing_devices(config)?;
         let open_kernel = if H::RAW_KERNEL_IMAGES {
             boot::open_kernel_or_raw
         } else {
@@ -352,7 +265,7 @@ impl<V: Vm> Machine<V> {
                 pit: config.pit,
             })
             .map_err(|e| backend_error(e, config))?;
-        let virtio = add_virtio_devices(&mut vm, config, disks, vsock)?;
+        let virtio = backends.attach(&mut vm, config)?;
         let mut request = BootRequest {
             kernel,
             initrd,
@@ -517,7 +430,7 @@ mod tests {
 
     #[test]
     fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
-        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[], None) else {
+        let Err(e) = HostBackends::default().attach(&mut NoVirtio, &config(&["--rng"])) else {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
@@ -530,7 +443,8 @@ mod tests {
 
     #[test]
     fn no_virtio_flags_add_nothing() {
-        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[], None)
+        assert!(HostBackends::default()
+            .attach(&mut NoVirtio, &config(&[]))
             .unwrap()
             .is_empty());
     }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub mod block;
 pub mod ccw;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -30,6 +31,7 @@ pub mod worker;
 
 pub use block::Block;
 pub use mmio::MmioTransport;
+pub use net::Net;
 pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
 pub use vsock::Vsock;
@@ -66,20 +68,6 @@ pub mod status {
     pub const FAILED: u8 = 0x80;
 }
 
-/// Read `data.len()` bytes of a configuration space `config` at `offset`; bytes past its
-/// end read as 0.
-pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
-    data.fill(0);
-    let Ok(start) = usize::try_from(offset) else {
-        return;
-    };
-    if start >= config.len() {
-        return;
-    }
-    let n = data.len().min(config.len() - start);
-    data[..n].copy_from_slice(&config[start..start + n]);
-}
-
 /// Warnings about one device's driver: the first [`DriverWarnings::LIMIT`] at warn level,
 /// the rest at debug level (a hostile driver cannot fill the log).
 #[derive(Debug, Default)]
@@ -110,6 +98,21 @@ pub enum ActivateError {
     BadQueue { index: usize, reason: String },
     #[error("{0}")]
     Device(String),
+}
+
+/// Read `data.len()` bytes of the configuration space `config` at `offset`, as
+/// [`VirtioDevice::read_config`] does for a device whose space is a byte array: bytes past
+/// its end read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if start >= config.len() {
+        return;
+    }
+    let n = data.len().min(config.len() - start);
+    data[..n].copy_from_slice(&config[start..start + n]);
 }
 
 /// How a device asks its transport to interrupt the driver.

@@ -9,7 +9,7 @@
 //! goes back to epoll, so a stop request is seen between two bounded passes however fast a
 //! guest keeps adding requests: nothing is lost, nothing is unbounded.
 //!
-//! A device with a host backend that has file descriptors of its own (vsock's Unix
+//! A device with a host backend that has file descriptors of its own (virtio-net's tap, vsock's Unix
 //! sockets) gets a [`WorkerFds`] in [`QueueHandler::attach`] and adds, changes and removes
 //! them with tokens of its choosing; when one is ready the worker calls
 //! [`QueueHandler::ready`] and then a pass of [`QueueHandler::serve`], as for a kick. The

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The host side of the guest's virtio devices: disk images, taps and the vsock socket,
+//! opened once per run before any guest runs (so every bad `--disk`, `--net` or `--vsock`
+//! is refused before the kernel is even opened) and held across every boot that
+//! `--on-reset restart` makes; each boot gets fresh devices over the same host objects.
+//! The management API will add to and remove from the same set.
+
+use arch::{VirtioTransport, Vm};
+use devices::virtio::{Rng, VirtioDevice};
+
+use crate::config::{Config, Field};
+use crate::disks::OpenDisk;
+use crate::machine::{io_err, Error};
+use crate::nets::OpenNet;
+use crate::vsock::OpenVsock;
+
+/// What the virtio devices of a run are backed by on the host.
+#[derive(Default)]
+pub struct HostBackends {
+    /// `--disk`, in flag order, opened and locked.
+    pub disks: Vec<OpenDisk>,
+    /// `--net`, in flag order, taps attached or created and configured.
+    pub nets: Vec<OpenNet>,
+    /// `--vsock`, its socket bound (removed when this is dropped).
+    pub vsock: Option<OpenVsock>,
+}
+
+impl HostBackends {
+    /// Open what `config` asks for, in the order of the flags' documentation.
+    pub fn open(config: &Config) -> Result<Self, Error> {
+        Ok(Self {
+            disks: crate::disks::open(&config.disks)?,
+            nets: crate::nets::open(&config.nets)?,
+            vsock: crate::vsock::open(config.vsock.as_ref())?,
+        })
+    }
+
+    /// Attach one boot's virtio devices to `vm` (before `load`: the firmware tables
+    /// describe them) and return the transports the VMM places on its buses. Disks come
+    /// first, in flag order, so the guest finds them in that order (`/dev/vda` is the
+    /// first `--disk`), then the networks, the rng and the vsock.
+    pub fn attach<V: Vm>(
+        &self,
+        vm: &mut V,
+        config: &Config,
+    ) -> Result<Vec<VirtioTransport>, Error> {
+        let mut transports = Vec::new();
+        for disk in &self.disks {
+            transports.extend(attach(
+                vm,
+                Box::new(disk.device()),
+                Field::Disk,
+                "virtio-blk (no virtio transport on this architecture)",
+                format!("{:?}", disk.config.path),
+            )?);
+        }
+        for net in &self.nets {
+            transports.extend(attach(
+                vm,
+                Box::new(net.device()),
+                Field::Net,
+                "virtio-net (no virtio transport on this architecture)",
+                net.flag_value(),
+            )?);
+        }
+        if config.rng {
+            let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
+            transports.extend(attach(
+                vm,
+                Box::new(rng),
+                Field::Rng,
+                "virtio-rng (no virtio transport on this architecture)",
+                "on".to_string(),
+            )?);
+        }
+        if let Some(vsock) = &self.vsock {
+            let device = vsock
+                .device()
+                .map_err(io_err("--vsock: setting up the device"))?;
+            transports.extend(attach(
+                vm,
+                Box::new(device),
+                Field::Vsock,
+                "virtio-vsock (no virtio transport on this architecture)",
+                format!("socket={:?}", vsock.config.socket),
+            )?);
+        }
+        Ok(transports)
+    }
+}
+
+/// Attach one virtio device for `field`: a backend without a virtio transport makes it
+/// "not available" (`what` names the device and why); a full transport (its error says
+/// how many devices fit) is the user's error about `value`.
+fn attach<V: Vm>(
+    vm: &mut V,
+    device: Box<dyn VirtioDevice>,
+    field: Field,
+    what: &'static str,
+    value: String,
+) -> Result<Option<VirtioTransport>, Error> {
+    match vm.add_virtio_device(device) {
+        Ok(transport) => Ok(transport),
+        Err(arch::Error::Unsupported { .. }) => Err(Error::NotYet { field, what }),
+        Err(arch::Error::Config(why)) => Err(Error::Input {
+            field,
+            message: format!("{value}: {why}"),
+        }),
+        Err(e) => Err(Error::Backend(e)),
+    }
+}
