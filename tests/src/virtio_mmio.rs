@@ -24,3 +24,29 @@ pub const QUEUE_DRIVER_LOW: u32 = MMIO + 0x90;
 pub const QUEUE_DRIVER_HIGH: u32 = MMIO + 0x94;
 pub const QUEUE_DEVICE_LOW: u32 = MMIO + 0xa0;
 pub const QUEUE_DEVICE_HIGH: u32 = MMIO + 0xa4;
+
+/// Emits a driver's bring-up of slot 0 with queue 0, without interrupts (virtio 1.2
+/// §3.1.1 and §4.2.3): reset, ACKNOWLEDGE, DRIVER, only VERSION_1 accepted, FEATURES_OK,
+/// queue 0 with `num` entries at `desc`/`avail`/`used` (guest-physical, below 4 GiB),
+/// QUEUE_READY, DRIVER_OK. The caller fills descriptors and rings and notifies.
+pub fn bring_up_queue0(a: &mut crate::Asm, num: u32, desc: u32, avail: u32, used: u32) {
+    let mut reg = |addr: u32, value: u32| a.mov_mem_imm32(crate::Mem::Abs(addr), value);
+    reg(STATUS, 0); // reset
+    reg(STATUS, 1); // ACKNOWLEDGE
+    reg(STATUS, 3); // DRIVER
+    reg(DRIVER_FEATURES_SEL, 1);
+    reg(DRIVER_FEATURES, 1); // VERSION_1 (feature bit 32)
+    reg(DRIVER_FEATURES_SEL, 0);
+    reg(DRIVER_FEATURES, 0);
+    reg(STATUS, 0xb); // FEATURES_OK
+    reg(QUEUE_SEL, 0);
+    reg(QUEUE_NUM, num);
+    reg(QUEUE_DESC_LOW, desc);
+    reg(QUEUE_DESC_HIGH, 0);
+    reg(QUEUE_DRIVER_LOW, avail);
+    reg(QUEUE_DRIVER_HIGH, 0);
+    reg(QUEUE_DEVICE_LOW, used);
+    reg(QUEUE_DEVICE_HIGH, 0);
+    reg(QUEUE_READY, 1);
+    reg(STATUS, 0xf); // DRIVER_OK
+}
