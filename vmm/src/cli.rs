@@ -86,8 +86,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = DEFAULT_MEMORY)]
     pub memory: String,
 
-    /// Virtio block device backed by file P (repeatable). Not available yet: refused with a clear error.
-    #[arg(long, value_name = "path=P[,readonly=on]", value_parser = parse_disk)]
+    /// Virtio block device (virtio-blk; virtio-mmio on x86_64/aarch64, virtio-ccw on s390x)
+    /// backed by the raw image P, a regular file or a host block device whose size is a
+    /// whole number of 512-byte sectors (repeatable; the guest sees them in this order,
+    /// /dev/vda first). The image is locked while in use: shared with `readonly=on`
+    /// (writes get an I/O error, the file is untouched), exclusive otherwise. `direct=on`
+    /// bypasses the host's page cache (O_DIRECT); `serial=S` (1 to 20 bytes) is what the
+    /// guest reads as the disk's serial; `id=ID` names it in messages. `on`/`off` and
+    /// `true`/`false` are accepted.
+    #[arg(long, value_name = "path=P[,readonly=on][,direct=on][,serial=S][,id=ID]", value_parser = parse_disk)]
     pub disk: Vec<DiskConfig>,
 
     /// Virtio network device on tap interface NAME (repeatable). Not available yet: refused with a clear error.

@@ -20,11 +20,21 @@ pub enum ConsoleMode {
 }
 
 /// A `--disk` request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiskConfig {
     pub path: PathBuf,
     pub readonly: bool,
+    /// Open the image with `O_DIRECT` (the host's page cache is bypassed where the guest's
+    /// buffers allow).
+    pub direct: bool,
+    /// What the guest reads as the disk's serial (`GET_ID`), 1 to 20 bytes.
+    pub serial: Option<String>,
+    /// A name for the disk in the VMM's messages (and, later, its API).
+    pub id: Option<String>,
 }
+
+/// The longest `serial=` (virtio-blk's `GET_ID` answer is 20 bytes).
+pub const MAX_SERIAL_LEN: usize = 20;
 
 /// A `--net` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,23 +153,32 @@ fn parse_on_off(key: &str, v: &str) -> Result<bool, String> {
     }
 }
 
-/// Parse `path=P[,readonly=on|off]`.
+/// Parse `path=P[,readonly=on|off][,direct=on|off][,serial=S][,id=ID]` (`true`/`false`
+/// too, as Cloud Hypervisor accepts).
 pub fn parse_disk(s: &str) -> Result<DiskConfig, String> {
+    let mut disk = DiskConfig::default();
     let mut path = None;
-    let mut readonly = false;
     for (k, v) in key_values(s)? {
         match k {
             "path" if !v.is_empty() => path = Some(PathBuf::from(v)),
-            "readonly" => readonly = parse_on_off(k, v)?,
+            "path" => return Err("path= needs a file".into()),
+            "readonly" => disk.readonly = parse_on_off(k, v)?,
+            "direct" => disk.direct = parse_on_off(k, v)?,
+            "serial" if v.is_empty() || v.len() > MAX_SERIAL_LEN => {
+                return Err(format!("serial {v:?} must be 1 to {MAX_SERIAL_LEN} bytes"))
+            }
+            "serial" => disk.serial = Some(v.to_string()),
+            "id" if v.is_empty() => return Err("id= needs a name".into()),
+            "id" => disk.id = Some(v.to_string()),
             _ => {
                 return Err(format!(
-                    "unknown or empty option {k:?} (expected path=, readonly=)"
+                    "unknown option {k:?} (expected path=, readonly=, direct=, serial=, id=)"
                 ))
             }
         }
     }
-    let path = path.ok_or("path= is required")?;
-    Ok(DiskConfig { path, readonly })
+    disk.path = path.ok_or("path= is required")?;
+    Ok(disk)
 }
 
 /// Parse a MAC address `aa:bb:cc:dd:ee:ff` (unicast).
@@ -323,13 +342,41 @@ mod tests {
             parse_disk("path=/tmp/a.img,readonly=on"),
             Ok(DiskConfig {
                 path: "/tmp/a.img".into(),
-                readonly: true
+                readonly: true,
+                ..Default::default()
             })
         );
-        assert!(!parse_disk("path=/a").unwrap().readonly);
+        assert_eq!(
+            parse_disk("path=/a,readonly=false,direct=true,serial=01234567890123456789,id=root"),
+            Ok(DiskConfig {
+                path: "/a".into(),
+                readonly: false,
+                direct: true,
+                serial: Some("01234567890123456789".into()),
+                id: Some("root".into()),
+            })
+        );
+        assert_eq!(
+            parse_disk("path=/a"),
+            Ok(DiskConfig {
+                path: "/a".into(),
+                ..Default::default()
+            })
+        );
         assert!(parse_disk("readonly=on").is_err());
+        assert!(parse_disk("path=").is_err());
         assert!(parse_disk("path=/a,readonly=maybe").is_err());
-        assert!(parse_disk("path=/a,color=red").is_err());
+        assert!(parse_disk("path=/a,direct=yes").is_err());
+        assert!(parse_disk("path=/a,color=red")
+            .unwrap_err()
+            .contains("unknown option \"color\""));
+        assert!(parse_disk("path=/a,serial=")
+            .unwrap_err()
+            .contains("1 to 20"));
+        assert!(parse_disk("path=/a,serial=012345678901234567890")
+            .unwrap_err()
+            .contains("1 to 20"));
+        assert!(parse_disk("path=/a,id=").is_err());
         assert!(parse_disk("/a").is_err());
 
         assert_eq!(

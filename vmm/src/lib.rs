@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod device_manager;
+pub mod disks;
 pub mod host;
 pub mod logger;
 pub mod machine;

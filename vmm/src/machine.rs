@@ -10,6 +10,7 @@ use devices::{VmControl, VmExitReason};
 use crate::config::{format_size, Config, ConfigError};
 use crate::console;
 use crate::device_manager::{self, Devices};
+use crate::disks::OpenDisk;
 use crate::host::Host;
 use crate::run_control::{CommandError, RunControl, VmCommand};
 use crate::vcpu_thread;
@@ -129,12 +130,6 @@ pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> Error
 
 /// Refuse devices that are not implemented yet, by flag, before anything is built.
 fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
-    if !config.disks.is_empty() {
-        return Err(Error::NotYet {
-            flag: "--disk",
-            what: "virtio-blk",
-        });
-    }
     if !config.nets.is_empty() {
         return Err(Error::NotYet {
             flag: "--net",
@@ -146,8 +141,33 @@ fn refuse_missing_devices(config: &Config) -> Result<(), Error> {
 
 /// Attach the virtio devices the flags ask for (before `load`: the firmware tables
 /// describe them). Returns the transports the VMM places on its MMIO bus.
-fn add_virtio_devices<V: Vm>(vm: &mut V, config: &Config) -> Result<Vec<VirtioTransport>, Error> {
+/// Disks come first, in flag order, so the guest finds them in that order (/dev/vda is the
+/// first `--disk`).
+fn add_virtio_devices<V: Vm>(
+    vm: &mut V,
+    config: &Config,
+    disks: &[OpenDisk],
+) -> Result<Vec<VirtioTransport>, Error> {
     let mut transports = Vec::new();
+    for disk in disks {
+        match vm.add_virtio_device(Box::new(disk.device())) {
+            Ok(transport) => transports.extend(transport),
+            Err(arch::Error::Unsupported { .. }) => {
+                return Err(Error::NotYet {
+                    flag: "--disk",
+                    what: "virtio-blk (no virtio transport on this architecture)",
+                })
+            }
+            // The transport is full (its error says how many devices fit).
+            Err(arch::Error::Config(why)) => {
+                return Err(Error::Input {
+                    flag: "--disk",
+                    message: format!("{:?}: {why}", disk.config.path),
+                })
+            }
+            Err(e) => return Err(Error::Backend(e)),
+        }
+    }
     if config.rng {
         let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
         match vm.add_virtio_device(Box::new(rng)) {
@@ -178,9 +198,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
+    // Opened and locked once: every boot of the guest uses the same images.
+    let disks = crate::disks::open(&config.disks)?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
-    let result = run_boots(config, &console_out, steering);
+    let result = run_boots(config, &console_out, &disks, steering);
     if let Some(s) = steering {
         s.refuse_all();
     }
@@ -191,10 +213,11 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
 fn run_boots(
     config: &Config,
     console_out: &console::ConsoleOutput,
+    disks: &[OpenDisk],
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
-        let outcome = run_on::<Host>(config, console_out, steering)?;
+        let outcome = run_on::<Host>(config, console_out, disks, steering)?;
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
@@ -219,11 +242,13 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
     })
 }
 
-/// One boot of the guest on a given backend, its console output going to `console_out`.
+/// One boot of the guest on a given backend, its console output going to `console_out`,
+/// its disks the open `disks` (from [`crate::disks::open`] of `config.disks`).
 /// The stop-signal and kick handlers must be installed ([`run`] does).
 pub fn run_on<H: Hypervisor>(
     config: &Config,
     console_out: &console::ConsoleOutput,
+    disks: &[OpenDisk],
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     refuse_missing_devices(config)?;
@@ -259,7 +284,7 @@ pub fn run_on<H: Hypervisor>(
             vcpus: config.cpus,
         })
         .map_err(|e| backend_error(e, config))?;
-    let virtio = add_virtio_devices(&mut vm, config)?;
+    let virtio = add_virtio_devices(&mut vm, config, disks)?;
     let mut request = BootRequest {
         kernel,
         initrd,
@@ -400,7 +425,7 @@ mod tests {
 
     #[test]
     fn rng_on_a_backend_without_virtio_is_refused_by_flag() {
-        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"])) else {
+        let Err(e) = add_virtio_devices(&mut NoVirtio, &config(&["--rng"]), &[]) else {
             panic!("--rng accepted without a transport")
         };
         assert_eq!(e.exit_code(), 2);
@@ -412,7 +437,7 @@ mod tests {
 
     #[test]
     fn no_virtio_flags_add_nothing() {
-        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]))
+        assert!(add_virtio_devices(&mut NoVirtio, &config(&[]), &[])
             .unwrap()
             .is_empty());
     }

@@ -17,12 +17,14 @@
 
 use std::sync::Arc;
 
+pub mod block;
 pub mod mmio;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod worker;
 
+pub use block::Block;
 pub use mmio::MmioTransport;
 pub use rng::Rng;
 pub use virtio_queue::{Queue, QueueT};
