@@ -7,7 +7,9 @@
 # pv_disk_prepare DISKDIR SEGDIR: in DISKDIR a 1 MiB random fs/known.bin, two 16 MiB ext4
 # images made from fs/ with `mkfs.ext4 -d` (rw.img, ro.img), ro.img's sha256 (ro.sha256), a
 # sparse 16 MiB raw.img, and copies of new.bin/pattern.bin; in SEGDIR (an extra cpio segment
-# for L2's initrd) /bin/pv-disk-rw, /bin/pv-disk-kill and /pv/{known.sha256,new.bin,pattern.bin}.
+# for L2's initrd) /bin/pv-disk-rw, /bin/pv-disk-kill (and /bin/pv-disk-lib) and
+# /pv/{known.sha256,new.bin,pattern.bin}. The images go to polyvisor with the serials
+# pv-rw, pv-ro and pv-raw.
 # The L2 scripts print PV-DISK-* markers; `PV-DISK-FAIL: why` on failure.
 pv_disk_prepare() {
     local dir="$1" x="$2" img
@@ -26,40 +28,56 @@ pv_disk_prepare() {
     truncate -s 16M "$dir/raw.img"
     sha256sum "$dir/ro.img" | cut -d' ' -f1 >"$dir/ro.sha256"
     cp -f "$x/pv/new.bin" "$x/pv/pattern.bin" "$dir/"
+    # Disks are found by their serial (`--disk ...,serial=pv-rw`, read by the guest through
+    # GET_ID): the kernel does not name them in the VMM's order everywhere (s390x's
+    # virtio-ccw probe gave subchannel 0 the name vdc).
+    cat >"$x/bin/pv-disk-lib" <<'L2'
+# Sourced by pv-disk-rw and pv-disk-kill.
+fail() { echo "PV-DISK-FAIL: $*"; exit 1; }
+# byserial SERIAL: the vdX whose virtio-blk serial is SERIAL.
+byserial() {
+    for s in /sys/block/vd*; do
+        [ "$(cat "$s/serial" 2>/dev/null)" = "$1" ] && { echo "${s##*/}"; return 0; }
+    done
+    return 1
+}
+L2
     cat >"$x/bin/pv-disk-rw" <<'L2'
 #!/bin/sh
-# pv-disk-rw: vda read-write, vdb readonly=on (both ext4 with known.bin).
-fail() { echo "PV-DISK-FAIL: $*"; exit 1; }
-for d in vda vdb; do [ -b /dev/$d ] || fail "no /dev/$d: the guest sees no virtio-blk disk $d"; done
-echo "PV-DISK-SECTORS vda=$(cat /sys/block/vda/size) vdb=$(cat /sys/block/vdb/size) ro=$(cat /sys/block/vda/ro),$(cat /sys/block/vdb/ro)"
-[ "$(cat /sys/block/vda/ro)" = 0 ] || fail "/sys/block/vda/ro is not 0"
-[ "$(cat /sys/block/vdb/ro)" = 1 ] || fail "/sys/block/vdb/ro is not 1 (readonly=on)"
+# pv-disk-rw: the disk with serial pv-rw read-write, pv-ro readonly=on (both ext4 holding
+# known.bin).
+. /bin/pv-disk-lib
+rw="$(byserial pv-rw)" || fail "no virtio-blk disk with serial pv-rw (disks: $(ls /sys/block | tr '\n' ' '))"
+ro="$(byserial pv-ro)" || fail "no virtio-blk disk with serial pv-ro (disks: $(ls /sys/block | tr '\n' ' '))"
+echo "PV-DISK-FOUND pv-rw=$rw sectors=$(cat /sys/block/$rw/size) ro=$(cat /sys/block/$rw/ro) pv-ro=$ro sectors=$(cat /sys/block/$ro/size) ro=$(cat /sys/block/$ro/ro)"
+[ "$(cat /sys/block/$rw/ro)" = 0 ] || fail "/sys/block/$rw/ro is not 0"
+[ "$(cat /sys/block/$ro/ro)" = 1 ] || fail "/sys/block/$ro/ro is not 1 (readonly=on)"
 mkdir -p /mnt/rw /mnt/ro
-mount -t ext4 /dev/vda /mnt/rw || fail "mount /dev/vda"
+mount -t ext4 /dev/$rw /mnt/rw || fail "mount /dev/$rw"
 sum="$(sha256sum /mnt/rw/known.bin | cut -d' ' -f1)"
-[ "$sum" = "$(cat /pv/known.sha256)" ] || fail "known.bin on vda has sha256 $sum"
-cp /pv/new.bin /mnt/rw/newfile || fail "cannot write /newfile on vda"
+[ "$sum" = "$(cat /pv/known.sha256)" ] || fail "known.bin on $rw has sha256 $sum"
+cp /pv/new.bin /mnt/rw/newfile || fail "cannot write /newfile on $rw"
 sync
-umount /mnt/rw || fail "umount /dev/vda"
+umount /mnt/rw || fail "umount /dev/$rw"
 echo PV-DISK-RW-OK
-mount -t ext4 -o ro /dev/vdb /mnt/ro || fail "mount -o ro /dev/vdb"
-grep -q ' /mnt/ro ext4 ro[, ]' /proc/mounts || fail "/dev/vdb is not mounted read-only: $(grep /mnt/ro /proc/mounts)"
+mount -t ext4 -o ro /dev/$ro /mnt/ro || fail "mount -o ro /dev/$ro"
+grep -q ' /mnt/ro ext4 ro[, ]' /proc/mounts || fail "/dev/$ro is not mounted read-only: $(grep /mnt/ro /proc/mounts)"
 sum="$(sha256sum /mnt/ro/known.bin | cut -d' ' -f1)"
-[ "$sum" = "$(cat /pv/known.sha256)" ] || fail "known.bin on vdb has sha256 $sum"
+[ "$sum" = "$(cat /pv/known.sha256)" ] || fail "known.bin on $ro has sha256 $sum"
 if (echo x >/mnt/ro/x) 2>/tmp/err; then fail "a write to the read-only mount succeeded"; fi
 grep -q 'Read-only file system' /tmp/err || fail "the write failed otherwise: $(cat /tmp/err)"
 echo "PV-DISK-RO-WRITE-REFUSED: $(cat /tmp/err)"
-umount /mnt/ro || fail "umount /dev/vdb"
+umount /mnt/ro || fail "umount /dev/$ro"
 echo PV-DISK-RO-OK
 L2
     cat >"$x/bin/pv-disk-kill" <<'L2'
 #!/bin/sh
-# pv-disk-kill [DEV]: the pattern at 1 MiB of DEV (default vda), O_DIRECT and fsync, then
-# PV-DISK-FLUSHED; the harness SIGKILLs polyvisor when it sees it.
-d="${1:-vda}"
-[ -b "/dev/$d" ] || { echo "PV-DISK-FAIL: no /dev/$d: the guest sees no virtio-blk disk"; exit 1; }
+# pv-disk-kill: the pattern at 1 MiB of the disk with serial pv-raw, O_DIRECT and fsync,
+# then PV-DISK-FLUSHED; the harness SIGKILLs polyvisor when it sees it.
+. /bin/pv-disk-lib
+d="$(byserial pv-raw)" || fail "no virtio-blk disk with serial pv-raw (disks: $(ls /sys/block | tr '\n' ' '))"
 dd if=/pv/pattern.bin of="/dev/$d" bs=4096 seek=256 oflag=direct conv=fsync,notrunc 2>/tmp/err \
-    || { echo "PV-DISK-FAIL: dd: $(cat /tmp/err)"; exit 1; }
+    || fail "dd to /dev/$d: $(cat /tmp/err)"
 echo PV-DISK-FLUSHED
 L2
     chmod 755 "$x/bin/pv-disk-rw" "$x/bin/pv-disk-kill"
