@@ -9,9 +9,12 @@
 pub mod boot_timer;
 pub mod bus;
 pub mod console_input;
+pub mod css;
 pub mod interrupt;
 pub mod legacy;
+pub mod log_limit;
 pub mod power_button;
+pub mod sclp;
 pub mod virtio;
 pub mod vm_control;
 

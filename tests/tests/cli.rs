@@ -246,10 +246,8 @@ fn unknown_flag() {
 }
 
 #[test]
-fn disk_and_net_are_refused_naming_the_flag() {
+fn net_is_refused_naming_the_flag() {
     polyvisor_tests::require_kvm!();
-    let out = run_with_good_kernel(&["--disk", "path=/nonexistent.img"]);
-    out.assert_clean_error(CONFIG, &["--disk", "virtio-blk", "not available"]);
     let out = run_with_good_kernel(&["--net", "tap=pv0"]);
     out.assert_clean_error(CONFIG, &["--net", "virtio-net", "not available"]);
 }
@@ -376,4 +374,206 @@ fn boot_timer_is_accepted() {
     let out = run_with_good_kernel(&["--boot-timer"]);
     out.assert_guest_reset();
     out.assert_stdout_contains("ok\n");
+}
+
+// ---- --disk: every bad image or value is one line naming --disk and the file, exit 2 ----
+
+/// `--disk path=<path><extra>` with the good kernel.
+fn run_with_disk(path: &std::path::Path, extra: &str) -> RunOutput {
+    run_with_good_kernel(&["--disk", &format!("path={}{extra}", path_str(path))])
+}
+
+#[test]
+fn disk_image_is_accepted_and_a_read_only_one_shared() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("disk.img", &[0u8; 4096]);
+    let out = run_with_disk(&img, ",serial=pv-serial,id=root,direct=off");
+    out.assert_guest_reset();
+    out.assert_stdout_contains("ok");
+    let p = format!("path={},readonly=on", path_str(&img));
+    let out = run_with_good_kernel(&["--disk", &p, "--disk", &p, "--rng"]);
+    out.assert_guest_reset();
+}
+
+#[test]
+fn disk_missing_directory_fifo_and_odd_size() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let missing = dir.path().join("missing.img");
+    run_with_disk(&missing, "").assert_clean_error(CONFIG, &["--disk", "missing.img"]);
+    run_with_disk(dir.path(), "").assert_clean_error(CONFIG, &["--disk", "directory"]);
+    let odd = dir.write("odd.img", &[0u8; 1000]);
+    run_with_disk(&odd, "").assert_clean_error(CONFIG, &["--disk", "odd.img", "512"]);
+    let fifo = dir.path().join("disk.fifo");
+    mkfifo(&fifo);
+    let out = Polyvisor::new()
+        .args(["run", "--kernel", path_str(&good_kernel(&dir))])
+        .args(["--disk", &format!("path={}", path_str(&fifo))])
+        .timeout(AT_ONCE)
+        .run();
+    out.assert_clean_error(CONFIG, &["--disk", "disk.fifo", "FIFO"]);
+    run_with_disk(std::path::Path::new("/dev/null"), "")
+        .assert_clean_error(CONFIG, &["--disk", "/dev/null", "character device"]);
+}
+
+#[test]
+fn disk_without_permission() {
+    polyvisor_tests::require_kvm!();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let img = dir.write("locked-up.img", &[0u8; 512]);
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&img).is_ok() {
+        // Root reads any file: ask as nobody (the disk is opened before the kernel and
+        // /dev/kvm, so nothing else needs root).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(polyvisor_tests::runner::polyvisor_bin())
+            .args(["run", "--kernel", "/nonexistent-kernel"])
+            .args(["--disk", &format!("path={}", path_str(&img))])
+            .output()
+            .expect("setpriv (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--disk")
+                && stderr.contains("locked-up.img")
+                && stderr.contains("ermission"),
+            "{stderr}"
+        );
+        return;
+    }
+    run_with_disk(&img, "").assert_clean_error(CONFIG, &["--disk", "locked-up.img", "ermission"]);
+}
+
+/// Take an OFD lock on all of `file` (what another VMM holds); false when it is taken.
+fn ofd_lock(file: &std::fs::File, write: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero bytes are a valid flock (integers only).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the flock, a local that lives across the call.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) == 0 }
+}
+
+#[test]
+fn disk_locked_by_another_process() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("shared.img", &[0u8; 4096]);
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    // A reader elsewhere: writers are refused, readers are not.
+    assert!(ofd_lock(&holder, false));
+    run_with_disk(&img, "").assert_clean_error(CONFIG, &["--disk", "shared.img", "locked"]);
+    run_with_disk(&img, ",readonly=on").assert_guest_reset();
+    // A writer elsewhere: everyone is refused.
+    assert!(ofd_lock(&holder, true));
+    run_with_disk(&img, ",readonly=on")
+        .assert_clean_error(CONFIG, &["--disk", "shared.img", "locked"]);
+}
+
+#[test]
+fn disk_in_use_by_a_running_polyvisor() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("busy.img", &[0u8; 4096]);
+    let mut a = polyvisor_tests::guest::pvh_asm();
+    polyvisor_tests::guest::halt_forever(&mut a);
+    let spinner = dir.write("spin.elf", &polyvisor_tests::guest::pvh_kernel(a.finish()));
+    let mut first = std::process::Command::new(polyvisor_tests::runner::polyvisor_bin())
+        .args(["run", "--console", "off", "--kernel", path_str(&spinner)])
+        .args(["--disk", &format!("path={}", path_str(&img))])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the first one holds the image: a read lock is refused then.
+    let probe = std::fs::File::open(&img).unwrap();
+    let start = std::time::Instant::now();
+    while ofd_lock(&probe, false) {
+        unlock(&probe);
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first polyvisor ended"
+        );
+        assert!(
+            start.elapsed() < AT_ONCE,
+            "the first polyvisor never locked the image"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = run_with_disk(&img, ",readonly=on");
+    let _ = first.kill();
+    let _ = first.wait();
+    out.assert_clean_error(CONFIG, &["--disk", "busy.img", "locked"]);
+}
+
+fn unlock(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: as in ofd_lock.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_UNLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: as in ofd_lock.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+}
+
+#[test]
+fn disk_same_image_twice_read_write() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("twice.img", &[0u8; 4096]);
+    let other = dir.path().join("other-name.img");
+    std::fs::hard_link(&img, &other).unwrap();
+    let out = run_with_good_kernel(&[
+        "--disk",
+        &format!("path={}", path_str(&img)),
+        "--disk",
+        &format!("path={},readonly=on", path_str(&other)),
+    ]);
+    out.assert_clean_error(CONFIG, &["--disk", "other-name.img", "same image"]);
+}
+
+#[test]
+fn more_disks_than_virtio_mmio_slots() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let mut args = Vec::new();
+    for i in 0..9 {
+        let img = dir.write(&format!("d{i}.img"), &[0u8; 512]);
+        args.push("--disk".to_string());
+        args.push(format!("path={}", path_str(&img)));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_with_good_kernel(&args).assert_clean_error(CONFIG, &["--disk", "d8.img", "at most 8"]);
+    // Eight fit.
+    run_with_good_kernel(&args[..16]).assert_guest_reset();
+}
+
+#[test]
+fn disk_bad_values() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("v.img", &[0u8; 512]);
+    for (extra, needle) in [
+        (",color=red", "color"),
+        (",serial=", "serial"),
+        (",serial=123456789012345678901", "1 to 20"),
+        (",readonly=maybe", "readonly"),
+        (",direct=2", "direct"),
+        (",id=", "id="),
+    ] {
+        run_with_disk(&img, extra).assert_clean_error(CONFIG, &["--disk", needle]);
+    }
+    run_with_good_kernel(&["--disk", "readonly=on"])
+        .assert_clean_error(CONFIG, &["--disk", "path="]);
 }

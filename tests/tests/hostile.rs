@@ -27,9 +27,7 @@ use polyvisor_tests::guest::{
     pvh_asm, pvh_kernel, reset_i8042, start_aps, COM1, SCRATCH, TRAMPOLINE_LEN,
 };
 use polyvisor_tests::virtio_mmio::{
-    DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_DESC_HIGH, QUEUE_DESC_LOW, QUEUE_DEVICE_HIGH,
-    QUEUE_DEVICE_LOW, QUEUE_DRIVER_HIGH, QUEUE_DRIVER_LOW, QUEUE_NOTIFY, QUEUE_NUM, QUEUE_READY,
-    QUEUE_SEL, STATUS,
+    set_up_queue0, DRIVER_FEATURES, DRIVER_FEATURES_SEL, QUEUE_NOTIFY, STATUS,
 };
 use polyvisor_tests::{run_kernel, Asm, Cond, Mem, Reg, TempDir};
 
@@ -89,15 +87,7 @@ fn rng_setup(a: &mut Asm, buf: u32) {
     reg(a, DRIVER_FEATURES_SEL, 0);
     reg(a, DRIVER_FEATURES, 0);
     reg(a, STATUS, 0xb); // FEATURES_OK
-    reg(a, QUEUE_SEL, 0);
-    reg(a, QUEUE_NUM, QSIZE);
-    reg(a, QUEUE_DESC_LOW, DESC);
-    reg(a, QUEUE_DESC_HIGH, 0);
-    reg(a, QUEUE_DRIVER_LOW, AVAIL);
-    reg(a, QUEUE_DRIVER_HIGH, 0);
-    reg(a, QUEUE_DEVICE_LOW, USED);
-    reg(a, QUEUE_DEVICE_HIGH, 0);
-    reg(a, QUEUE_READY, 1);
+    set_up_queue0(a, QSIZE, DESC, AVAIL, USED);
     reg(a, STATUS, 0xf); // DRIVER_OK
                          // Descriptor i: the one shared buffer at `buf`, device-writable, no next.
     a.mov_imm(Reg::Esi, DESC);

@@ -273,7 +273,9 @@ mod tests {
         crate::manpage::write(&mut man).unwrap();
         let man = String::from_utf8(man).unwrap();
         assert!(man.starts_with(".ie \\n(.g .ds Aq"), "roff header");
-        for flag in ["kernel", "initrd", "cmdline", "cpus", "memory", "console"] {
+        for flag in [
+            "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "console",
+        ] {
             assert!(
                 man.contains(&format!("\\-\\-{flag}")),
                 "{flag} missing from man page"

@@ -65,6 +65,37 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[(
     "Log level: off, error, warn, info (default), debug or trace. --log-level overrides it.",
 )];
 
+/// What `--disk` does with an image, for the man page's DISK IMAGES section.
+pub const DISK_IMAGES: &[(&str, &str)] = &[
+    (
+        "Images",
+        "Raw images only: a regular file or a host block device whose size is a whole number \
+         of 512-byte sectors. Anything else (a directory, FIFO, character device, socket) is \
+         refused before it is opened.",
+    ),
+    (
+        "Locking",
+        "The image is locked with an open-file-description lock on the whole file \
+         (F_OFD_SETLK) from before the guest starts until polyvisor exits, across --on-reset \
+         restart: shared with readonly=on, exclusive otherwise. A second polyvisor, or QEMU, \
+         cannot open it for writing meanwhile; an image locked elsewhere is refused (exit 2). \
+         The same image given twice is refused unless readonly=on both times, whatever paths \
+         name it.",
+    ),
+    (
+        "Guest view",
+        "One virtio-blk device per --disk, in flag order before the other virtio devices \
+         (Linux names them /dev/vda, /dev/vdb, ...); serial=S is what the guest reads as the \
+         serial. A read-only disk answers writes, discards and write-zeroes with an I/O \
+         error and the file is untouched. A flush completes after fdatasync(2) of the image.",
+    ),
+    (
+        "Limits",
+        "x86_64 has 8 virtio-mmio slots and aarch64 32, shared by the disks and --rng; more \
+         disks are refused naming the first that does not fit (exit 2).",
+    ),
+];
+
 /// `--help`'s closing text.
 pub fn after_help() -> String {
     let mut text = String::from("Exit status:\n");
@@ -93,7 +124,7 @@ fn section(roff: &mut Roff, title: &str, rows: &[(&str, &str)]) {
 }
 
 /// Write the man page (roff): NAME, SYNOPSIS, DESCRIPTION, COMMANDS, the `run` OPTIONS,
-/// EXIT STATUS, SIGNALS, ENVIRONMENT and VERSION. It names no other page (there is none).
+/// DISK IMAGES, EXIT STATUS, SIGNALS, ENVIRONMENT and VERSION. It names no other page (there is none).
 pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd.clone());
@@ -131,6 +162,7 @@ pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     }
 
     let mut roff = Roff::new();
+    section(&mut roff, "DISK IMAGES", DISK_IMAGES);
     section(&mut roff, "EXIT STATUS", EXIT_STATUSES);
     section(&mut roff, "SIGNALS", SIGNALS);
     section(&mut roff, "ENVIRONMENT", ENVIRONMENT);
@@ -149,6 +181,7 @@ mod tests {
         write(&mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
         for section in [
+            "DISK IMAGES",
             "EXIT STATUS",
             "SIGNALS",
             "ENVIRONMENT",

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //! SIE intercepts as KVM reports them (`kvm_run.s390_sieic`): the interception code and
 //! the instruction's first bytes (`ipa`: bytes 0-1, `ipb`: bytes 2-5), decoded into what
-//! the backend serves. Portable, so the decoding is tested on every target.
+//! the backend serves (the I/O instructions into [`IoInstruction`]s for the channel
+//! subsystem in `devices::css`). Portable, so the decoding is tested on every target.
+
+use devices::css::IoOp;
 
 /// Interception codes (SIE state description byte `icptcode`).
 pub mod code {
@@ -95,6 +98,56 @@ pub fn operand_address(gprs: &[u64; 16], b2: u8, d2: u16) -> u64 {
     base.wrapping_add(u64::from(d2))
 }
 
+/// An intercepted I/O instruction with its second operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoInstruction {
+    pub op: IoOp,
+    /// S format: the operand is `D2(B2)`.
+    pub b2: u8,
+    pub d2: u16,
+    /// RRE format (`CHSC`): the register holding the operand address.
+    pub r1: u8,
+}
+
+impl IoInstruction {
+    /// Decode the instruction KVM reports (`ipa`: bytes 0-1, `ipb`: bytes 2-5).
+    pub fn decode(ipa: u16, ipb: u32) -> Option<Self> {
+        let op = match ipa {
+            0xb230 => IoOp::Csch,
+            0xb231 => IoOp::Hsch,
+            0xb232 => IoOp::Msch,
+            0xb233 => IoOp::Ssch,
+            0xb234 => IoOp::Stsch,
+            0xb235 => IoOp::Tsch,
+            0xb236 => IoOp::Tpi,
+            0xb237 => IoOp::Sal,
+            0xb238 => IoOp::Rsch,
+            0xb239 => IoOp::Stcrw,
+            0xb23a => IoOp::Stcps,
+            0xb23b => IoOp::Rchp,
+            0xb23c => IoOp::Schm,
+            0xb25f => IoOp::Chsc,
+            0xb276 => IoOp::Xsch,
+            _ => return None,
+        };
+        Some(Self {
+            op,
+            b2: (ipb >> 28) as u8,
+            d2: ((ipb >> 16) & 0xfff) as u16,
+            r1: ((ipb >> 20) & 0xf) as u8,
+        })
+    }
+
+    /// The second-operand address, given the general registers.
+    pub fn operand(&self, gprs: &[u64; 16]) -> u64 {
+        if self.op == IoOp::Chsc {
+            gprs[self.r1 as usize & 0xf]
+        } else {
+            operand_address(gprs, self.b2, self.d2)
+        }
+    }
+}
+
 /// SIGP orders.
 pub mod sigp {
     pub const SENSE: u8 = 0x01;
@@ -185,14 +238,8 @@ pub fn stop_ending(all_stopped: bool) -> Option<Ending> {
     all_stopped.then_some(Ending::Poweroff)
 }
 
-/// Program-interruption codes.
-pub mod pgm {
-    pub const OPERATION: u16 = 0x0001;
-    pub const PRIVILEGED_OPERATION: u16 = 0x0002;
-    pub const ADDRESSING: u16 = 0x0005;
-    pub const SPECIFICATION: u16 = 0x0006;
-    pub const OPERAND: u16 = 0x0015;
-}
+/// Program-interruption codes (kept with the channel subsystem, which answers with them too).
+pub use devices::css::pgm;
 
 #[cfg(test)]
 mod tests {
@@ -311,5 +358,22 @@ mod tests {
         assert!(psw::is_disabled_wait(0x0002_0001_8000_0000));
         assert!(!psw::is_disabled_wait(0x0302_0001_8000_0000));
         assert!(!psw::is_disabled_wait(0x0000_0001_8000_0000));
+    }
+
+    #[test]
+    fn io_instructions_are_decoded() {
+        // stsch 0x40(%r15) = b234 f040
+        let i = IoInstruction::decode(0xb234, 0xf040_0000).unwrap();
+        assert_eq!((i.op, i.b2, i.d2), (IoOp::Stsch, 15, 0x40));
+        let mut g = [0u64; 16];
+        g[15] = 0x1000;
+        g[3] = 0x7000;
+        assert_eq!(i.operand(&g), 0x1040);
+        // chsc %r3,%r0 = b25f 0030
+        let i = IoInstruction::decode(0xb25f, 0x0030_0000).unwrap();
+        assert_eq!((i.op, i.r1), (IoOp::Chsc, 3));
+        assert_eq!(i.operand(&g), 0x7000);
+        assert_eq!(IoInstruction::decode(0xb276, 0).unwrap().op, IoOp::Xsch);
+        assert_eq!(IoInstruction::decode(0xb220, 0), None);
     }
 }

@@ -2,9 +2,10 @@
 //! Virtio devices and what a transport (virtio-mmio, virtio-ccw) needs from them.
 //!
 //! A device ([`VirtioDevice`]) knows its queues, features and configuration space; a
-//! transport knows how the driver reaches it (MMIO registers on x86_64/aarch64, channel
-//! commands on s390x) and how to signal the driver ([`VirtioInterrupt`]). The transport
-//! keeps the queue configuration the driver writes, builds `virtio_queue::Queue`s from it
+//! transport knows how the driver reaches it (MMIO registers on x86_64/aarch64, [`mmio`];
+//! channel commands on s390x, [`ccw`]) and how to signal the driver ([`VirtioInterrupt`]).
+//! Both share one [`transport::TransportCore`]: it keeps the queue configuration the
+//! driver writes, negotiates features, runs the device status, builds `virtio_queue::Queue`s
 //! and hands them over in [`VirtioDevice::activate`] once the driver sets `DRIVER_OK`.
 //!
 //! A notification ([`VirtioDevice::queue_notify`]) only wakes the device's worker thread
@@ -18,10 +19,12 @@
 use std::sync::Arc;
 
 pub mod block;
+pub mod ccw;
 pub mod mmio;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod transport;
 pub mod worker;
 
 pub use block::Block;

@@ -17,7 +17,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::worker::{QueueHandler, Worker};
+use super::worker::{ActiveQueue, QueueHandler, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 /// The request queue's largest size.
@@ -33,24 +33,18 @@ pub const MAX_BYTES_PER_PASS: usize = 1 << 20;
 /// Warnings about one device's driver before they drop to debug level.
 const WARN_LIMIT: u32 = 16;
 
-struct Active {
-    mem: GuestMemory,
-    interrupt: Arc<dyn VirtioInterrupt>,
-    queue: Queue,
-}
-
 /// The request queue of an activated device and what serves it: runs on the device's
 /// worker thread ([`Worker`]), in passes bounded by [`MAX_REQUESTS_PER_PASS`] and
 /// [`MAX_BYTES_PER_PASS`].
 pub struct RngQueue {
     source: Box<dyn Read + Send>,
-    active: Active,
+    active: ActiveQueue,
     buffer: Vec<u8>,
     warnings: u32,
 }
 
 impl RngQueue {
-    fn new(source: Box<dyn Read + Send>, active: Active) -> Self {
+    fn new(source: Box<dyn Read + Send>, active: ActiveQueue) -> Self {
         Self {
             source,
             active,
@@ -60,12 +54,7 @@ impl RngQueue {
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        if self.warnings < WARN_LIMIT {
-            self.warnings += 1;
-            log::warn!("virtio-rng: {args}");
-        } else {
-            log::debug!("virtio-rng: {args}");
-        }
+        warn(&mut self.warnings, args);
     }
 
     /// Serve up to one pass's worth of available requests and interrupt the driver if it
@@ -128,32 +117,26 @@ impl RngQueue {
     }
 }
 
+/// Warn about the driver, up to [`WARN_LIMIT`] times, then at debug level.
+fn warn(count: &mut u32, args: std::fmt::Arguments) {
+    if *count < WARN_LIMIT {
+        *count += 1;
+        log::warn!("virtio-rng: {args}");
+    } else {
+        log::debug!("virtio-rng: {args}");
+    }
+}
+
 impl QueueHandler for RngQueue {
     fn serve(&mut self) -> bool {
         let (used, out_of_budget) = self.serve_available();
-        if used > 0 {
-            match self.active.queue.needs_notification(&self.active.mem) {
-                Ok(false) => {}
-                Ok(true) => self.active.interrupt.signal_used_queue(0),
-                Err(e) => {
-                    self.warn(format_args!("reading the used event: {e}"));
-                    self.active.interrupt.signal_used_queue(0);
-                }
-            }
-        }
         log::trace!("virtio-rng: {used} requests served");
-        if out_of_budget {
-            return true;
-        }
-        // With VIRTIO_F_EVENT_IDX this writes `avail_event`, without which the driver
-        // stops notifying after its first request; `true` means more arrived meanwhile.
-        match self.active.queue.enable_notification(&self.active.mem) {
-            Ok(more) => more && used > 0,
-            Err(e) => {
-                self.warn(format_args!("cannot re-enable notifications: {e}"));
-                false
-            }
-        }
+        let mut warnings = self.warnings;
+        let more = self.active.end_pass(0, used, out_of_budget, &mut |args| {
+            warn(&mut warnings, args)
+        });
+        self.warnings = warnings;
+        more
     }
 }
 
@@ -244,34 +227,18 @@ impl VirtioDevice for Rng {
         &mut self,
         mem: GuestMemory,
         interrupt: Arc<dyn VirtioInterrupt>,
-        mut queues: Vec<Queue>,
+        queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        if queues.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                got: queues.len(),
-                want: 1,
-            });
-        }
-        let queue = queues.remove(0);
+        let active = ActiveQueue::single(mem, interrupt, queues)?;
         self.stop_worker();
         let State::Idle(source) = std::mem::replace(&mut self.state, State::Lost) else {
             return Err(ActivateError::Device(
                 "the entropy source was lost with a worker that did not stop".into(),
             ));
         };
-        let handler = RngQueue::new(
-            source,
-            Active {
-                mem,
-                interrupt,
-                queue,
-            },
-        );
-        let worker = match &self.kick {
-            Some(kick) => Worker::spawn_on("virtio-rng", kick.clone(), handler),
-            None => Worker::spawn("virtio-rng", handler),
-        }
-        .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
+        let handler = RngQueue::new(source, active);
+        let worker = Worker::start("virtio-rng", self.kick.as_ref(), handler)
+            .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
         self.state = State::Running(worker);
         Ok(())
     }

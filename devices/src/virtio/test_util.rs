@@ -2,9 +2,12 @@
 //! The driver's side of a split virtqueue, for tests: descriptors, the available ring and
 //! the used ring laid out in guest memory byte by byte, little-endian on every host.
 
+use std::sync::{Arc, Mutex};
+
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::GuestMemory;
+use super::{features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 /// Descriptor flags (virtio 1.2 §2.7.5).
 pub const DESC_F_NEXT: u16 = 1;
@@ -177,5 +180,96 @@ impl std::io::Read for CountingSource {
             self.0 = self.0.wrapping_add(1);
         }
         Ok(buf.len())
+    }
+}
+
+/// What the fake device saw (features: what `set_driver_features` got last).
+#[derive(Default)]
+pub struct Seen {
+    pub features: Option<u64>,
+    pub notifies: Vec<u16>,
+    /// (desc, avail, used, size, event_idx) of each activated queue.
+    pub queues: Vec<(u64, u64, u64, u16, bool)>,
+    pub resets: usize,
+    pub config_writes: Vec<(u64, Vec<u8>)>,
+    pub interrupt: Option<Arc<dyn VirtioInterrupt>>,
+}
+
+pub struct FakeDevice {
+    pub seen: Arc<Mutex<Seen>>,
+    pub sizes: Vec<u16>,
+    pub refuse: bool,
+}
+
+impl VirtioDevice for FakeDevice {
+    fn device_type(&self) -> u32 {
+        42
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.sizes
+    }
+    fn device_features(&self) -> u64 {
+        features::VERSION_1 | features::RING_EVENT_IDX | 1 << 3
+    }
+    fn set_driver_features(&mut self, features: u64) {
+        self.seen.lock().unwrap().features = Some(features);
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = 0xc0 + offset as u8 + i as u8;
+        }
+    }
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        self.seen
+            .lock()
+            .unwrap()
+            .config_writes
+            .push((offset, data.to_vec()));
+    }
+    fn activate(
+        &mut self,
+        _mem: GuestMemory,
+        interrupt: Arc<dyn VirtioInterrupt>,
+        queues: Vec<Queue>,
+    ) -> Result<(), ActivateError> {
+        if self.refuse {
+            return Err(ActivateError::Device("refused".into()));
+        }
+        let mut seen = self.seen.lock().unwrap();
+        seen.queues = queues
+            .iter()
+            .map(|q| {
+                (
+                    q.desc_table(),
+                    q.avail_ring(),
+                    q.used_ring(),
+                    q.size(),
+                    q.event_idx_enabled(),
+                )
+            })
+            .collect();
+        seen.interrupt = Some(interrupt);
+        Ok(())
+    }
+    fn queue_notify(&mut self, index: u16) {
+        self.seen.lock().unwrap().notifies.push(index);
+    }
+    fn reset(&mut self) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.resets += 1;
+        seen.interrupt = None;
+    }
+}
+
+impl FakeDevice {
+    /// A fake with queues of `sizes` that refuses to start when `refuse`, and what it sees.
+    pub fn boxed(sizes: &[u16], refuse: bool) -> (Box<dyn VirtioDevice>, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let device = FakeDevice {
+            seen: seen.clone(),
+            sizes: sizes.to_vec(),
+            refuse,
+        };
+        (Box::new(device), seen)
     }
 }

@@ -28,6 +28,73 @@ pub trait QueueHandler: Send + 'static {
     fn serve(&mut self) -> bool;
 }
 
+/// A queue an activated device serves: the memory its rings are in, how to interrupt the
+/// driver, the queue.
+pub struct ActiveQueue {
+    pub mem: super::GuestMemory,
+    pub interrupt: Arc<dyn super::VirtioInterrupt>,
+    pub queue: virtio_queue::Queue,
+}
+
+impl ActiveQueue {
+    /// The one queue of a single-queue device, from what the transport hands to
+    /// [`super::VirtioDevice::activate`].
+    pub fn single(
+        mem: super::GuestMemory,
+        interrupt: Arc<dyn super::VirtioInterrupt>,
+        mut queues: Vec<virtio_queue::Queue>,
+    ) -> Result<Self, super::ActivateError> {
+        if queues.len() != 1 {
+            return Err(super::ActivateError::QueueCount {
+                got: queues.len(),
+                want: 1,
+            });
+        }
+        Ok(Self {
+            mem,
+            interrupt,
+            queue: queues.remove(0),
+        })
+    }
+
+    /// What every pass over queue `index` ends with, once `used` buffers went to the used
+    /// ring: interrupt the driver if it wants one (with `VIRTIO_F_EVENT_IDX`, only when
+    /// its `used_event` was passed), and unless the pass ran `out_of_budget`, re-enable
+    /// notifications (which writes `avail_event`, without which an EVENT_IDX driver stops
+    /// notifying after its first request). Returns whether work is pending (the worker
+    /// comes back for it); problems go to `warn`.
+    pub fn end_pass(
+        &mut self,
+        index: u16,
+        used: usize,
+        out_of_budget: bool,
+        warn: &mut dyn FnMut(std::fmt::Arguments),
+    ) -> bool {
+        use virtio_queue::QueueT;
+        if used > 0 {
+            match self.queue.needs_notification(&self.mem) {
+                Ok(false) => {}
+                Ok(true) => self.interrupt.signal_used_queue(index),
+                Err(e) => {
+                    warn(format_args!("reading the used event: {e}"));
+                    self.interrupt.signal_used_queue(index);
+                }
+            }
+        }
+        if out_of_budget {
+            return true;
+        }
+        // `true`: more arrived meanwhile.
+        match self.queue.enable_notification(&self.mem) {
+            Ok(more) => more && used > 0,
+            Err(e) => {
+                warn(format_args!("cannot re-enable notifications: {e}"));
+                false
+            }
+        }
+    }
+}
+
 const KICK: u64 = 1;
 const STOP: u64 = 2;
 
@@ -73,6 +140,14 @@ impl<H: QueueHandler> Worker<H> {
             thread: Some(thread),
             name: name.to_string(),
         })
+    }
+
+    /// [`Worker::spawn_on`] `kick` when the device has one, else [`Worker::spawn`].
+    pub fn start(name: &str, kick: Option<&Arc<EventFd>>, handler: H) -> io::Result<Self> {
+        match kick {
+            Some(kick) => Self::spawn_on(name, kick.clone(), handler),
+            None => Self::spawn(name, handler),
+        }
     }
 
     /// The driver notified: wake the worker. Never blocks.

@@ -2,6 +2,7 @@
 //! KVM glue for s390x hosts: `/dev/kvm`, the VM with its 1 MiB-aligned memory slot, the IPL
 //! and the vCPUs (SIE intercepts are served in [`vcpu`]).
 
+mod adapter_routes;
 mod vcpu;
 
 use std::collections::VecDeque;
@@ -15,14 +16,15 @@ use arch::{
 use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
+use vmm_sys_util::eventfd::EventFd;
 
-use crate::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink};
 use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
-use crate::log_limit::LogLimit;
-use crate::sclp::{self, Sclp, SclpConsole};
-use crate::virtio_ccw::VirtioCcw;
+use devices::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink, SubchannelId};
+use devices::log_limit::LogLimit;
+use devices::sclp::{self, Sclp, SclpConsole};
+use devices::virtio::ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
 /// Memory slots must start and end on a segment (1 MiB) boundary, in the guest and in the
@@ -147,6 +149,7 @@ impl Hypervisor for KvmS390 {
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
             entry: None,
+            adapter_routing: None,
         })
     }
 }
@@ -207,6 +210,44 @@ fn map_guest_memory(size: usize) -> Result<(GuestMemory, u64)> {
     Ok((memory, aligned as u64))
 }
 
+/// Bind each queue's kick `EventFd` to the guest's virtio-ccw notifications of subchannel
+/// `id` (`KVM_IOEVENTFD` with `KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY`, the subchannel
+/// identifier as the address, the queue index as the datamatch), as QEMU's
+/// `kvm_s390_assign_subch_ioeventfd` does: KVM then signals the worker itself and the vCPU
+/// does not leave `KVM_RUN`. Both forms of the identifier a guest may put in GR2 are bound
+/// (css 0, and the virtual css 0xfe with the M bit). A notify KVM does not match (no
+/// `KVM_CAP_IOEVENTFD`, a failed registration, a device without kick `EventFd`s) still
+/// reaches the DIAG 0x500 intercept, which writes the same `EventFd`
+/// (`ChannelSubsystem::notify`). Returns how notifies arrive, for the log.
+fn bind_ccw_notifies(vm: &VmFd, id: SubchannelId, events: &[Arc<EventFd>]) -> String {
+    const INTERCEPT: &str = "by DIAG 0x500 intercept";
+    if events.is_empty() {
+        return format!("{INTERCEPT} (the device has no kick EventFds)");
+    }
+    if vm.check_extension(KVM_CAP_IOEVENTFD) <= 0 {
+        return format!("{INTERCEPT} (no KVM_CAP_IOEVENTFD)");
+    }
+    let forms = [SubchannelId { cssid: 0, ..id }.encode(), id.encode()];
+    for (queue, event) in events.iter().enumerate() {
+        let Ok(queue) = u16::try_from(queue) else {
+            break;
+        };
+        for schid in forms {
+            if let Err(e) = vm.register_ccw_ioeventfd(&**event, schid, queue) {
+                log::warn!(
+                    "KVM_IOEVENTFD (virtio-ccw notify) for subchannel {schid:#010x} queue \
+                     {queue}: {e}; its notifies go through the DIAG 0x500 intercept"
+                );
+                return format!("{INTERCEPT} (KVM_IOEVENTFD failed: {e})");
+            }
+        }
+    }
+    format!(
+        "by ioeventfd ({} queue(s), KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY)",
+        events.len()
+    )
+}
+
 /// I/O interrupts into KVM's floating interrupt queue.
 struct KvmIoSink {
     vm: Arc<VmFd>,
@@ -223,6 +264,9 @@ impl IoInterruptSink for KvmIoSink {
 /// adapter interruption has the AI bit in its type and no subchannel; KVM queues it by the
 /// ISC in its word (or sets it in the GISA where the host has one).
 fn inject_io(vm: &VmFd, irq: IoInterrupt) {
+    if irq.is_adapter() {
+        ADAPTER_INJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let ssid = ((irq.subchannel_id >> 1) & 3) as u8;
     let type_ = if irq.is_adapter() {
         kvm_s390_int_io(true, 0, 0, 0)
@@ -238,6 +282,9 @@ fn inject_io(vm: &VmFd, irq: IoInterrupt) {
         IO_INTERRUPT.warn(format_args!("for {:#010x}: {e}", irq.schid()));
     }
 }
+
+/// Adapter interruptions the VMM injected itself (not through KVM's adapter routes).
+static ADAPTER_INJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Warnings a guest can cause, limited per site (see [`LogLimit`]).
 static IO_INTERRUPT: LogLimit = LogLimit::new("I/O interrupt");
@@ -258,6 +305,8 @@ pub struct KvmS390Vm {
     entry: Option<u64>,
     /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
     sclp: Arc<Mutex<Sclp>>,
+    /// KVM adapter routes for virtio-ccw, set up with the first device (`Err`: not here).
+    adapter_routing: Option<std::result::Result<Arc<adapter_routes::AdapterRouting>, ()>>,
 }
 
 impl Vm for KvmS390Vm {
@@ -296,21 +345,32 @@ impl Vm for KvmS390Vm {
         device: Box<dyn VirtioDevice>,
     ) -> Result<Option<VirtioTransport>> {
         let kind = device.device_type();
+        let queues = device.queue_max_sizes().len();
+        let routes = self.adapter_routes(queues);
         let css = self
             .css
             .as_mut()
             .ok_or_else(|| Error::Config("virtio device added after the vCPUs".into()))?;
         let mem = self.memory.clone();
+        let mut events = Vec::new();
         let id = css
-            .add_device(|sch| Box::new(VirtioCcw::new(device, mem, sch)))
+            .add_device(|sch| {
+                let ccw = VirtioCcw::new(device, mem, sch);
+                events = ccw.queue_events();
+                Box::new(match routes {
+                    Some(r) => ccw.with_adapter_routes(Box::new(r)),
+                    None => ccw,
+                })
+            })
             .ok_or_else(|| Error::Config("no free subchannel".into()))?;
+        let notifies = bind_ccw_notifies(&self.vm, id, &events);
+        // Short lines: under Hercules they end up on a 3215 console that cuts long ones.
         log::info!(
-            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x} (device 0.{}.{:04x})",
-            id.ssid,
-            id.number,
+            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x}",
             id.ssid,
             id.number
         );
+        log::info!("virtio-ccw: notifies {notifies}");
         Ok(None)
     }
 
@@ -403,6 +463,30 @@ impl Vm for KvmS390Vm {
 }
 
 impl KvmS390Vm {
+    /// KVM adapter routes for a device's `queues` (the FLIC is set up for the first
+    /// device); `None`, said once in the log, where KVM cannot route them.
+    fn adapter_routes(&mut self, queues: usize) -> Option<adapter_routes::DeviceRoutes> {
+        let routing = self
+            .adapter_routing
+            .get_or_insert_with(|| {
+                let r = adapter_routes::AdapterRouting::new(self.vm.clone());
+                match &r {
+                    Ok(_) => log::info!("virtio-ccw: adapter routes ready (FLIC, irqfd)"),
+                    Err(why) => log::info!("virtio-ccw: no adapter routes: {why}"),
+                }
+                r.map_err(|_| ())
+            })
+            .as_ref()
+            .ok()?;
+        match routing.device(queues) {
+            Ok(routes) => Some(routes),
+            Err(why) => {
+                log::info!("virtio-ccw: no adapter routes for this device: {why}");
+                None
+            }
+        }
+    }
+
     fn sclp_events(&self) -> SclpEvents {
         SclpEvents {
             sclp: self.sclp.clone(),

@@ -10,11 +10,13 @@ use arch::{Error, Result, Vcpu, VcpuExit};
 use vm_memory::GuestMemoryBackend as _;
 
 use super::{inject_io, Machine, Order};
-use crate::css::{AccessFault, IoInstruction, IoInterrupt, IoOp, IoOutcome, OperandMemory};
-use crate::intercept::{self, code, operand_address, pgm, psw, sigp, Ending, Instruction};
+use crate::intercept::{
+    self, code, operand_address, pgm, psw, sigp, Ending, Instruction, IoInstruction,
+};
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{LogicalBuf, VcpuFd};
-use crate::log_limit::LogLimit;
+use devices::css::{AccessFault, IoInterrupt, IoOp, IoOutcome, OperandMemory};
+use devices::log_limit::LogLimit;
 
 /// How long a stopped vCPU waits for an order before letting the VMM look at it again.
 const STOPPED_POLL: Duration = Duration::from_millis(50);
@@ -622,7 +624,13 @@ impl Vcpu for KvmS390Vcpu {
         };
         if !matches!(outcome, Outcome::Handled) && !self.machine.css.is_empty() {
             let (served, stsch) = self.machine.css.served();
-            log::info!("channel subsystem: {served} I/O instructions served ({stsch} STSCH)");
+            let diag = self.machine.css.diag_notifies();
+            let injected = super::ADAPTER_INJECTED.load(std::sync::atomic::Ordering::Relaxed);
+            // Short lines (see add_virtio_device): the rest of the notifies, if any, came
+            // by ioeventfd, the rest of the adapter interruptions by KVM's adapter routes.
+            log::info!("css: {served} I/O instructions served ({stsch} STSCH)");
+            log::info!("css: {diag} notifies by DIAG 0x500 intercept");
+            log::info!("css: {injected} adapter interrupts injected by the VMM");
         }
         Ok(match outcome {
             Outcome::Handled => VcpuExit::Handled,

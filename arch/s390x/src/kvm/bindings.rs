@@ -37,6 +37,9 @@ const fn iow(nr: u32, size: usize) -> u64 {
 const fn ior(nr: u32, size: usize) -> u64 {
     ioc(IOC_READ, nr, size)
 }
+const fn iowr(nr: u32, size: usize) -> u64 {
+    ioc(IOC_READ | IOC_WRITE, nr, size)
+}
 
 // System ioctls.
 pub const KVM_GET_API_VERSION: u64 = io(0x00);
@@ -50,6 +53,13 @@ pub const KVM_SET_USER_MEMORY_REGION: u64 =
 pub const KVM_ENABLE_CAP: u64 = iow(0xa3, std::mem::size_of::<KvmEnableCap>());
 /// On the VM fd: a floating interrupt; on a vCPU fd: a local one.
 pub const KVM_S390_INTERRUPT: u64 = iow(0x94, std::mem::size_of::<KvmS390Interrupt>());
+pub const KVM_IOEVENTFD: u64 = iow(0x79, std::mem::size_of::<KvmIoeventfd>());
+pub const KVM_CREATE_IRQCHIP: u64 = io(0x60);
+/// Encodes the size of the header only; the entries follow it.
+pub const KVM_SET_GSI_ROUTING: u64 = iow(0x6a, std::mem::size_of::<KvmIrqRoutingHeader>());
+pub const KVM_IRQFD: u64 = iow(0x76, std::mem::size_of::<KvmIrqfd>());
+pub const KVM_CREATE_DEVICE: u64 = iowr(0xe0, std::mem::size_of::<KvmCreateDevice>());
+pub const KVM_SET_DEVICE_ATTR: u64 = iow(0xe1, std::mem::size_of::<KvmDeviceAttr>());
 // vCPU ioctls.
 pub const KVM_RUN: u64 = io(0x80);
 pub const KVM_GET_REGS: u64 = ior(0x81, std::mem::size_of::<KvmRegs>());
@@ -72,6 +82,7 @@ pub const KVM_API_VERSION: i32 = 12;
 // Capabilities (KVM_CHECK_EXTENSION / KVM_ENABLE_CAP).
 pub const KVM_CAP_USER_MEMORY: u32 = 3;
 pub const KVM_CAP_NR_VCPUS: u32 = 9;
+pub const KVM_CAP_IRQ_ROUTING: u32 = 25;
 pub const KVM_CAP_IRQFD: u32 = 32;
 pub const KVM_CAP_IOEVENTFD: u32 = 36;
 pub const KVM_CAP_S390_PSW: u32 = 42;
@@ -80,12 +91,111 @@ pub const KVM_CAP_ONE_REG: u32 = 70;
 pub const KVM_CAP_S390_GMAP: u32 = 71;
 pub const KVM_CAP_SYNC_REGS: u32 = 74;
 pub const KVM_CAP_S390_CSS_SUPPORT: u32 = 85;
+pub const KVM_CAP_DEVICE_CTRL: u32 = 89;
 pub const KVM_CAP_S390_IRQCHIP: u32 = 99;
 pub const KVM_CAP_S390_USER_SIGP: u32 = 106;
 pub const KVM_CAP_S390_MEM_OP: u32 = 108;
 pub const KVM_CAP_S390_USER_STSI: u32 = 109;
 pub const KVM_CAP_S390_INJECT_IRQ: u32 = 113;
 pub const KVM_CAP_S390_VCPU_RESETS: u32 = 179;
+
+// kvm_ioeventfd.flags.
+pub const KVM_IOEVENTFD_FLAG_DATAMATCH: u32 = 1 << 0;
+pub const KVM_IOEVENTFD_FLAG_DEASSIGN: u32 = 1 << 2;
+/// The address is a subchannel identifier: the eventfd is signalled by the virtio-ccw
+/// notification hypercall (DIAG 0x500, GR1 = 3, GR2 = the subchannel, GR3 = the queue).
+pub const KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY: u32 = 1 << 3;
+
+/// `struct kvm_ioeventfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KvmIoeventfd {
+    pub datamatch: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub fd: i32,
+    pub flags: u32,
+    pub pad: [u8; 36],
+}
+
+/// `struct kvm_irqfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KvmIrqfd {
+    pub fd: u32,
+    pub gsi: u32,
+    pub flags: u32,
+    pub resamplefd: u32,
+    pub pad: [u8; 16],
+}
+
+/// `struct kvm_create_device` (the kernel writes `fd`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvmCreateDevice {
+    pub type_: u32,
+    pub fd: u32,
+    pub flags: u32,
+}
+
+/// `struct kvm_device_attr`: `addr` points to the attribute's argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KvmDeviceAttr {
+    pub flags: u32,
+    pub group: u32,
+    pub attr: u64,
+    pub addr: u64,
+}
+
+/// The floating-interrupt controller device (`KVM_DEV_TYPE_FLIC`) and its groups.
+pub const KVM_DEV_TYPE_FLIC: u32 = 6;
+pub const KVM_DEV_FLIC_ADAPTER_REGISTER: u32 = 6;
+
+/// `struct kvm_s390_io_adapter` (KVM_DEV_FLIC_ADAPTER_REGISTER).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvmS390IoAdapter {
+    pub id: u32,
+    pub isc: u8,
+    pub maskable: u8,
+    /// Indicator bits numbered from the most significant bit of each doubleword.
+    pub swap: u8,
+    pub flags: u8,
+}
+
+/// `struct kvm_irq_routing` without its flexible array of entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvmIrqRoutingHeader {
+    pub nr: u32,
+    pub flags: u32,
+}
+
+pub const KVM_IRQ_ROUTING_S390_ADAPTER: u32 = 3;
+
+/// `struct kvm_irq_routing_s390_adapter`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmIrqRoutingS390Adapter {
+    pub ind_addr: u64,
+    pub summary_addr: u64,
+    pub ind_offset: u64,
+    pub summary_offset: u32,
+    pub adapter_id: u32,
+}
+
+/// `struct kvm_irq_routing_entry` with its union as the adapter member (the union's
+/// largest, with `pad[8]`: 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmIrqRoutingEntry {
+    pub gsi: u32,
+    pub type_: u32,
+    pub flags: u32,
+    pub pad: u32,
+    pub adapter: KvmIrqRoutingS390Adapter,
+}
 
 // Exit reasons.
 pub const KVM_EXIT_UNKNOWN: u32 = 0;
@@ -478,6 +588,21 @@ mod tests {
         assert_eq!(size_of::<KvmSregs>(), 0xc0);
         assert_eq!(offset_of!(KvmSregs, crs), 0x40);
         assert_eq!(size_of::<KvmS390MemOp>(), 0x40);
+        assert_eq!(size_of::<KvmIoeventfd>(), 0x40);
+        // Adapter routes, irqfd and the FLIC: sizes and offsets from a C program built
+        // against linux-libc-dev-s390x-cross 6.1 and run under qemu-s390x.
+        assert_eq!(size_of::<KvmIrqRoutingEntry>(), 48);
+        assert_eq!(offset_of!(KvmIrqRoutingEntry, adapter), 16);
+        assert_eq!(size_of::<KvmIrqRoutingS390Adapter>(), 32);
+        assert_eq!(offset_of!(KvmIrqRoutingS390Adapter, summary_offset), 24);
+        assert_eq!(size_of::<KvmIrqRoutingHeader>(), 8);
+        assert_eq!(size_of::<KvmIrqfd>(), 32);
+        assert_eq!(size_of::<KvmCreateDevice>(), 12);
+        assert_eq!(size_of::<KvmDeviceAttr>(), 24);
+        assert_eq!(size_of::<KvmS390IoAdapter>(), 8);
+        assert_eq!(offset_of!(KvmIoeventfd, len), 0x10);
+        assert_eq!(offset_of!(KvmIoeventfd, fd), 0x14);
+        assert_eq!(offset_of!(KvmIoeventfd, flags), 0x18);
         assert_eq!(offset_of!(KvmS390MemOp, buf), 0x18);
         assert_eq!(offset_of!(KvmS390MemOp, ar), 0x20);
     }
@@ -506,6 +631,12 @@ mod tests {
         assert_eq!(KVM_SET_SREGS, 0x40c0_ae84);
         assert_eq!(KVM_S390_MEM_OP, 0x4040_aeb1);
         assert_eq!(KVM_S390_NORMAL_RESET, 0xaec3);
+        assert_eq!(KVM_IOEVENTFD, 0x4040_ae79);
+        assert_eq!(KVM_IRQFD, 0x4020_ae76);
+        assert_eq!(KVM_SET_GSI_ROUTING, 0x4008_ae6a);
+        assert_eq!(KVM_CREATE_DEVICE, 0xc00c_aee0);
+        assert_eq!(KVM_SET_DEVICE_ATTR, 0x4018_aee1);
+        assert_eq!(KVM_CREATE_IRQCHIP, 0xae60);
         // KVM_S390_INT_IO(0, 0, 0, 2) and the adapter-interrupt bit.
         assert_eq!(kvm_s390_int_io(false, 0, 0, 2), 2);
         assert_eq!(kvm_s390_int_io(true, 0, 1, 0), 0x0401_0000);

@@ -127,6 +127,98 @@ impl VmFd {
         ioctl_write(self.fd.as_raw_fd(), KVM_S390_INTERRUPT, irq).map(|_| ())
     }
 
+    /// `KVM_IOEVENTFD` for a virtio-ccw queue: `event` is signalled, without a userspace
+    /// exit, when the guest notifies queue `queue` of subchannel `schid` (the 32-bit
+    /// subchannel identifier as the guest puts it in GR2) with DIAG 0x500.
+    pub fn register_ccw_ioeventfd(
+        &self,
+        event: &impl AsRawFd,
+        schid: u32,
+        queue: u16,
+    ) -> io::Result<()> {
+        let args = KvmIoeventfd {
+            datamatch: u64::from(queue),
+            addr: u64::from(schid),
+            // The kernel compares GR3, a doubleword, with the datamatch.
+            len: 8,
+            fd: event.as_raw_fd(),
+            flags: KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY | KVM_IOEVENTFD_FLAG_DATAMATCH,
+            pad: [0; 36],
+        };
+        ioctl_write(self.fd.as_raw_fd(), KVM_IOEVENTFD, &args).map(|_| ())
+    }
+
+    /// `KVM_CREATE_IRQCHIP`: on s390x (after `KVM_CAP_S390_IRQCHIP` is enabled) it sets up
+    /// an empty GSI routing table.
+    pub fn create_irqchip(&self) -> io::Result<()> {
+        ioctl_val(self.fd.as_raw_fd(), KVM_CREATE_IRQCHIP, 0).map(|_| ())
+    }
+
+    /// `KVM_IRQFD`: a write to `event` raises GSI `gsi` (whatever its route says).
+    pub fn register_irqfd(&self, event: &impl AsRawFd, gsi: u32) -> io::Result<()> {
+        let args = KvmIrqfd {
+            fd: event.as_raw_fd() as u32,
+            gsi,
+            flags: 0,
+            resamplefd: 0,
+            pad: [0; 16],
+        };
+        ioctl_write(self.fd.as_raw_fd(), KVM_IRQFD, &args).map(|_| ())
+    }
+
+    /// `KVM_SET_GSI_ROUTING`: replace the whole routing table with `entries`.
+    pub fn set_gsi_routing(&self, entries: &[KvmIrqRoutingEntry]) -> io::Result<()> {
+        /// The header followed by the entries, as the kernel reads them.
+        #[repr(C)]
+        struct Table {
+            header: KvmIrqRoutingHeader,
+            entries: [KvmIrqRoutingEntry; MAX_ROUTES],
+        }
+        const MAX_ROUTES: usize = 256;
+        if entries.len() > MAX_ROUTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} routes, at most {MAX_ROUTES}", entries.len()),
+            ));
+        }
+        let mut table = Box::new(Table {
+            header: KvmIrqRoutingHeader {
+                nr: entries.len() as u32,
+                flags: 0,
+            },
+            entries: [KvmIrqRoutingEntry::default(); MAX_ROUTES],
+        });
+        table.entries[..entries.len()].copy_from_slice(entries);
+        // SAFETY: KVM_SET_GSI_ROUTING reads the header and then `nr` entries right after
+        // it; `table` is a live, initialised header followed by MAX_ROUTES >= nr entries
+        // with the kernel's layout (checked in the bindings' tests), and is not written.
+        let r = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                KVM_SET_GSI_ROUTING as libc::c_ulong,
+                &*table as *const Table,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `KVM_CREATE_DEVICE` of `type_`: the device's file descriptor.
+    pub fn create_device(&self, type_: u32) -> io::Result<DeviceFd> {
+        let mut args = KvmCreateDevice {
+            type_,
+            fd: 0,
+            flags: 0,
+        };
+        ioctl_read(self.fd.as_raw_fd(), KVM_CREATE_DEVICE, &mut args)?;
+        Ok(DeviceFd {
+            fd: owned_fd(args.fd as i32),
+        })
+    }
+
     /// `KVM_CREATE_VCPU` and map its `kvm_run` (`mmap_size` from the system fd).
     pub fn create_vcpu(&self, id: u32, mmap_size: usize) -> io::Result<VcpuFd> {
         if mmap_size < std::mem::size_of::<KvmRun>() {
@@ -330,5 +422,38 @@ impl VcpuFd {
         Ok(VcpuInjector {
             fd: self.fd.try_clone()?,
         })
+    }
+}
+
+/// A KVM device file descriptor (`KVM_CREATE_DEVICE`).
+pub struct DeviceFd {
+    fd: File,
+}
+
+impl DeviceFd {
+    /// `KVM_SET_DEVICE_ATTR` `KVM_DEV_FLIC_ADAPTER_REGISTER` on a FLIC: register an I/O
+    /// adapter that adapter routes can name.
+    pub fn register_adapter(&self, adapter: &KvmS390IoAdapter) -> io::Result<()> {
+        let attr = KvmDeviceAttr {
+            flags: 0,
+            group: KVM_DEV_FLIC_ADAPTER_REGISTER,
+            attr: 0,
+            addr: adapter as *const KvmS390IoAdapter as u64,
+        };
+        // SAFETY: the kernel reads `attr`, then `size_of::<kvm_s390_io_adapter>()` bytes
+        // through `attr.addr`, which points to `adapter`, a live KvmS390IoAdapter with that
+        // layout (checked in the bindings' tests); nothing is written.
+        let r = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                KVM_SET_DEVICE_ATTR as libc::c_ulong,
+                &attr as *const KvmDeviceAttr,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }

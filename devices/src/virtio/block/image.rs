@@ -47,7 +47,7 @@ pub enum ImageError {
     Size { path: PathBuf, size: u64 },
     #[error("{path:?} is locked by another process (another VMM using the image?)")]
     Locked { path: PathBuf },
-    #[error("{path:?}: direct=on: {source}")]
+    #[error("{path:?}: direct=on: opening with O_DIRECT failed ({source}); does its filesystem support direct I/O? (tmpfs does not)")]
     Direct {
         path: PathBuf,
         #[source]

@@ -3,7 +3,7 @@
 //! whether virtio-mmio (x86_64, aarch64) or virtio-ccw (s390x) carries it.
 //!
 //! Offered: `VERSION_1`, `RING_EVENT_IDX`, `RING_INDIRECT_DESC` (virtio-queue walks both),
-//! `SEG_MAX`, `BLK_SIZE` (512), `FLUSH` (a flush completes only after `fdatasync`),
+//! `SIZE_MAX` and `SEG_MAX` (a request is at most 63.5 MiB), `BLK_SIZE` (512), `FLUSH` (a flush completes only after `fdatasync`),
 //! `RO` for `readonly=on` disks, and on writable disks `DISCARD` (punch hole on a regular
 //! file, `BLKDISCARD` on a block device) and `WRITE_ZEROES` (zero range or punch hole,
 //! written zeros where the filesystem has neither; `BLKZEROOUT`). `GET_ID` (no feature bit)
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::worker::Worker;
+use super::worker::{ActiveQueue, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 mod image;
@@ -44,9 +44,14 @@ pub const SERIAL_LEN: usize = 20;
 /// The most data segments a request may have (the header and status take two
 /// descriptors of a full queue).
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// The largest data segment (`size_max`): with [`SEG_MAX`] it keeps a compliant driver's
+/// requests under [`MAX_REQUEST_BYTES`] (254 x 256 KiB = 63.5 MiB).
+pub const SIZE_MAX: u32 = 256 << 10;
+const _: () = assert!(SEG_MAX as u64 * SIZE_MAX as u64 <= MAX_REQUEST_BYTES);
 
 /// virtio-blk feature bits (virtio 1.2 §5.2.3).
 pub mod blk_features {
+    pub const SIZE_MAX: u64 = 1 << 1;
     pub const SEG_MAX: u64 = 1 << 2;
     pub const RO: u64 = 1 << 5;
     pub const BLK_SIZE: u64 = 1 << 6;
@@ -125,6 +130,7 @@ impl Block {
         let mut offered = features::VERSION_1
             | features::RING_EVENT_IDX
             | features::RING_INDIRECT_DESC
+            | blk_features::SIZE_MAX
             | blk_features::SEG_MAX
             | blk_features::BLK_SIZE
             | blk_features::FLUSH;
@@ -169,7 +175,7 @@ fn config_space(capacity: u64, limits: &Limits) -> [u8; CONFIG_LEN] {
     let mut c = [0u8; CONFIG_LEN];
     let mut put = |at: usize, bytes: &[u8]| c[at..at + bytes.len()].copy_from_slice(bytes);
     put(0, &(capacity / SECTOR_SIZE).to_le_bytes());
-    // size_max (8) unused: SIZE_MAX is not offered.
+    put(8, &SIZE_MAX.to_le_bytes());
     put(12, &SEG_MAX.to_le_bytes());
     // geometry (16..20) unused.
     put(20, &(SECTOR_SIZE as u32).to_le_bytes());
@@ -224,33 +230,20 @@ impl VirtioDevice for Block {
         &mut self,
         mem: GuestMemory,
         interrupt: Arc<dyn VirtioInterrupt>,
-        mut queues: Vec<Queue>,
+        queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        if queues.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                got: queues.len(),
-                want: 1,
-            });
-        }
-        let queue = queues.remove(0);
+        let active = ActiveQueue::single(mem, interrupt, queues)?;
         self.stop_worker();
         let handler = BlockQueue::new(
             self.image.clone(),
             self.serial,
             self.driver_features,
             self.limits,
-            queue::Active {
-                mem,
-                interrupt,
-                queue,
-            },
+            active,
             self.name.clone(),
         );
-        let worker = match &self.kick {
-            Some(kick) => Worker::spawn_on("virtio-blk", kick.clone(), handler),
-            None => Worker::spawn("virtio-blk", handler),
-        }
-        .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
+        let worker = Worker::start("virtio-blk", self.kick.as_ref(), handler)
+            .map_err(|e| ActivateError::Device(format!("starting the worker thread: {e}")))?;
         self.state = State::Running(worker);
         Ok(())
     }

@@ -6,31 +6,26 @@
 
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, VolatileSlice};
 
 use super::image::{IoBackend, SECTOR_SIZE};
 use super::request::{self, kind, status, Buffer, Parsed, Request, SEGMENT_LEN};
 use super::{blk_features, Limits, SERIAL_LEN};
-use crate::virtio::worker::QueueHandler;
-use crate::virtio::{GuestMemory, VirtioInterrupt};
+use crate::virtio::worker::{ActiveQueue, QueueHandler};
+use crate::virtio::GuestMemory;
 
 /// The most requests one pass serves; the rest wait for the next pass, after the worker
 /// has looked for a stop request.
 pub const MAX_REQUESTS_PER_PASS: usize = 64;
 /// The most data bytes one pass moves (a pass always serves at least one request).
 pub const MAX_BYTES_PER_PASS: u64 = 8 << 20;
-/// The largest read or write one request may ask for; larger ones get `IOERR` (Linux's
-/// requests are at most `max_sectors_kb`, 1280 KiB by default).
+/// The largest read or write one request may ask for; larger ones get `IOERR`. A driver
+/// that keeps to `size_max` and `seg_max` never asks for more (Linux's requests are at
+/// most `max_sectors_kb`, 1280 KiB by default).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// Warnings about one device's driver before they drop to debug level.
 const WARN_LIMIT: u32 = 16;
-
-pub(super) struct Active {
-    pub mem: GuestMemory,
-    pub interrupt: Arc<dyn VirtioInterrupt>,
-    pub queue: Queue,
-}
 
 /// What serves the request queue.
 pub struct BlockQueue {
@@ -38,7 +33,7 @@ pub struct BlockQueue {
     pub(super) serial: [u8; SERIAL_LEN],
     pub(super) features: u64,
     pub(super) limits: Limits,
-    pub(super) active: Active,
+    pub(super) active: ActiveQueue,
     pub(super) name: String,
     warnings: u32,
 }
@@ -61,7 +56,7 @@ impl BlockQueue {
         serial: [u8; SERIAL_LEN],
         features: u64,
         limits: Limits,
-        active: Active,
+        active: ActiveQueue,
         name: String,
     ) -> Self {
         Self {
@@ -76,12 +71,7 @@ impl BlockQueue {
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
-        if self.warnings < WARN_LIMIT {
-            self.warnings += 1;
-            log::warn!("{}: {args}", self.name);
-        } else {
-            log::debug!("{}: {args}", self.name);
-        }
+        warn(&mut self.warnings, &self.name, args);
     }
 
     /// Serve up to one pass's worth of requests; returns how many were used and whether
@@ -325,29 +315,22 @@ fn guest_slices<'m>(
     Ok(out)
 }
 
+/// Warn about the driver, up to [`WARN_LIMIT`] times, then at debug level.
+fn warn(count: &mut u32, name: &str, args: std::fmt::Arguments) {
+    if *count < WARN_LIMIT {
+        *count += 1;
+        log::warn!("{name}: {args}");
+    } else {
+        log::debug!("{name}: {args}");
+    }
+}
+
 impl QueueHandler for BlockQueue {
     fn serve(&mut self) -> bool {
         let (used, out_of_budget) = self.serve_available();
-        if used > 0 {
-            match self.active.queue.needs_notification(&self.active.mem) {
-                Ok(false) => {}
-                Ok(true) => self.active.interrupt.signal_used_queue(0),
-                Err(e) => {
-                    self.warn(format_args!("reading the used event: {e}"));
-                    self.active.interrupt.signal_used_queue(0);
-                }
-            }
-        }
-        if out_of_budget {
-            return true;
-        }
-        // With VIRTIO_F_EVENT_IDX this writes `avail_event`; `true` means more arrived.
-        match self.active.queue.enable_notification(&self.active.mem) {
-            Ok(more) => more && used > 0,
-            Err(e) => {
-                self.warn(format_args!("cannot re-enable notifications: {e}"));
-                false
-            }
-        }
+        let (warnings, name) = (&mut self.warnings, &self.name);
+        self.active.end_pass(0, used, out_of_budget, &mut |args| {
+            warn(warnings, name, args)
+        })
     }
 }

@@ -9,11 +9,10 @@ use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::tempdir::TempDir;
 
-use super::queue::Active;
 use super::request::{kind, status};
 use super::*;
 use crate::virtio::test_util::{self, CountingInterrupt, DriverRing, DESC_F_NEXT, DESC_F_WRITE};
-use crate::virtio::worker::QueueHandler;
+use crate::virtio::worker::{ActiveQueue, QueueHandler};
 
 const DESC_F_INDIRECT: u16 = 4;
 /// Image size in the fixture: 64 sectors.
@@ -70,7 +69,7 @@ fn fixture_with(readonly: bool, size: u16, serial: &[u8]) -> Fixture {
         device.serial,
         device.offered,
         device.limits,
-        Active {
+        ActiveQueue {
             mem: mem.clone(),
             interrupt: irq.clone(),
             queue: ring.queue(QUEUE_SIZE),
@@ -176,6 +175,7 @@ fn offers_its_features_and_a_little_endian_config_space() {
         features::VERSION_1,
         features::RING_EVENT_IDX,
         features::RING_INDIRECT_DESC,
+        blk_features::SIZE_MAX,
         blk_features::SEG_MAX,
         blk_features::BLK_SIZE,
         blk_features::FLUSH,
@@ -189,6 +189,7 @@ fn offers_its_features_and_a_little_endian_config_space() {
     let mut cfg = [0xffu8; 64];
     dev.read_config(0, &mut cfg);
     assert_eq!(cfg[0..8], [64, 0, 0, 0, 0, 0, 0, 0], "capacity in sectors");
+    assert_eq!(cfg[8..12], [0, 0, 4, 0], "size_max 256 KiB");
     assert_eq!(cfg[12..16], [254, 0, 0, 0], "seg_max");
     assert_eq!(cfg[20..24], [0, 2, 0, 0], "blk_size 512");
     assert_eq!(cfg[36..40], (2u32 << 20).to_le_bytes(), "1 GiB discards");

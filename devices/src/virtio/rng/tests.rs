@@ -26,7 +26,7 @@ fn active(size: u16, event_idx: bool) -> Fixture {
     queue.set_event_idx(event_idx);
     let q = RngQueue::new(
         Box::new(CountingSource(0)),
-        Active {
+        ActiveQueue {
             mem: mem.clone(),
             interrupt: irq.clone(),
             queue,

@@ -51,6 +51,11 @@ impl LogLimit {
         }
     }
 
+    /// The site this counter is for.
+    pub fn site(&self) -> &'static str {
+        self.site
+    }
+
     /// Occurrences so far.
     pub fn count(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)

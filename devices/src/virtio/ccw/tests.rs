@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::virtio::{status, ActivateError, GuestMemory as DevMemory};
+use crate::virtio::{status, ActivateError, GuestMemory as DevMemory, Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
@@ -98,13 +98,23 @@ struct Guest {
 
 impl Guest {
     fn new() -> Self {
+        Self::build(None)
+    }
+
+    fn build(routes: Option<Box<dyn AdapterRoutes>>) -> Self {
         let mem = memory();
         let irqs = Arc::new(Recorder::default());
         let mut css = ChannelSubsystem::new(mem.clone(), irqs.clone());
         let seen = Arc::new(Mutex::new(Seen::default()));
         let dev = Fake(seen.clone());
         let m = mem.clone();
-        css.add_device(move |sch| Box::new(VirtioCcw::new(Box::new(dev), m, sch)));
+        css.add_device(move |sch| {
+            let ccw = VirtioCcw::new(Box::new(dev), m, sch);
+            Box::new(match routes {
+                Some(r) => ccw.with_adapter_routes(r),
+                None => ccw,
+            })
+        });
         let g = Self {
             mem,
             irqs,
@@ -293,17 +303,22 @@ fn features_are_little_endian_words_selected_by_index() {
     assert_eq!(g.ok(command::READ_FEAT, &[0, 0, 0, 0, 0]), [5, 0, 0, 0, 0]);
     assert_eq!(g.ok(command::READ_FEAT, &[0, 0, 0, 0, 1]), [1, 0, 0, 0, 1]);
     assert_eq!(g.ok(command::READ_FEAT, &[9, 9, 9, 9, 7]), [0, 0, 0, 0, 7]);
-    // Accepted features are masked by the offered ones.
+    // Features only while negotiating (DRIVER set, FEATURES_OK not yet): else rejected.
+    g.rejected(command::WRITE_FEAT, &[0, 0, 0, 0, 1]);
+    g.ok(command::WRITE_STATUS, &[3]);
+    // FEATURES_OK without VERSION_1 is refused; the status stays.
+    g.rejected(command::WRITE_STATUS, &[0x0b]);
+    // Accepted features are masked by the offered ones (not refused: the transport core's
+    // rule for both transports); the device learns them at FEATURES_OK.
     g.ok(command::WRITE_FEAT, &[0xff, 0xff, 0xff, 0xff, 0]);
     g.ok(command::WRITE_FEAT, &[0xff, 0, 0, 0, 1]);
-    assert_eq!(g.seen.lock().unwrap().driver_features, VERSION_1 | 5);
+    assert_eq!(g.seen.lock().unwrap().driver_features, 0);
     // Wrong count without SLI: program check.
     g.program_check(command::READ_FEAT, &[0; 4]);
     g.program_check(command::WRITE_FEAT, &[0; 8]);
-    // FEATURES_OK without VERSION_1 is refused; the status stays.
-    g.ok(command::WRITE_FEAT, &[0, 0, 0, 0, 1]);
-    g.ok(command::WRITE_STATUS, &[3]);
-    g.rejected(command::WRITE_STATUS, &[0x0b]);
+    g.ok(command::WRITE_STATUS, &[0x0b]);
+    assert_eq!(g.seen.lock().unwrap().driver_features, VERSION_1 | 5);
+    g.rejected(command::WRITE_FEAT, &[0, 0, 0, 0, 0]);
     g.rejected(command::READ_STATUS, &[0]); // revision 1: no READ_STATUS
 }
 
@@ -391,6 +406,7 @@ fn bad_queue_and_indicator_setups_are_refused() {
     g.rejected(0x99, &[0]);
 
     // DRIVER_OK with queue 0 not configured: the device is not started, needs reset.
+    g.ok(command::WRITE_STATUS, &[3]);
     g.ok(command::WRITE_FEAT, &[0, 0, 0, 0, 0]);
     g.ok(command::WRITE_FEAT, &[1, 0, 0, 0, 1]);
     g.ok(command::WRITE_STATUS, &[0x0b]);
@@ -399,9 +415,11 @@ fn bad_queue_and_indicator_setups_are_refused() {
     g.rejected(command::READ_STATUS, &[0]); // revision 1
     let g2 = Guest::new();
     g2.ok(command::SET_VIRTIO_REV, &[0, 2, 0, 0]);
+    g2.ok(command::WRITE_STATUS, &[3]);
     g2.ok(command::WRITE_FEAT, &[1, 0, 0, 0, 1]);
     g2.ok(command::WRITE_STATUS, &[0x0f]);
-    assert_eq!(g2.ok(command::READ_STATUS, &[0]), [0x4f]);
+    // DEVICE_NEEDS_RESET instead of DRIVER_OK (the core's rule, as virtio-mmio had it).
+    assert_eq!(g2.ok(command::READ_STATUS, &[0]), [0x4b]);
 }
 
 #[test]
@@ -531,4 +549,60 @@ fn bad_adapter_indicator_setups_are_refused() {
         command::SET_IND_ADAPTER,
         &thinint(SUMMARY_AT, AREA_AT, 0, 3),
     );
+}
+
+/// Adapter routes as a backend with KVM's would give them: one `EventFd` per queue.
+#[derive(Default)]
+struct FakeRoutes {
+    set: Mutex<Vec<(AdapterIndicators, u16)>>,
+    clears: Mutex<u32>,
+    events: Mutex<Vec<Arc<EventFd>>>,
+    refuse: bool,
+}
+
+impl AdapterRoutes for Arc<FakeRoutes> {
+    fn set(&self, a: &AdapterIndicators, queues: u16) -> Result<Vec<Arc<EventFd>>, String> {
+        if self.refuse {
+            return Err("no FLIC".into());
+        }
+        self.set.lock().unwrap().push((*a, queues));
+        let events: Vec<_> = (0..queues)
+            .map(|_| Arc::new(EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap()))
+            .collect();
+        *self.events.lock().unwrap() = events.clone();
+        Ok(events)
+    }
+    fn clear(&self) {
+        *self.clears.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn routed_adapter_indicators_are_left_to_the_backend() {
+    let routes = Arc::new(FakeRoutes::default());
+    let g = Guest::build(Some(Box::new(routes.clone())));
+    g.bring_up_adapter(13);
+    let a = AdapterIndicators::parse(&thinint(SUMMARY_AT, AREA_AT, 13, 3).try_into().unwrap());
+    assert_eq!(*routes.set.lock().unwrap(), [(a, 1)]);
+    // Activation's notify signalled queue 0 through its EventFd: no bits, no injection.
+    let event = routes.events.lock().unwrap()[0].clone();
+    assert_eq!(event.read().unwrap(), 1);
+    assert_eq!(g.byte(AREA_AT + 1), 0);
+    assert_eq!(g.byte(SUMMARY_AT), 0);
+    assert!(g.irqs.take().is_empty());
+    assert_eq!(g.css.notify(SCH0, 0), 0);
+    assert_eq!(event.read().unwrap(), 1);
+    // A reset drops the routes.
+    g.ok(command::WRITE_STATUS, &[0]);
+    assert_eq!(*routes.clears.lock().unwrap(), 1);
+
+    // A backend that cannot route: the device sets the bits and injects, as without one.
+    let routes = Arc::new(FakeRoutes {
+        refuse: true,
+        ..Default::default()
+    });
+    let g = Guest::build(Some(Box::new(routes.clone())));
+    g.bring_up_adapter(13);
+    assert_eq!(g.byte(AREA_AT + 1), 0x04);
+    assert_eq!(g.irqs.take(), vec![IoInterrupt::adapter(3)]);
 }

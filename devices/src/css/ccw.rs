@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
 use super::blocks::{Ccw, Orb, Scsw};
 use super::subchannel::{Completion, SENSE_COMMAND_REJECT, SENSE_LEN};
-use crate::GuestMemory;
+use crate::virtio::GuestMemory;
 
 /// Basic command codes.
 pub mod cmd {

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
 use crate::log_limit::LogLimit;
-use crate::{ebcdic, GuestMemory};
+use crate::virtio::GuestMemory;
+
+pub mod ebcdic;
 
 /// SCLP command words (the register named by SERVC's R1).
 pub mod command {
@@ -87,8 +89,8 @@ impl ServiceError {
     /// The program-interruption code.
     pub fn program_code(self) -> u16 {
         match self {
-            ServiceError::Specification => 0x0006,
-            ServiceError::Addressing => 0x0005,
+            ServiceError::Specification => crate::css::pgm::SPECIFICATION,
+            ServiceError::Addressing => crate::css::pgm::ADDRESSING,
         }
     }
 }

@@ -28,10 +28,20 @@ pub use subchannel::{
     cc, Completion, IoInterrupt, IoInterruptSink, Subchannel, SubchannelState, VIRTUAL_CSSID,
 };
 
-use crate::intercept::pgm;
-use crate::GuestMemory;
+use crate::virtio::GuestMemory;
 
-/// The I/O instructions (all `0xb2xx`, S format except `CHSC`, RRE).
+/// Program-interruption codes (the ones channel I/O and the SCLP need, and the few more
+/// the s390x backend uses for its own intercepts).
+pub mod pgm {
+    pub const OPERATION: u16 = 0x0001;
+    pub const PRIVILEGED_OPERATION: u16 = 0x0002;
+    pub const ADDRESSING: u16 = 0x0005;
+    pub const SPECIFICATION: u16 = 0x0006;
+    pub const OPERAND: u16 = 0x0015;
+}
+
+/// The I/O instructions (all `0xb2xx`, S format except `CHSC`, RRE; the s390x backend
+/// decodes them from its intercepts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoOp {
     Csch,
@@ -49,56 +59,6 @@ pub enum IoOp {
     Schm,
     Chsc,
     Xsch,
-}
-
-/// An intercepted I/O instruction with its second operand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoInstruction {
-    pub op: IoOp,
-    /// S format: the operand is `D2(B2)`.
-    pub b2: u8,
-    pub d2: u16,
-    /// RRE format (`CHSC`): the register holding the operand address.
-    pub r1: u8,
-}
-
-impl IoInstruction {
-    /// Decode the instruction KVM reports (`ipa`: bytes 0-1, `ipb`: bytes 2-5).
-    pub fn decode(ipa: u16, ipb: u32) -> Option<Self> {
-        let op = match ipa {
-            0xb230 => IoOp::Csch,
-            0xb231 => IoOp::Hsch,
-            0xb232 => IoOp::Msch,
-            0xb233 => IoOp::Ssch,
-            0xb234 => IoOp::Stsch,
-            0xb235 => IoOp::Tsch,
-            0xb236 => IoOp::Tpi,
-            0xb237 => IoOp::Sal,
-            0xb238 => IoOp::Rsch,
-            0xb239 => IoOp::Stcrw,
-            0xb23a => IoOp::Stcps,
-            0xb23b => IoOp::Rchp,
-            0xb23c => IoOp::Schm,
-            0xb25f => IoOp::Chsc,
-            0xb276 => IoOp::Xsch,
-            _ => return None,
-        };
-        Some(Self {
-            op,
-            b2: (ipb >> 28) as u8,
-            d2: ((ipb >> 16) & 0xfff) as u16,
-            r1: ((ipb >> 20) & 0xf) as u8,
-        })
-    }
-
-    /// The second-operand address, given the general registers.
-    pub fn operand(&self, gprs: &[u64; 16]) -> u64 {
-        if self.op == IoOp::Chsc {
-            gprs[self.r1 as usize & 0xf]
-        } else {
-            crate::intercept::operand_address(gprs, self.b2, self.d2)
-        }
-    }
 }
 
 /// An operand access failed; the backend already made the access exception pending.
@@ -144,6 +104,9 @@ pub struct ChannelSubsystem {
     /// I/O instructions served, and how many of them were STSCH (the subchannel scan).
     served: AtomicU64,
     stsch: AtomicU64,
+    /// Virtio notifications that reached [`ChannelSubsystem::notify`] (the DIAG 0x500
+    /// intercept: those KVM did not signal through an ioeventfd itself).
+    notifies: AtomicU64,
 }
 
 fn check<T>(r: Result<T, AccessFault>) -> Result<T, IoOutcome> {
@@ -158,6 +121,7 @@ impl ChannelSubsystem {
             slots: Vec::new(),
             served: AtomicU64::new(0),
             stsch: AtomicU64::new(0),
+            notifies: AtomicU64::new(0),
         }
     }
 
@@ -167,6 +131,11 @@ impl ChannelSubsystem {
             self.served.load(Ordering::Relaxed),
             self.stsch.load(Ordering::Relaxed),
         )
+    }
+
+    /// Virtio notifications served by [`ChannelSubsystem::notify`] so far.
+    pub fn diag_notifies(&self) -> u64 {
+        self.notifies.load(Ordering::Relaxed)
     }
 
     /// Add a device on the next free subchannel (device number = subchannel number);
@@ -390,6 +359,10 @@ impl ChannelSubsystem {
     /// subchannel `schid`: the value for GR2 (0, or a negative errno).
     pub fn notify(&self, schid: u64, queue: u64) -> i64 {
         const EINVAL: i64 = -22;
+        let n = self.notifies.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            log::debug!("css: first virtio notify through the DIAG 0x500 intercept");
+        }
         match self.slot(schid & 0xffff_ffff) {
             Ok(Some(slot)) => match u16::try_from(queue) {
                 Ok(q) if slot.device().notify(q) => 0,
