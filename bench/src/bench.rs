@@ -18,6 +18,8 @@ const BOOT_MIB: u64 = 128;
 const MEM_SIZES_MIB: [u64; 2] = [128, 2048];
 /// Memory samples per size and peer (each run spins ~0.3 s).
 const MAX_MEM_RUNS: usize = 5;
+/// virtio-blk requests per run of the block guest.
+const BLK_REQUESTS: u32 = 5000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
@@ -241,6 +243,19 @@ impl Bench {
         need: &[u8],
     ) -> Result<RunResult, String> {
         let (cmd, source, want) = self.command(peer, kernel, mib);
+        self.checked(cmd, source, want, peer, probe, need)
+    }
+
+    /// Runs `cmd`; checks its exit status is `want` and that `need` marks arrived.
+    fn checked(
+        &self,
+        cmd: Command,
+        source: MarkSource,
+        want: i32,
+        peer: Peer,
+        probe: Option<MemProbe>,
+        need: &[u8],
+    ) -> Result<RunResult, String> {
         let r = runner::run(cmd, source, probe, RUN_TIMEOUT)?;
         if r.status.code() != Some(want) {
             return Err(format!(
@@ -257,6 +272,67 @@ impl Bench {
         }
         Ok(r)
     }
+}
+
+/// The cost of one virtio-blk request at queue depth 1 (polyvisor only: the floor has no
+/// device, and QEMU microvm puts its virtio-mmio slots elsewhere), and its ratio to
+/// polyvisor's PIO exit round trip measured in the same run.
+fn blk_figure(b: &Bench, pio: &Figure) -> Result<Figure, String> {
+    let mut f = Figure::new(
+        "blk_4k_read_us",
+        "virtio-blk: one 4 KiB read at queue depth 1 (notify → used ring, polled)",
+        "µs",
+    );
+    let kernel = b.kernel(
+        "blk",
+        Workload::BlkRead {
+            count: BLK_REQUESTS,
+        },
+    )?;
+    let disk = b.dir.join("blk.img");
+    std::fs::write(&disk, vec![0xa5u8; MIB as usize])
+        .map_err(|e| format!("writing {}: {e}", disk.display()))?;
+    for i in 0..b.opts.runs {
+        eprint!(
+            "\rpolyvisor-bench: virtio-blk runs {}/{}   ",
+            i + 1,
+            b.opts.runs
+        );
+        let (mut cmd, source, want) = b.command(Peer::Polyvisor, &kernel, BOOT_MIB);
+        cmd.arg("--disk").arg(format!("path={}", disk.display()));
+        match b.checked(
+            cmd,
+            source,
+            want,
+            Peer::Polyvisor,
+            None,
+            &[MARK_BEGIN, MARK_END],
+        ) {
+            Ok(r) => push(
+                &mut f,
+                Peer::Polyvisor,
+                r.between_ms(MARK_BEGIN, MARK_END)
+                    .map(|ms| ms * 1e3 / f64::from(BLK_REQUESTS)),
+            ),
+            Err(e) => {
+                let first = e.lines().take(3).collect::<Vec<_>>().join(" / ");
+                f.note = Some(format!("not measured: {first}"));
+                break;
+            }
+        }
+    }
+    eprintln!();
+    if let (Some(blk), Some(pio)) = (
+        stats::summarize(&f.polyvisor),
+        stats::summarize(&pio.polyvisor),
+    ) {
+        f.note = Some(format!(
+            "polyvisor only (the floor has no device; QEMU microvm's virtio-mmio slots are \
+             elsewhere): {:.1}× polyvisor's PIO exit round trip (median over median)",
+            blk.median / pio.median
+        ));
+    }
+    Ok(f)
 }
 
 fn push(f: &mut Figure, peer: Peer, v: Option<f64>) {
@@ -435,7 +511,8 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
         ),
         None => "polyvisor only".into(),
     });
-    let mut figures = vec![first, whole, teardown, pio_f, mmio_f, rng_f];
+    let blk_f = blk_figure(b, &pio_f)?;
+    let mut figures = vec![first, whole, teardown, pio_f, mmio_f, rng_f, blk_f];
 
     for mib in MEM_SIZES_MIB {
         let size = if mib >= 1024 {

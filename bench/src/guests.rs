@@ -16,7 +16,7 @@
 
 use polyvisor_tests::asm::{Asm, Cond, Mem, Reg};
 use polyvisor_tests::guest::{pvh_asm, pvh_kernel, reset_i8042};
-use polyvisor_tests::virtio_mmio;
+use polyvisor_tests::virtio_mmio::{self, bring_up_queue0, DEVICE_ID, QUEUE_NOTIFY};
 
 /// Polyvisor's boot-timer device (x86_64 layout); the value 123 means "init reached".
 pub const BOOT_TIMER: u32 = 0xc000_0000;
@@ -36,6 +36,17 @@ pub const MARK_BEGIN: u8 = 1;
 pub const MARK_END: u8 = 2;
 /// Written right before the guest asks to be reset: teardown starts here.
 pub const MARK_EXIT: u8 = 200;
+
+/// The virtio-blk guest's split queue, header, status byte and data buffer, in guest-free
+/// memory (0x30000..0x9efff); its 3-descriptor chain is always head 0.
+const BLK_DESC: u32 = 0x3_0000;
+const BLK_AVAIL: u32 = 0x3_0100;
+const BLK_USED: u32 = 0x3_1000;
+const BLK_HEADER: u32 = 0x3_2000;
+const BLK_STATUS: u32 = 0x3_2010;
+const BLK_BUF: u32 = 0x3_3000;
+/// Used-ring polls per request before the guest gives up (no MARK_END then).
+const BLK_SPINS: u32 = 50_000_000;
 
 /// TSC cycles the memory guest spins for (~0.3 s at 2.4 GHz).
 pub const SPIN_TSC_CYCLES: u32 = 0x3000_0000;
@@ -58,6 +69,12 @@ pub enum Workload {
     /// Halt with interrupts off after the first mark, for ever (density: the VM stays up
     /// at no CPU cost until it is killed; no exit mark).
     Halt,
+    /// `count` virtio-blk requests, one at a time: a 4 KiB read of sector 0 on the
+    /// virtio-mmio slot 0 device (polyvisor `--disk`), notified through QUEUE_NOTIFY and
+    /// waited for by polling the used ring (no interrupts), between [`MARK_BEGIN`] and
+    /// [`MARK_END`]. No MARK_END when slot 0 is no block device, a request did not
+    /// complete, or its status byte is not OK.
+    BlkRead { count: u32 },
 }
 
 /// Emits one mark: boot-timer byte write, then `out 0xe9, al`. Clobbers eax.
@@ -118,12 +135,70 @@ pub fn guest_code(work: Workload) -> Vec<u8> {
             a.bind(done);
             mark(&mut a, MARK_END);
         }
+        Workload::BlkRead { count } => blk_read_loop(&mut a, count),
     }
     mark(&mut a, MARK_EXIT);
     a.mov_al(0); // mov al, 0: isa-debug-exit status (QEMU exits with 1)
     a.out_imm_al(DEBUG_EXIT_PORT); // out 0xf4, al
     reset_i8042(&mut a);
     a.finish()
+}
+
+/// [`Workload::BlkRead`]'s body (virtio 1.2 §5.2.6: header, data, status).
+fn blk_read_loop(a: &mut Asm, count: u32) {
+    let fail = a.label();
+    a.cmp_mem_imm32(Mem::Abs(DEVICE_ID), 2); // a block device?
+    a.j_near(Cond::Ne, fail);
+    bring_up_queue0(a, 8, BLK_DESC, BLK_AVAIL, BLK_USED);
+    // Header: type IN (0), reserved, sector 0.
+    for off in [0, 4, 8, 12] {
+        a.mov_mem_imm32(Mem::Abs(BLK_HEADER + off), 0);
+    }
+    // desc 0: header (16 bytes, NEXT -> 1); 1: buffer (4 KiB, NEXT|WRITE -> 2); 2: status
+    // (1 byte, WRITE). Each: addr u64, len u32, flags u16, next u16.
+    for (i, (addr, len, flags_next)) in [
+        (BLK_HEADER, 16, 1 | (1 << 16)),
+        (BLK_BUF, 4096, 3 | (2 << 16)),
+        (BLK_STATUS, 1, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = BLK_DESC + 16 * i as u32;
+        a.mov_mem_imm32(Mem::Abs(d), addr);
+        a.mov_mem_imm32(Mem::Abs(d + 4), 0);
+        a.mov_mem_imm32(Mem::Abs(d + 8), len);
+        a.mov_mem_imm32(Mem::Abs(d + 12), flags_next);
+    }
+    // Available ring: flags/idx 0, every ring entry head 0.
+    for off in (0..20).step_by(4) {
+        a.mov_mem_imm32(Mem::Abs(BLK_AVAIL + off), 0);
+    }
+    a.mov_mem_imm8(Mem::Abs(BLK_STATUS), 0xff);
+    mark(a, MARK_BEGIN);
+    a.mov_imm(Reg::Esi, count); // requests left
+    a.xor_rr(Reg::Ebx, Reg::Ebx); // avail idx << 16 (flags stay 0)
+    let top = a.here_label();
+    a.add_imm(Reg::Ebx, 0x1_0000);
+    a.mov_store(Mem::Abs(BLK_AVAIL), Reg::Ebx); // publish the request
+    a.mov_mem_imm32(Mem::Abs(QUEUE_NOTIFY), 0); // notify queue 0
+    a.mov_imm(Reg::Edx, BLK_SPINS);
+    let wait = a.here_label();
+    let served = a.label();
+    a.mov_load(Reg::Eax, Mem::Abs(BLK_USED)); // used flags | idx << 16
+    a.and_imm(Reg::Eax, 0xffff_0000);
+    a.cmp_rr(Reg::Eax, Reg::Ebx);
+    a.j(Cond::E, served);
+    a.dec(Reg::Edx);
+    a.j(Cond::Ne, wait);
+    a.jmp(fail); // never completed
+    a.bind(served);
+    a.dec(Reg::Esi);
+    a.j_near(Cond::Ne, top);
+    a.cmp_mem_imm8(Mem::Abs(BLK_STATUS), 0); // VIRTIO_BLK_S_OK
+    a.j_near(Cond::Ne, fail);
+    mark(a, MARK_END);
+    a.bind(fail);
 }
 
 /// The guest as a PVH ELF kernel (the tests crate's layout: loaded at 1 MiB, entry at
@@ -153,6 +228,7 @@ mod tests {
             Workload::Mmio { count: 3 },
             Workload::Spin { cycles: 5 },
             Workload::Rng { count: 3 },
+            Workload::BlkRead { count: 3 },
         ] {
             let code = guest_code(w);
             let tail: Vec<u8> = [
@@ -187,6 +263,18 @@ mod tests {
         // mov byte [0xd0000000], al (88 05 disp32); loop -8
         let body = [0x88, 0x05, 0, 0, 0, 0xd0, 0xe2, 0xf8];
         assert!(code.windows(body.len()).any(|w| w == body));
+    }
+
+    #[test]
+    fn blk_loop_checks_the_device_then_notifies_queue_0() {
+        let code = guest_code(Workload::BlkRead { count: 10 });
+        // cmp dword [0xd0000008], 2 (81 3d disp32 imm32): slot 0 is a block device
+        let check = [0x81, 0x3d, 0x08, 0, 0, 0xd0, 2, 0, 0, 0];
+        assert!(code.windows(check.len()).any(|w| w == check));
+        // mov dword [0xd0000050], 0 (c7 05 disp32 imm32): QueueNotify, queue 0
+        let notify = [0xc7, 0x05, 0x50, 0, 0, 0xd0, 0, 0, 0, 0];
+        assert!(code.windows(notify.len()).any(|w| w == notify));
+        assert!(code.windows(5).any(|w| w == [0xbe, 10, 0, 0, 0])); // mov esi, 10
     }
 
     #[test]

@@ -135,3 +135,24 @@ pub fn request_loop(a: &mut Asm, q: &GuestQueue, count: u16) {
     a.j(Cond::Ne, wait);
     a.loop_to(top);
 }
+
+/// Emits a driver's bring-up of slot 0 with queue 0, without interrupts (virtio 1.2
+/// §3.1.1 and §4.2.3): reset, ACKNOWLEDGE, DRIVER, only VERSION_1 accepted, FEATURES_OK,
+/// queue 0 with `num` entries at `desc`/`avail`/`used` ([`set_up_queue0`]), DRIVER_OK. The
+/// caller fills descriptors and rings and notifies.
+pub fn bring_up_queue0(a: &mut Asm, num: u32, desc: u32, avail: u32, used: u32) {
+    for (reg, value) in [
+        (STATUS, 0), // reset
+        (STATUS, 1), // ACKNOWLEDGE
+        (STATUS, 3), // DRIVER
+        (DRIVER_FEATURES_SEL, 1),
+        (DRIVER_FEATURES, 1), // VERSION_1 (feature bit 32)
+        (DRIVER_FEATURES_SEL, 0),
+        (DRIVER_FEATURES, 0),
+        (STATUS, 0xb), // FEATURES_OK
+    ] {
+        a.mov_mem_imm32(Mem::Abs(reg), value);
+    }
+    set_up_queue0(a, num, desc, avail, used);
+    a.mov_mem_imm32(Mem::Abs(STATUS), 0xf); // DRIVER_OK
+}
