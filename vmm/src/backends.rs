@@ -37,8 +37,9 @@ impl HostBackends {
 
     /// Attach one boot's virtio devices to `vm` (before `load`: the firmware tables
     /// describe them) and return the transports the VMM places on its buses. Disks come
-    /// first, in flag order, so the guest finds them in that order (`/dev/vda` is the
-    /// first `--disk`), then the networks, the rng and the vsock.
+    /// first, in flag order (on virtio-mmio the guest finds them in that order, `/dev/vda`
+    /// first; s390x Linux probes subchannels in its own order), then the networks, the rng
+    /// and the vsock.
     pub fn attach<V: Vm>(
         &self,
         vm: &mut V,

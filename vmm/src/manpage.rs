@@ -81,15 +81,16 @@ pub const DISK_IMAGES: &[(&str, &str)] = &[
     ),
     (
         "Guest view",
-        "One virtio-blk device per --disk, in flag order before the other virtio devices \
-         (Linux names them /dev/vda, /dev/vdb, ...); serial=S is what the guest reads as the \
-         serial. A read-only disk answers writes, discards and write-zeroes with an I/O \
+        "One virtio-blk device per --disk, attached in flag order before the other virtio \
+         devices: on x86_64 and aarch64 Linux names them /dev/vda, /dev/vdb, ... in that \
+         order; on s390x it names virtio-ccw disks in its own probe order, so find them by \
+         serial (/dev/disk/by-id/virtio-S). serial=S is what the guest reads as the serial. A read-only disk answers writes, discards and write-zeroes with an I/O \
          error and the file is untouched. A flush completes after fdatasync(2) of the image.",
     ),
     (
         "Limits",
-        "x86_64 has 8 virtio-mmio slots and aarch64 32, shared by the disks and --rng; more \
-         disks are refused naming the first that does not fit (exit 2).",
+        "x86_64 has 8 virtio-mmio slots and aarch64 32, shared by the disks, --net, --rng \
+         and --vsock; more disks are refused naming the first that does not fit (exit 2).",
     ),
 ];
 
