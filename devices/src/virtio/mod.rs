@@ -115,6 +115,17 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     data[..n].copy_from_slice(&config[start..start + n]);
 }
 
+/// The queues a transport hands to [`VirtioDevice::activate`] as the `N` a device has, in
+/// order; another count is [`ActivateError::QueueCount`].
+pub fn take_queues<const N: usize>(queues: Vec<Queue>) -> Result<[Queue; N], ActivateError> {
+    queues
+        .try_into()
+        .map_err(|q: Vec<Queue>| ActivateError::QueueCount {
+            got: q.len(),
+            want: N,
+        })
+}
+
 /// How a device asks its transport to interrupt the driver.
 pub trait VirtioInterrupt: Send + Sync {
     /// The device put buffers in the used ring of queue `index`.

@@ -57,18 +57,13 @@ impl ActiveQueue {
     pub fn single(
         mem: super::GuestMemory,
         interrupt: Arc<dyn super::VirtioInterrupt>,
-        mut queues: Vec<virtio_queue::Queue>,
+        queues: Vec<virtio_queue::Queue>,
     ) -> Result<Self, super::ActivateError> {
-        if queues.len() != 1 {
-            return Err(super::ActivateError::QueueCount {
-                got: queues.len(),
-                want: 1,
-            });
-        }
+        let [queue] = super::take_queues(queues)?;
         Ok(Self {
             mem,
             interrupt,
-            queue: queues.remove(0),
+            queue,
         })
     }
 

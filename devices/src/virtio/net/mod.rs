@@ -249,10 +249,7 @@ impl VirtioDevice for Net {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        let got = queues.len();
-        let Ok([rx, tx]) = <[Queue; 2]>::try_from(queues) else {
-            return Err(ActivateError::QueueCount { got, want: 2 });
-        };
+        let [rx, tx] = super::take_queues(queues)?;
         self.stop_worker();
         let offload = tap_offloads(self.driver_features);
         self.backend.set_offload(offload).map_err(|e| {

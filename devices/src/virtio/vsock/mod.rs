@@ -132,13 +132,7 @@ impl VirtioDevice for Vsock {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        let [rx, tx, event]: [Queue; 3] =
-            queues
-                .try_into()
-                .map_err(|q: Vec<Queue>| ActivateError::QueueCount {
-                    got: q.len(),
-                    want: 3,
-                })?;
+        let [rx, tx, event] = super::take_queues(queues)?;
         self.stop_worker();
         let handler = VsockQueues::new(
             backend::Active {
