@@ -174,11 +174,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("kernel");
         let _ = std::fs::remove_file(&fifo);
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        if !made.is_ok_and(|s| s.success()) {
-            eprintln!("skipped: mkfifo is not available");
-            return;
-        }
+        test_support::mkfifo(&fifo).unwrap();
         let e = open_kernel(&fifo).unwrap_err();
         assert!(matches!(e, Error::NotAFile { .. }), "{e}");
         assert!(matches!(open_initrd(&fifo), Err(Error::NotAFile { .. })));

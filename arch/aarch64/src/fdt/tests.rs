@@ -270,11 +270,11 @@ fn dtc_decompiles_the_blob() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("guest.dtb");
     std::fs::write(&path, &blob).unwrap();
-    let out = match Command::new("dtc")
-        .args(["-I", "dtb", "-O", "dts", "-o", "-"])
-        .arg(&path)
-        .output()
-    {
+    let out = match test_support::run_tool(|| {
+        let mut c = Command::new("dtc");
+        c.args(["-I", "dtb", "-O", "dts", "-o", "-"]).arg(&path);
+        c
+    }) {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let _ = std::fs::remove_dir_all(&dir);

@@ -387,7 +387,11 @@ fn iasl_disassembles_the_dsdt() {
     std::fs::create_dir_all(&dir).unwrap();
     let aml = dir.join("dsdt.aml");
     std::fs::write(&aml, dsdt(&t)).unwrap();
-    let out = match Command::new("iasl").arg("-d").arg(&aml).output() {
+    let out = match test_support::run_tool(|| {
+        let mut c = Command::new("iasl");
+        c.arg("-d").arg(&aml);
+        c
+    }) {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let _ = std::fs::remove_dir_all(&dir);
