@@ -84,6 +84,7 @@ pub fn main(args: &[String]) -> Result<u8, String> {
     match args.first().map(String::as_str) {
         Some("floor") => floor_main(&args[1..]),
         Some("guest") => guest_main(&args[1..]),
+        Some("io-engine") => crate::io_engine::main(&args[1..]),
         _ => bench_main(args),
     }
 }

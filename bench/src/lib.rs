@@ -23,3 +23,5 @@ pub mod bench;
 pub mod density;
 #[cfg(target_arch = "x86_64")]
 pub mod floor;
+#[cfg(target_arch = "x86_64")]
+pub mod io_engine;
