@@ -11,6 +11,8 @@ use crate::interrupt::test_util::CountingLine;
 use crate::virtio::test_util::{self, CountingSource, DriverRing, FakeDevice, Seen, DESC_F_WRITE};
 use crate::virtio::{status, Rng};
 
+mod race;
+
 fn write32(t: &mut MmioTransport, offset: u64, value: u32) {
     t.write(offset, &value.to_le_bytes());
 }
