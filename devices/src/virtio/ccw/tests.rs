@@ -11,6 +11,8 @@ use super::*;
 use crate::css::tests::{memory, Flat, Recorder};
 use crate::css::{Ccw, ChannelSubsystem, IoInterrupt, IoOp, IoOutcome, Irb, Pmcw, Schib};
 
+mod race;
+
 const VERSION_1: u64 = 1 << 32;
 
 #[derive(Default)]
