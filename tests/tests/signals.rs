@@ -148,10 +148,12 @@ fn sigterm_stops_a_guest_that_ignores_its_power_button_after_the_timeout() {
     assert_eq!(code, Some(143), "stderr: {stderr}");
     assert!(t0.elapsed() >= Duration::from_secs(1));
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("stopped by SIGTERM; the guest did not power off within 1.0 s of its power button press"),
-        "{stderr}"
-    );
+    // The figure is the time measured (1.0 s on a quiet machine, a little more under load).
+    let waited = last
+        .split_once("stopped by SIGTERM; the guest did not power off within ")
+        .and_then(|(_, rest)| rest.split_once(" s of its power button press"))
+        .and_then(|(secs, _)| secs.parse::<f64>().ok());
+    assert!(waited.is_some_and(|w| (1.0..5.0).contains(&w)), "{stderr}");
 }
 
 #[test]
