@@ -6,6 +6,7 @@
 //! (`vm-device` is unreleased on crates.io), and this is a small ordered map: a `Vec`
 //! sorted by base address and searched by bisection (a `BTreeMap` range lookup cost about
 //! three times the instructions on every exit, measured with callgrind).
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
