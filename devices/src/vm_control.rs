@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! How a device or a vCPU tells the VMM that the guest wants to stop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -25,6 +26,9 @@ pub enum VmExitReason {
 /// [`VmControl::wait_timeout`].
 pub struct VmControl {
     reason: Mutex<Option<VmExitReason>>,
+    /// `reason.is_some()`, readable without the lock: vCPU threads check it before every
+    /// `KVM_RUN`, on every exit.
+    requested: AtomicBool,
     changed: Condvar,
     /// Written on every exit request (`None` if the host had no eventfd to give).
     event: Option<EventFd>,
@@ -43,6 +47,7 @@ impl VmControl {
             .ok();
         Self {
             reason: Mutex::new(None),
+            requested: AtomicBool::new(false),
             changed: Condvar::new(),
             event,
         }
@@ -58,11 +63,17 @@ impl VmControl {
         let mut guard = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(reason);
+            self.requested.store(true, Ordering::Release);
         }
         self.changed.notify_all();
         if let Some(event) = &self.event {
             let _ = event.write(1);
         }
+    }
+
+    /// Whether an exit was requested: one atomic load, no lock (the vCPU loop's check).
+    pub fn exit_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
     }
 
     /// The exit reason, if one was requested.
@@ -93,9 +104,11 @@ mod tests {
     fn first_request_wins() {
         let c = VmControl::new();
         assert_eq!(c.exit_reason(), None);
+        assert!(!c.exit_requested());
         c.request_exit(VmExitReason::Reset);
         c.request_exit(VmExitReason::Poweroff);
         assert_eq!(c.exit_reason(), Some(VmExitReason::Reset));
+        assert!(c.exit_requested());
     }
 
     #[test]

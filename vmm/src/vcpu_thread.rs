@@ -231,7 +231,7 @@ pub fn spawn<V: Vcpu + 'static>(
                     }
                     Wanted::Run => {}
                 }
-                if control.exit_reason().is_some() {
+                if control.exit_requested() {
                     break;
                 }
                 match vcpu.run() {
