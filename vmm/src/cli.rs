@@ -54,6 +54,23 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
+    /// Call the management API of a running `polyvisor run --api-socket PATH` (as Cloud
+    /// Hypervisor's ch-remote does) and print its JSON answer.
+    Remote(RemoteArgs),
+}
+
+/// `polyvisor remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The VMM's API socket (its `--api-socket`).
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: PathBuf,
+
+    /// ping (vmm.ping), info (vm.info), counters (vm.counters), boot, pause, resume,
+    /// power-button, shutdown, reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
+    #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(
+        crate::remote::COMMANDS.iter().map(|(c, _, _)| *c)))]
+    pub command: String,
 }
 
 /// Commands that left the binary: the man page and completion generators live in
@@ -162,12 +179,23 @@ pub struct RunArgs {
     /// boots the guest again as a fresh machine.
     #[arg(long, value_name = "exit|restart", default_value = "exit")]
     pub on_reset: OnReset,
+
+    /// Serve the management API (Cloud Hypervisor's REST API: HTTP/1.1 and JSON) on the
+    /// Unix socket PATH while the guest runs: `polyvisor remote`, ch-remote or curl
+    /// `--unix-socket` can ping, inspect, pause, resume, press the power button, shut down,
+    /// reboot or delete the VM (docs/api.md). PATH is created with mode 0600 (a stale
+    /// socket is replaced, anything else there is refused) and removed at exit. A guest
+    /// that powers off still ends the run; after `vm.shutdown` or `vm.delete` polyvisor
+    /// serves on until `vmm.shutdown` or a stop signal.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 }
 
 pub use crate::host::DEFAULT_CMDLINE;
 
 impl RunArgs {
-    /// Turn the parsed flags into a [`Config`], checking what clap could not.
+    /// Turn the parsed flags into a [`Config`], checking what clap could not
+    /// (`--api-socket` is not part of it).
     pub fn into_config(self) -> Result<Config, crate::ConfigError> {
         let memory_bytes = parse_size(&self.memory).map_err(|reason| {
             crate::ConfigError::new(crate::config::Field::Memory, &self.memory, reason)
@@ -197,8 +225,6 @@ impl RunArgs {
 }
 
 #[cfg(test)]
-// `run` is the only command today; the tests match it as they would among several.
-#[allow(irrefutable_let_patterns)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
@@ -345,6 +371,7 @@ mod tests {
             "--boot-timer",
             "--pit",
             "--on-reset",
+            "--api-socket",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -41,7 +41,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let Command::Run(args) = cli.command;
+    let mut args = match cli.command {
+        Command::Run(args) => args,
+        Command::Remote(remote) => {
+            return match vmm::remote::call(&remote.api_socket, &remote.command) {
+                Ok(body) => {
+                    if !body.is_empty() {
+                        println!("{body}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("remote {}: {e}", remote.command);
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    let api_socket = args.api_socket.take();
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -49,7 +66,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = vmm::run(&config);
+    let outcome = match &api_socket {
+        Some(path) => vmm::api::run(config, path),
+        None => vmm::run(&config),
+    };
     logger::report_suppressed();
     // Whatever happened, the terminal is as it was (the console's guard restored it; this
     // covers a run that failed before the guard existed).
@@ -61,6 +81,10 @@ fn main() -> ExitCode {
         }
         Ok(RunOutcome::Reset) => {
             log::info!("guest reset");
+            ExitCode::SUCCESS
+        }
+        Ok(RunOutcome::ApiStop(how)) => {
+            log::info!("the management API ended the VMM ({how:?})");
             ExitCode::SUCCESS
         }
         Ok(RunOutcome::GuestPanic) => {

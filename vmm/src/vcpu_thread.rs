@@ -30,6 +30,24 @@ pub struct Buses {
     pub mmio: Bus,
 }
 
+impl Buses {
+    /// What the management API's `vm.counters` reports: the guest's accesses that no
+    /// device claimed, per bus.
+    pub fn counters(&self) -> crate::run_control::Counters {
+        let one = |n: u64| {
+            [("unclaimed_accesses".to_string(), n)]
+                .into_iter()
+                .collect()
+        };
+        [
+            ("pio".to_string(), one(self.pio.unclaimed_accesses())),
+            ("mmio".to_string(), one(self.mmio.unclaimed_accesses())),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
 /// Signal used to knock a vCPU thread out of `KVM_RUN`.
 fn kick_signal() -> i32 {
     SIGRTMIN()

@@ -20,11 +20,12 @@ pub enum Field {
     BootTimer,
     Pit,
     OnReset,
+    ApiSocket,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 15] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -39,6 +40,7 @@ impl Field {
         Field::BootTimer,
         Field::Pit,
         Field::OnReset,
+        Field::ApiSocket,
     ];
 
     /// The `polyvisor run` flag, e.g. `--memory`.
@@ -58,6 +60,7 @@ impl Field {
             Field::BootTimer => "--boot-timer",
             Field::Pit => "--pit",
             Field::OnReset => "--on-reset",
+            Field::ApiSocket => "--api-socket",
         }
     }
 
@@ -76,7 +79,11 @@ impl Field {
             Field::Rng => Some("rng"),
             Field::Vsock => Some("vsock"),
             Field::Console => Some("serial"),
-            Field::ShutdownTimeout | Field::BootTimer | Field::Pit | Field::OnReset => None,
+            Field::ShutdownTimeout
+            | Field::BootTimer
+            | Field::Pit
+            | Field::OnReset
+            | Field::ApiSocket => None,
         }
     }
 }
