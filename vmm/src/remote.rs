@@ -81,7 +81,17 @@ pub fn call(path: &Path, command: &str) -> Result<String, RemoteError> {
     );
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
-    stream.take(MAX_ANSWER).read_to_end(&mut raw).map_err(io)?;
+    let mut chunk = [0u8; 4096];
+    while (raw.len() as u64) < MAX_ANSWER {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The VMM closed after its answer with part of the request unread.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
+            Err(e) => return Err(io(e)),
+        }
+    }
     let (status, body) = parse_answer(&raw).map_err(|m| RemoteError::Malformed(m, endpoint))?;
     if (200..300).contains(&status) {
         return Ok(body);

@@ -52,7 +52,17 @@ pub fn exchange(socket: &Path, raw: &[u8]) -> Answer {
 /// Read one answer until the server closes the connection.
 pub fn read_answer(s: &mut UnixStream) -> Answer {
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the answer");
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            // A server that closes a refused connection with part of the request unread
+            // resets it: what it sent before still counts.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
+            Err(e) => panic!("read the answer: {e}"),
+        }
+    }
     parse_answer(&raw)
 }
 

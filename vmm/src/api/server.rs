@@ -46,6 +46,17 @@ fn send(stream: &mut UnixStream, response: &Response, close: bool) -> std::io::R
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let result = stream.write_all(&bytes);
     stream.set_nonblocking(true)?;
+    if close {
+        // Take what the client already sent, so closing does not reset the connection
+        // before it reads the answer.
+        // (Bounded: a client that keeps sending is not waited for.)
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
     result
 }
 
