@@ -11,6 +11,7 @@ pub mod http;
 pub mod routes;
 pub mod server;
 mod vm_config;
+pub mod vm_create;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
