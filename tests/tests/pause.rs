@@ -42,7 +42,7 @@ fn config(kernel: &Path, console: &Path, cpus: u32) -> vmm::Config {
         "--console".into(),
         format!("file={}", console.display()),
     ];
-    let Command::Run(run) = Cli::try_parse_from(args).unwrap().command else {
+    let Some(Command::Run(run)) = Cli::try_parse_from(args).unwrap().command else {
         panic!("not a run command")
     };
     run.into_config().unwrap()

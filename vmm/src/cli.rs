@@ -23,7 +23,13 @@ pub const DEFAULT_MEMORY: &str = "512M";
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// Without a command: run the VMM with no VM and serve the management API on the Unix
+    /// socket PATH (mode 0600): `vm.create` with Cloud Hypervisor's VmConfig JSON, then
+    /// `vm.boot`, start one (docs/api.md). Ends on `vmm.shutdown` or a stop signal.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug or trace (overrides POLYVISOR_LOG; default info).
     #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
@@ -235,7 +241,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Command::Run(a) = parse(&["run", "--kernel", "/k"]).unwrap().command else {
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k"]).unwrap().command else {
             panic!("not a run command")
         };
         let c = a.into_config().unwrap();
@@ -252,7 +258,7 @@ mod tests {
 
     #[test]
     fn every_flag() {
-        let Command::Run(a) = parse(&[
+        let Some(Command::Run(a)) = parse(&[
             "run",
             "--kernel",
             "/k",
@@ -315,7 +321,7 @@ mod tests {
             .to_string()
             .contains("--kernel"));
 
-        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
             .unwrap()
             .command
         else {
@@ -324,7 +330,7 @@ mod tests {
         let e = a.into_config().unwrap_err();
         assert_eq!(e.field, crate::config::Field::Memory);
         assert_eq!(e.value, "banana");
-        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
             .unwrap()
             .command
         else {

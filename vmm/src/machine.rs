@@ -158,11 +158,9 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     let backends = HostBackends::open(config)?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
+    // Requests still queued when the VM ends are left to the caller (the management API
+    // serves on, or refuses them as it ends).
     let result = run_boots(config, &console_out, &backends, steering);
-    if let (Some(s), false) = (steering, matches!(result, Ok(RunOutcome::ApiStop(_)))) {
-        // The VM is gone for good. (After an API stop the VMM goes on, and answers them.)
-        s.refuse_all();
-    }
     console_out.finish();
     result
 }
@@ -452,7 +450,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         let argv = ["polyvisor", "run", "--kernel", "/k"].iter().chain(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+        let Some(Command::Run(run)) = Cli::try_parse_from(argv).unwrap().command else {
             panic!("not a run command")
         };
         run.into_config().unwrap()

@@ -42,8 +42,21 @@ fn main() -> ExitCode {
         }
     }
     let mut args = match cli.command {
-        Command::Run(args) => args,
-        Command::Remote(remote) => {
+        Some(Command::Run(args)) => args,
+        None => {
+            let Some(path) = &cli.api_socket else {
+                log::error!(
+                    "no command given: use `polyvisor run --kernel PATH ...` or \
+                     `polyvisor --api-socket PATH` (see `polyvisor --help`)"
+                );
+                return ExitCode::from(2);
+            };
+            let outcome = vmm::api::run(None, path);
+            logger::report_suppressed();
+            vmm::terminal::restore();
+            return exit_status(outcome);
+        }
+        Some(Command::Remote(remote)) => {
             return match vmm::remote::call(&remote.api_socket, &remote.command) {
                 Ok(body) => {
                     if !body.is_empty() {
@@ -58,7 +71,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let api_socket = args.api_socket.take();
+    let api_socket = args.api_socket.take().or(cli.api_socket);
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -67,13 +80,18 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match &api_socket {
-        Some(path) => vmm::api::run(config, path),
+        Some(path) => vmm::api::run(Some(config), path),
         None => vmm::run(&config),
     };
     logger::report_suppressed();
     // Whatever happened, the terminal is as it was (the console's guard restored it; this
     // covers a run that failed before the guard existed).
     vmm::terminal::restore();
+    exit_status(outcome)
+}
+
+/// The exit status of a run (or of the VMM's life with `--api-socket`), logged.
+fn exit_status(outcome: Result<RunOutcome, vmm::Error>) -> ExitCode {
     match outcome {
         Ok(RunOutcome::Poweroff) => {
             log::info!("guest powered off");
@@ -114,7 +132,8 @@ fn clap_exit(e: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             log::error!(
-                "no command given: use `polyvisor run --kernel PATH ...` (see `polyvisor --help`)"
+                "no command given: use `polyvisor run --kernel PATH ...` or \
+                 `polyvisor --api-socket PATH` (see `polyvisor --help`)"
             );
             ExitCode::from(2)
         }

@@ -135,7 +135,7 @@ impl RunControl {
     }
 
     /// Carry out the queued requests with `handle` (event loop side): all of them, or up to
-    /// and including a [`VmCommand::Stop`].
+    /// and including a [`VmCommand::Stop`] or [`VmCommand::Boot`].
     pub fn serve(&self, handle: &mut dyn FnMut(VmCommand) -> Result<Answer, CommandError>) {
         let _ = self.event.read();
         loop {
@@ -148,9 +148,9 @@ impl RunControl {
                 return;
             };
             let _ = reply.send(handle(command));
-            if matches!(command, VmCommand::Stop(_)) {
-                // What follows is for whatever serves next (the VM is ending): leave it
-                // queued, and announced.
+            if matches!(command, VmCommand::Stop(_) | VmCommand::Boot) {
+                // What follows is for whatever serves next (the VM is ending, or about to
+                // start): leave it queued, and announced.
                 let _ = self.event.write(1);
                 return;
             }

@@ -159,6 +159,53 @@ impl Vmm {
         Some(vmm)
     }
 
+    /// `polyvisor --api-socket PATH`: the VMM with no VM, once its socket answers.
+    pub fn start_empty() -> Vmm {
+        let dir = TempDir::new();
+        let socket = dir.path().join("api.sock");
+        let console = dir.path().join("console.log");
+        let stderr_path = dir.path().join("stderr.log");
+        let child = Command::new(polyvisor_bin())
+            .arg("--api-socket")
+            .arg(&socket)
+            .env_remove("POLYVISOR_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn polyvisor");
+        let vmm = Vmm {
+            dir,
+            socket,
+            console,
+            stderr_path,
+            child,
+        };
+        let start = Instant::now();
+        while UnixStream::connect(&vmm.socket).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the API socket never answered; stderr:\n{}",
+                vmm.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        vmm
+    }
+
+    /// A `VmConfig` for the counting guest, its serial console in `console`.
+    pub fn counting_vm_config(&self) -> String {
+        let kernel = self.dir.write("count.elf", &pvh_counting(LOOPS_PER_DOT));
+        serde_json::json!({
+            "payload": {"kernel": kernel},
+            "cpus": {"boot_vcpus": 1, "max_vcpus": 1},
+            "memory": {"size": 64u64 << 20},
+            "serial": {"mode": "File", "file": self.console},
+            "console": {"mode": "Off"}
+        })
+        .to_string()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

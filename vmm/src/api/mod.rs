@@ -82,19 +82,24 @@ impl Drop for ApiServer {
 }
 
 /// `polyvisor run --api-socket PATH`: boot the VM `config` describes at once and serve
-/// the API beside it. A guest that powers off, resets (without `--on-reset restart`) or
-/// panics ends the process as without the API (so does Cloud Hypervisor); `vm.shutdown` and
-/// `vm.delete` leave the VMM serving, `vmm.shutdown` ends it.
-pub fn run(config: Config, socket: &Path) -> Result<RunOutcome, Error> {
+/// the API beside it; `polyvisor --api-socket PATH` (no `config`): serve it with no VM
+/// until `vm.create` and `vm.boot`. A guest that powers off, resets (without `--on-reset
+/// restart`) or panics ends the process as without the API (so does Cloud Hypervisor);
+/// `vm.shutdown` and `vm.delete` leave the VMM serving, `vmm.shutdown` ends it.
+pub fn run(config: Option<Config>, socket: &Path) -> Result<RunOutcome, Error> {
     // Before the API thread starts, so it inherits the blocked stop signals.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
+    // Decided before the API thread starts: a vm.create that arrives at once is booted
+    // only by vm.boot.
+    let boot_now = config.is_some();
     let ctx = Context {
         requests: Arc::new(RunControl::new().map_err(io_err("creating an eventfd"))?),
-        config: Arc::new(Mutex::new(Some(config))),
+        config: Arc::new(Mutex::new(config)),
+        boot_error: Arc::default(),
     };
     let server = ApiServer::start(socket, ctx.clone())?;
     log::info!("management API on {socket:?}");
-    let result = serve_vmm(&ctx);
+    let result = serve_vmm(&ctx, boot_now);
     ctx.requests.refuse_all();
     server.stop();
     result
@@ -102,12 +107,13 @@ pub fn run(config: Config, socket: &Path) -> Result<RunOutcome, Error> {
 
 /// The main thread's part: run the VM while there is one to run, wait for requests while
 /// there is not.
-fn serve_vmm(ctx: &Context) -> Result<RunOutcome, Error> {
-    let mut boot = true;
+fn serve_vmm(ctx: &Context, boot_now: bool) -> Result<RunOutcome, Error> {
+    let mut boot = boot_now;
+    // The first boot is `polyvisor run`'s: its failure ends the process as without the API.
+    let mut by_api = false;
     loop {
         if std::mem::take(&mut boot) {
-            let config = ctx.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Some(config) = config else { continue };
+            let Some(config) = ctx.config() else { continue };
             match crate::machine::run_with(&config, Some(&ctx.requests)) {
                 Ok(RunOutcome::ApiStop(StopKind::Shutdown)) => {
                     log::info!("management API: the VM is shut down");
@@ -116,16 +122,18 @@ fn serve_vmm(ctx: &Context) -> Result<RunOutcome, Error> {
                     log::info!("management API: the VM is deleted");
                     *ctx.config.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
+                Err(e) if by_api => {
+                    // vm.boot's answer (see routes) reports it; the VMM serves on.
+                    log::error!("management API: vm.boot: {e}");
+                    *ctx.boot_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
                 other => return other,
             }
         }
         let mut quit = false;
-        let created = ctx
-            .config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
         let mut handle = |command: VmCommand| -> Result<Answer, CommandError> {
+            // Looked at for each request: vm.create sets it from the API thread.
+            let created = ctx.config().is_some();
             match command {
                 VmCommand::Stop(StopKind::VmmShutdown) => {
                     quit = true;
@@ -139,6 +147,8 @@ fn serve_vmm(ctx: &Context) -> Result<RunOutcome, Error> {
                 VmCommand::State => Ok(Answer::State(VmState::Created)),
                 VmCommand::Boot => {
                     boot = true;
+                    by_api = true;
+                    *ctx.boot_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     Ok(Answer::Done)
                 }
                 VmCommand::Pause

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::http::{Request, Response};
 use crate::config::Config;
-use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand};
+use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
 
 /// Where every endpoint lives.
 pub const ROOT: &str = "/api/v1/";
@@ -24,12 +24,15 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Context {
     pub requests: Arc<RunControl>,
-    /// The VM's configuration; `None` once deleted.
+    /// The VM's configuration; `None` before `vm.create` or after `vm.delete`.
     pub config: Arc<Mutex<Option<Config>>>,
+    /// Why the last `vm.boot` failed, if it did.
+    pub boot_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Context {
-    fn config(&self) -> Option<Config> {
+    /// The VM's configuration, if one is created.
+    pub fn config(&self) -> Option<Config> {
         self.config
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -42,6 +45,7 @@ impl Context {
 enum Action {
     Ping,
     Info,
+    Create,
     Command(VmCommand),
 }
 
@@ -54,6 +58,7 @@ const SUPPORTED: &[(&str, &str, Action)] = &[
         Action::Command(VmCommand::Stop(StopKind::VmmShutdown)),
     ),
     ("vm.info", "GET", Action::Info),
+    ("vm.create", "PUT", Action::Create),
     ("vm.counters", "GET", Action::Command(VmCommand::Counters)),
     ("vm.boot", "PUT", Action::Command(VmCommand::Boot)),
     ("vm.pause", "PUT", Action::Command(VmCommand::Pause)),
@@ -83,7 +88,6 @@ const SUPPORTED: &[(&str, &str, Action)] = &[
 /// Cloud Hypervisor's other endpoints (its `vmm/src/api/http/mod.rs` routes), with their
 /// verb: answered 501 Not Implemented, naming the call.
 pub const NOT_YET: &[(&str, &str)] = &[
-    ("vm.create", "PUT"),
     ("vm.add-device", "PUT"),
     ("vm.add-user-device", "PUT"),
     ("vm.add-disk", "PUT"),
@@ -151,6 +155,44 @@ fn json(value: &impl Serialize) -> Response {
     }
 }
 
+/// `vm.create`: a `VmConfig` becomes the VM's configuration (not booted yet).
+fn create(body: &serde_json::Value, ctx: &Context) -> Response {
+    if body.is_null() {
+        return Response::error(400, "vm.create needs a VmConfig body");
+    }
+    let config = match super::vm_create::to_config(body) {
+        Ok(c) => c,
+        Err(message) => return Response::error(400, &format!("invalid VmConfig: {message}")),
+    };
+    let mut current = ctx.config.lock().unwrap_or_else(|e| e.into_inner());
+    if current.is_some() {
+        return Response::error(405, "a VM is already created (vm.delete it first)");
+    }
+    *current = Some(config);
+    Response::no_content()
+}
+
+/// `vm.boot`: asked of the main thread, then its state, which it answers only once the
+/// VM runs or its boot failed (requests are served in order).
+fn boot(ctx: &Context) -> Response {
+    if let Err(e) = ctx.requests.request(VmCommand::Boot, ANSWER_TIMEOUT) {
+        return refused(&e);
+    }
+    match ctx.requests.request(VmCommand::State, ANSWER_TIMEOUT) {
+        Ok(Answer::State(VmState::Running | VmState::Paused)) => Response::no_content(),
+        Ok(_) => {
+            let why = ctx
+                .boot_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| "the VM ended at once".into());
+            Response::error(500, &format!("the VM did not boot: {why}"))
+        }
+        Err(e) => refused(&e),
+    }
+}
+
 /// Answer one request.
 pub fn handle(request: &Request, ctx: &Context) -> Response {
     let path = request.path.split('?').next().unwrap_or("");
@@ -175,12 +217,17 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
         r.allow = Some(verb);
         return r;
     }
-    // No endpoint Polyvisor serves takes a body; one that is given must still be JSON.
-    if !request.body.is_empty() {
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&request.body) {
-            return Response::error(400, &format!("the request body is not valid JSON: {e}"));
+    // Only vm.create takes a body; one that is given to another call must still be JSON.
+    let body = if request.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&request.body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Response::error(400, &format!("the request body is not valid JSON: {e}"))
+            }
         }
-    }
+    };
     let Some((_, _, action)) = found else {
         return Response::error(
             501,
@@ -194,6 +241,7 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
             pid: i64::from(std::process::id()),
             features: vec!["kvm"],
         }),
+        Action::Create => create(&body, ctx),
         Action::Info => {
             let Some(config) = ctx.config() else {
                 return refused(&CommandError::NotCreated);
@@ -208,6 +256,7 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
                 Err(e) => refused(&e),
             }
         }
+        Action::Command(VmCommand::Boot) => boot(ctx),
         Action::Command(command) => match ctx.requests.request(command, ANSWER_TIMEOUT) {
             Ok(Answer::Done) => Response::no_content(),
             Ok(Answer::Counters(counters)) => json(&counters),

@@ -312,7 +312,7 @@ pub fn to_config(config: &Value) -> Result<crate::Config, String> {
         let line = text.lines().next().unwrap_or("").trim();
         line.strip_prefix("error: ").unwrap_or(line).to_string()
     })?;
-    let crate::cli::Command::Run(run) = cli.command else {
+    let Some(crate::cli::Command::Run(run)) = cli.command else {
         return Err("not a run configuration".into());
     };
     run.into_config().map_err(|e| match e.field.api_field() {

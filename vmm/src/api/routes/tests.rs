@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn config() -> Config {
     let argv = ["polyvisor", "run", "--kernel", "/k", "--memory", "64M"];
-    let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+    let Some(Command::Run(run)) = Cli::try_parse_from(argv).unwrap().command else {
         panic!("not a run command")
     };
     run.into_config().unwrap()
@@ -27,6 +27,7 @@ fn context(
     let ctx = Context {
         requests: Arc::new(RunControl::new().unwrap()),
         config: Arc::new(Mutex::new(Some(config()))),
+        boot_error: Arc::default(),
     };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (rc, log) = (ctx.requests.clone(), seen.clone());
@@ -120,7 +121,11 @@ fn bad_requests_never_reach_the_main_thread() {
     assert_eq!(status("GET", "/api/v1/vm.pause", ""), 405);
     assert_eq!(status("DELETE", "/api/v1/vm.info", ""), 405);
     assert_eq!(status("PUT", "/api/v1/vm.pause", "{not json"), 400);
-    assert_eq!(status("PUT", "/api/v1/vm.create", "{}"), 501);
+    assert_eq!(status("PUT", "/api/v1/vm.create", "{}"), 400);
+    assert_eq!(
+        status("PUT", "/api/v1/vm.create", r#"{"payload":{"kernel":"/k"}}"#),
+        405
+    );
     assert_eq!(
         status("PUT", "/api/v1/vm.add-disk", "{\"path\":\"/d\"}"),
         501
