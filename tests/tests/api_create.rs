@@ -122,3 +122,32 @@ fn cloud_hypervisor_documented_vm_create_body_is_accepted() {
     assert_eq!(put(&vmm.socket, "vmm.shutdown").status, 204);
     assert_eq!(vmm.wait(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn polyvisor_remote_creates_and_boots_from_a_file() {
+    if !polyvisor_tests::runner::kvm_available(file!()) {
+        return;
+    }
+    let mut vmm = Vmm::start_empty();
+    let file = vmm
+        .dir
+        .write("vm.json", vmm.counting_vm_config().as_bytes());
+    let remote = |args: &[&std::ffi::OsStr]| {
+        polyvisor_tests::Polyvisor::new()
+            .arg("remote")
+            .arg("--api-socket")
+            .arg(&vmm.socket)
+            .args(args)
+            .timeout(Duration::from_secs(30))
+            .run()
+    };
+    remote(&["create".as_ref()]).assert_clean_error(&[2], &["create", "FILE"]);
+    remote(&["ping".as_ref(), file.as_os_str()]).assert_clean_error(&[2], &["takes no FILE"]);
+    let created = remote(&["create".as_ref(), file.as_os_str()]);
+    assert_eq!(created.code, Some(0), "{created}");
+    assert_eq!(remote(&["boot".as_ref()]).code, Some(0));
+    assert_eq!(vmm.state(), "Running");
+    assert!(vmm.grows(0, Duration::from_secs(30)));
+    assert_eq!(remote(&["shutdown-vmm".as_ref()]).code, Some(0));
+    assert_eq!(vmm.wait(Duration::from_secs(10)), Some(0));
+}

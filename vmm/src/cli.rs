@@ -72,11 +72,16 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "PATH")]
     pub api_socket: PathBuf,
 
-    /// ping (vmm.ping), info (vm.info), counters (vm.counters), boot, pause, resume,
-    /// power-button, shutdown, reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
+    /// ping (vmm.ping), info (vm.info), counters (vm.counters), create FILE (vm.create
+    /// with the VmConfig JSON in FILE), boot, pause, resume, power-button, shutdown,
+    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
     #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(
         crate::remote::COMMANDS.iter().map(|(c, _, _)| *c)))]
     pub command: String,
+
+    /// The VmConfig JSON file `create` sends.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 /// Commands that left the binary: the man page and completion generators live in
@@ -101,8 +106,15 @@ pub fn retired_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest kernel: an x86 bzImage or an ELF vmlinux (PVH entry when the ELF has one).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "config")]
+    pub kernel: Option<PathBuf>,
+
+    /// Take the VM's configuration from FILE, Cloud Hypervisor's VmConfig JSON (what
+    /// `vm.create` takes: payload, cpus, memory, disks, net, rng, vsock, serial, console;
+    /// docs/api.md); flags given as well override it (--disk and --net add devices). A
+    /// field Polyvisor cannot honour is refused unless at its default, naming the field.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Initial ramdisk loaded for the kernel.
     #[arg(long, value_name = "PATH")]
@@ -199,6 +211,47 @@ pub struct RunArgs {
 
 pub use crate::host::DEFAULT_CMDLINE;
 
+/// When `args` (without the program name) run `polyvisor run ... --config FILE`: the
+/// same arguments with FILE's `VmConfig` in place of `--config FILE`, as flags right after
+/// `run`, so that flags given on the command line override it (parse the result with
+/// [`Cli`]'s command and `args_override_self`). `Ok(None)` without `--config`; the error is
+/// one line naming `--config` and the file.
+pub fn expand_config_file(
+    args: &[std::ffi::OsString],
+) -> Result<Option<Vec<std::ffi::OsString>>, String> {
+    let Some(run) = args.iter().position(|a| a == "run") else {
+        return Ok(None);
+    };
+    let mut rest = Vec::new();
+    let mut file = None;
+    let mut it = args[run + 1..].iter();
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy();
+        if text == "--config" {
+            file = it.next().map(PathBuf::from);
+            if file.is_none() {
+                return Ok(None); // clap says what is missing
+            }
+        } else if let Some(path) = text.strip_prefix("--config=") {
+            file = Some(PathBuf::from(path));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let fail = |why: String| format!("--config {file:?}: {why}");
+    let text = std::fs::read_to_string(&file).map_err(|e| fail(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
+    let from_file = crate::api::vm_create::to_args(&json).map_err(|e| fail(e.to_string()))?;
+    let mut out: Vec<std::ffi::OsString> = args[..=run].to_vec();
+    out.extend(from_file.into_iter().map(Into::into));
+    out.extend(rest);
+    Ok(Some(out))
+}
+
 impl RunArgs {
     /// Turn the parsed flags into a [`Config`], checking what clap could not
     /// (`--api-socket` is not part of it).
@@ -210,7 +263,9 @@ impl RunArgs {
             crate::ConfigError::new(crate::config::Field::Cmdline, "", e.to_string())
         })?;
         let config = Config {
-            kernel: self.kernel,
+            kernel: self.kernel.ok_or_else(|| {
+                crate::ConfigError::new(crate::config::Field::Kernel, "", "a kernel is required")
+            })?,
             initrd: self.initrd,
             cmdline,
             cpus: self.cpus,
@@ -378,6 +433,7 @@ mod tests {
             "--pit",
             "--on-reset",
             "--api-socket",
+            "--config",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -28,7 +28,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let cli = match Cli::try_parse() {
+    let parsed = match vmm::cli::expand_config_file(&argv) {
+        Ok(None) => Cli::try_parse(),
+        // `run --config FILE`: the file's settings as flags, the command line's after them
+        // (the last of a flag wins).
+        Ok(Some(expanded)) => {
+            use clap::{CommandFactory, FromArgMatches};
+            Cli::command()
+                .args_override_self(true)
+                .mut_subcommand("run", |run| run.args_override_self(true))
+                .try_get_matches_from(std::iter::once("polyvisor".into()).chain(expanded))
+                .and_then(|m| Cli::from_arg_matches(&m))
+        }
+        Err(line) => {
+            log::error!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
@@ -57,7 +74,25 @@ fn main() -> ExitCode {
             return exit_status(outcome);
         }
         Some(Command::Remote(remote)) => {
-            return match vmm::remote::call(&remote.api_socket, &remote.command) {
+            let body = match (remote.command.as_str(), &remote.file) {
+                ("create", Some(file)) => match std::fs::read_to_string(file) {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        log::error!("remote create {file:?}: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                ("create", None) => {
+                    log::error!("remote create: needs FILE, a VmConfig JSON file");
+                    return ExitCode::from(2);
+                }
+                (cmd, Some(file)) => {
+                    log::error!("remote {cmd}: takes no FILE (got {file:?})");
+                    return ExitCode::from(2);
+                }
+                (_, None) => None,
+            };
+            return match vmm::remote::call(&remote.api_socket, &remote.command, body.as_deref()) {
                 Ok(body) => {
                     if !body.is_empty() {
                         println!("{body}");

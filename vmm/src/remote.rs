@@ -17,6 +17,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("ping", "GET", "vmm.ping"),
     ("info", "GET", "vm.info"),
     ("counters", "GET", "vm.counters"),
+    ("create", "PUT", "vm.create"),
     ("boot", "PUT", "vm.boot"),
     ("pause", "PUT", "vm.pause"),
     ("resume", "PUT", "vm.resume"),
@@ -61,9 +62,9 @@ fn parse_answer(raw: &[u8]) -> Result<(u16, String), String> {
     }
 }
 
-/// Make `command`'s call on the API socket `path`: the JSON body of a successful answer
-/// (empty for 204), or the error.
-pub fn call(path: &Path, command: &str) -> Result<String, RemoteError> {
+/// Make `command`'s call on the API socket `path`, with `body` (JSON) when given: the
+/// JSON body of a successful answer (empty for 204), or the error.
+pub fn call(path: &Path, command: &str, body: Option<&str>) -> Result<String, RemoteError> {
     let &(_, verb, endpoint) = COMMANDS
         .iter()
         .find(|(c, _, _)| *c == command)
@@ -75,10 +76,17 @@ pub fn call(path: &Path, command: &str) -> Result<String, RemoteError> {
     let io = |e| RemoteError::Io(e, endpoint);
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    let request = format!(
+    let mut request = format!(
         "{verb} /api/v1/{endpoint} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
+         Connection: close\r\n"
     );
+    match body {
+        Some(b) => request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => request.push_str("\r\n"),
+    }
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -21,11 +21,12 @@ pub enum Field {
     Pit,
     OnReset,
     ApiSocket,
+    ConfigFile,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 15] = [
+    pub const ALL: [Field; 16] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -41,6 +42,7 @@ impl Field {
         Field::Pit,
         Field::OnReset,
         Field::ApiSocket,
+        Field::ConfigFile,
     ];
 
     /// The `polyvisor run` flag, e.g. `--memory`.
@@ -61,6 +63,7 @@ impl Field {
             Field::Pit => "--pit",
             Field::OnReset => "--on-reset",
             Field::ApiSocket => "--api-socket",
+            Field::ConfigFile => "--config",
         }
     }
 
@@ -83,7 +86,8 @@ impl Field {
             | Field::BootTimer
             | Field::Pit
             | Field::OnReset
-            | Field::ApiSocket => None,
+            | Field::ApiSocket
+            | Field::ConfigFile => None,
         }
     }
 }
