@@ -102,15 +102,16 @@ pub const MANAGEMENT_API: &[(&str, &str)] = &[
     (
         "Protocol",
         "Cloud Hypervisor's REST API: HTTP/1.1 over the Unix socket --api-socket PATH (mode \
-         0600), JSON bodies, paths under /api/v1/. Served: vmm.ping, vmm.shutdown, vm.info, \
-         vm.counters, vm.boot, vm.pause, vm.resume, vm.power-button, vm.shutdown, vm.reboot, \
-         vm.delete. Cloud Hypervisor's other calls (vm.create, hotplug, snapshot, migration, \
-         resize) answer 501 naming the call.",
+         0600), JSON bodies, paths under /api/v1/. Served: vmm.ping, vmm.shutdown, \
+         vm.create, vm.info, vm.counters, vm.boot, vm.pause, vm.resume, vm.power-button, \
+         vm.shutdown, vm.reboot, vm.delete. Cloud Hypervisor's other calls (hotplug, \
+         snapshot, migration, resize) answer 501 naming the call. `polyvisor --api-socket \
+         PATH` starts with no VM: vm.create (Cloud Hypervisor's VmConfig) then vm.boot.",
     ),
     (
         "Errors",
         "A JSON array of messages: 404 no VM or unknown path, 405 wrong state or verb, 400 \
-         malformed HTTP or JSON, 408 a request not complete within 5 s, 413 a body over \
+         malformed HTTP or JSON or a VmConfig field Polyvisor cannot honour (named), 408 a request not complete within 5 s, 413 a body over \
          256 KiB, 500 the VMM failed, 503 more than 64 connections.",
     ),
     (
@@ -120,7 +121,7 @@ pub const MANAGEMENT_API: &[(&str, &str)] = &[
     ),
     (
         "polyvisor remote",
-        "polyvisor remote --api-socket PATH ping|info|counters|boot|pause|resume|\
+        "polyvisor remote --api-socket PATH ping|info|counters|create FILE|boot|pause|resume|\
          power-button|shutdown|reboot|delete|shutdown-vmm prints the JSON answer (nothing \
          for 204); an error is one line, exit 1.",
     ),
