@@ -63,6 +63,17 @@ fn a_guest_lifecycle_through_the_socket() {
     let c = counters.json();
     assert!(c["pio"]["unclaimed_accesses"].is_u64(), "{c}");
     assert!(c["mmio"]["unclaimed_accesses"].is_u64(), "{c}");
+    // The guest counts on COM1: its vCPU has exited for port I/O, and keeps doing so.
+    let pio = c["vcpu0"]["pio_exits"].as_u64().unwrap();
+    assert!(pio > 0, "{c}");
+    let t0 = std::time::Instant::now();
+    while get(&sock, "vm.counters").json()["vcpu0"]["pio_exits"].as_u64() <= Some(pio) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "pio_exits stuck at {pio}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // vm.pause: the guest stops counting; a second pause is the wrong state (405).
     assert_eq!(put(&sock, "vm.pause").status, 204);

@@ -339,7 +339,11 @@ impl<V: Vm> Machine<V> {
                 } else {
                     VmState::Running
                 })),
-                (VmCommand::Counters, _) => Ok(Answer::Counters(buses.counters())),
+                (VmCommand::Counters, _) => {
+                    let mut counters = buses.counters();
+                    counters.extend(vcpu_thread::counters(&threads));
+                    Ok(Answer::Counters(counters))
+                }
                 (VmCommand::Boot, _) => Err(CommandError::AlreadyIn("running")),
                 // Served by the event loop, which times the release.
                 (VmCommand::PowerButton, _) => Err(CommandError::NoPowerButton),
