@@ -83,8 +83,12 @@ fn create_boot_and_run_a_guest_from_a_vm_config() {
     assert!(!vmm.grows(frozen, Duration::from_millis(500)));
     assert_eq!(put(&sock, "vm.resume").status, 204);
     assert!(vmm.grows(frozen, Duration::from_secs(10)));
+    // A paused VM shuts down as promptly.
+    assert_eq!(put(&sock, "vm.pause").status, 204);
+    let t0 = std::time::Instant::now();
     assert_eq!(put(&sock, "vm.shutdown").status, 204);
     assert_eq!(vmm.state(), "Created");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(put(&sock, "vm.delete").status, 204);
     assert_eq!(get(&sock, "vm.info").status, 404);
     assert_eq!(put(&sock, "vmm.shutdown").status, 204);

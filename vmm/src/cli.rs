@@ -60,8 +60,8 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
-    /// Call the management API of a running `polyvisor run --api-socket PATH` (as Cloud
-    /// Hypervisor's ch-remote does) and print its JSON answer.
+    /// Call the management API of a running polyvisor (its `--api-socket PATH`), as Cloud
+    /// Hypervisor's ch-remote does, and print its JSON answer.
     Remote(RemoteArgs),
 }
 
