@@ -462,4 +462,99 @@ mod tests {
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGINT));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);
     }
+
+    #[test]
+    fn the_api_presses_and_releases_the_button_without_a_forced_stop() {
+        use crate::run_control::{StopKind, VmState};
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        install().unwrap();
+        let control = Arc::new(VmControl::new());
+        let button = Arc::new(Button::default());
+        let rc = Arc::new(RunControl::new().unwrap());
+        let asker = {
+            let (rc, button) = (rc.clone(), button.clone());
+            std::thread::spawn(move || {
+                let t = Duration::from_secs(10);
+                assert_eq!(rc.request(VmCommand::PowerButton, t), Ok(Answer::Done));
+                assert_eq!(button.presses.load(Ordering::SeqCst), 1);
+                // Released after PRESS_TIME; with a 300 ms timeout, no forced stop either.
+                std::thread::sleep(Duration::from_millis(600));
+                assert_eq!(button.releases.load(Ordering::SeqCst), 1);
+                let state = rc.request(VmCommand::State, t);
+                assert_eq!(state, Ok(Answer::State(VmState::Running)));
+                rc.request(VmCommand::Stop(StopKind::Shutdown), t)
+            })
+        };
+        let mut handle = |c: VmCommand| match c {
+            VmCommand::Stop(_) => {
+                control.request_exit(VmExitReason::Poweroff);
+                Ok(Answer::Done)
+            }
+            _ => Ok(Answer::State(VmState::Running)),
+        };
+        let end = wait_for_exit(
+            &control,
+            &GracefulStop {
+                button: Some(button.as_ref()),
+                timeout: Duration::from_millis(300),
+            },
+            Some(Steering {
+                requests: &rc,
+                handle: &mut handle,
+            }),
+        );
+        assert_eq!(asker.join().unwrap(), Ok(Answer::Done));
+        assert_eq!(end.reason, VmExitReason::Poweroff);
+        assert_eq!(end.waited, None);
+        // Without a button the press is refused (then a stop ends the loop).
+        let asker = {
+            let rc = rc.clone();
+            std::thread::spawn(move || {
+                let t = Duration::from_secs(10);
+                let press = rc.request(VmCommand::PowerButton, t);
+                rc.request(VmCommand::Stop(StopKind::Shutdown), t).unwrap();
+                press
+            })
+        };
+        let control = VmControl::new();
+        let mut handle = |c: VmCommand| {
+            if matches!(c, VmCommand::Stop(_)) {
+                control.request_exit(VmExitReason::Poweroff);
+            }
+            Ok(Answer::Done)
+        };
+        let end = wait_for_exit(
+            &control,
+            &no_button(),
+            Some(Steering {
+                requests: &rc,
+                handle: &mut handle,
+            }),
+        );
+        assert_eq!(asker.join().unwrap(), Err(CommandError::NoPowerButton));
+        assert_eq!(end.reason, VmExitReason::Poweroff);
+    }
+
+    #[test]
+    fn idle_waits_serve_requests_and_end_on_a_stop_signal() {
+        use crate::run_control::VmState;
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        install().unwrap();
+        let rc = Arc::new(RunControl::new().unwrap());
+        let asker = {
+            let rc = rc.clone();
+            std::thread::spawn(move || rc.request(VmCommand::State, Duration::from_secs(10)))
+        };
+        let served = std::cell::Cell::new(0);
+        let mut handle = |_| {
+            served.set(served.get() + 1);
+            Ok(Answer::State(VmState::Created))
+        };
+        while served.get() == 0 {
+            assert_eq!(wait_idle(&rc, &mut handle), None);
+        }
+        assert_eq!(asker.join().unwrap(), Ok(Answer::State(VmState::Created)));
+        raise_here(libc::SIGHUP);
+        assert_eq!(wait_idle(&rc, &mut handle), Some(libc::SIGHUP));
+    }
 }
