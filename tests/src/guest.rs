@@ -266,6 +266,21 @@ pub fn pvh_print_and_reset(text: &str) -> Vec<u8> {
     pvh_kernel(a.finish())
 }
 
+/// A PVH kernel that prints `ready`, then a dot every `loops_per_dot` iterations of a
+/// `loop` instruction (about 1 µs each on software KVM), forever: its console output shows
+/// whether it makes progress.
+pub fn pvh_counting(loops_per_dot: u32) -> Vec<u8> {
+    let mut a = pvh_asm();
+    print(&mut a, "ready\n");
+    let top = a.here_label();
+    a.mov_imm(Reg::Ecx, loops_per_dot);
+    let spin = a.here_label();
+    a.loop_to(spin);
+    print(&mut a, ".");
+    a.jmp_short(top);
+    pvh_kernel(a.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

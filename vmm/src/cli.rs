@@ -23,7 +23,13 @@ pub const DEFAULT_MEMORY: &str = "512M";
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// Without a command: run the VMM with no VM and serve the management API on the Unix
+    /// socket PATH (mode 0600): `vm.create` with Cloud Hypervisor's VmConfig JSON, then
+    /// `vm.boot`, start one (docs/api.md). Ends on `vmm.shutdown` or a stop signal.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug or trace (overrides POLYVISOR_LOG; default info).
     #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
@@ -54,6 +60,28 @@ pub enum OnReset {
 pub enum Command {
     /// Boot a guest kernel and run it until it powers off or resets.
     Run(Box<RunArgs>),
+    /// Call the management API of a running polyvisor (its `--api-socket PATH`), as Cloud
+    /// Hypervisor's ch-remote does, and print its JSON answer.
+    Remote(RemoteArgs),
+}
+
+/// `polyvisor remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The VMM's API socket (its `--api-socket`).
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: PathBuf,
+
+    /// ping (vmm.ping), info (vm.info), counters (vm.counters), create FILE (vm.create
+    /// with the VmConfig JSON in FILE), boot, pause, resume, power-button, shutdown,
+    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
+    #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(
+        crate::remote::COMMANDS.iter().map(|(c, _, _)| *c)))]
+    pub command: String,
+
+    /// The VmConfig JSON file `create` sends.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 /// Commands that left the binary: the man page and completion generators live in
@@ -78,8 +106,15 @@ pub fn retired_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest kernel: an x86 bzImage or an ELF vmlinux (PVH entry when the ELF has one).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "config")]
+    pub kernel: Option<PathBuf>,
+
+    /// Take the VM's configuration from FILE, Cloud Hypervisor's VmConfig JSON (what
+    /// `vm.create` takes: payload, cpus, memory, disks, net, rng, vsock, serial, console;
+    /// docs/api.md); flags given as well override it (--disk and --net add devices). A
+    /// field Polyvisor cannot honour is refused unless at its default, naming the field.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Initial ramdisk loaded for the kernel.
     #[arg(long, value_name = "PATH")]
@@ -162,12 +197,64 @@ pub struct RunArgs {
     /// boots the guest again as a fresh machine.
     #[arg(long, value_name = "exit|restart", default_value = "exit")]
     pub on_reset: OnReset,
+
+    /// Serve the management API (Cloud Hypervisor's REST API: HTTP/1.1 and JSON) on the
+    /// Unix socket PATH while the guest runs: `polyvisor remote`, ch-remote or curl
+    /// `--unix-socket` can ping, inspect, pause, resume, press the power button, shut down,
+    /// reboot or delete the VM (docs/api.md). PATH is created with mode 0600 (a stale
+    /// socket is replaced, anything else there is refused) and removed at exit. A guest
+    /// that powers off still ends the run; after `vm.shutdown` or `vm.delete` polyvisor
+    /// serves on until `vmm.shutdown` or a stop signal.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 }
 
 pub use crate::host::DEFAULT_CMDLINE;
 
+/// When `args` (without the program name) run `polyvisor run ... --config FILE`: the
+/// same arguments with FILE's `VmConfig` in place of `--config FILE`, as flags right after
+/// `run`, so that flags given on the command line override it (parse the result with
+/// [`Cli`]'s command and `args_override_self`). `Ok(None)` without `--config`; the error is
+/// one line naming `--config` and the file.
+pub fn expand_config_file(
+    args: &[std::ffi::OsString],
+) -> Result<Option<Vec<std::ffi::OsString>>, String> {
+    let Some(run) = args.iter().position(|a| a == "run") else {
+        return Ok(None);
+    };
+    let mut rest = Vec::new();
+    let mut file = None;
+    let mut it = args[run + 1..].iter();
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy();
+        if text == "--config" {
+            file = it.next().map(PathBuf::from);
+            if file.is_none() {
+                return Ok(None); // clap says what is missing
+            }
+        } else if let Some(path) = text.strip_prefix("--config=") {
+            file = Some(PathBuf::from(path));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let fail = |why: String| format!("--config {file:?}: {why}");
+    let text = std::fs::read_to_string(&file).map_err(|e| fail(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
+    let from_file = crate::api::vm_create::to_args(&json).map_err(|e| fail(e.to_string()))?;
+    let mut out: Vec<std::ffi::OsString> = args[..=run].to_vec();
+    out.extend(from_file.into_iter().map(Into::into));
+    out.extend(rest);
+    Ok(Some(out))
+}
+
 impl RunArgs {
-    /// Turn the parsed flags into a [`Config`], checking what clap could not.
+    /// Turn the parsed flags into a [`Config`], checking what clap could not
+    /// (`--api-socket` is not part of it).
     pub fn into_config(self) -> Result<Config, crate::ConfigError> {
         let memory_bytes = parse_size(&self.memory).map_err(|reason| {
             crate::ConfigError::new(crate::config::Field::Memory, &self.memory, reason)
@@ -176,7 +263,9 @@ impl RunArgs {
             crate::ConfigError::new(crate::config::Field::Cmdline, "", e.to_string())
         })?;
         let config = Config {
-            kernel: self.kernel,
+            kernel: self.kernel.ok_or_else(|| {
+                crate::ConfigError::new(crate::config::Field::Kernel, "", "a kernel is required")
+            })?,
             initrd: self.initrd,
             cmdline,
             cpus: self.cpus,
@@ -197,8 +286,6 @@ impl RunArgs {
 }
 
 #[cfg(test)]
-// `run` is the only command today; the tests match it as they would among several.
-#[allow(irrefutable_let_patterns)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
@@ -209,7 +296,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Command::Run(a) = parse(&["run", "--kernel", "/k"]).unwrap().command else {
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k"]).unwrap().command else {
             panic!("not a run command")
         };
         let c = a.into_config().unwrap();
@@ -226,7 +313,7 @@ mod tests {
 
     #[test]
     fn every_flag() {
-        let Command::Run(a) = parse(&[
+        let Some(Command::Run(a)) = parse(&[
             "run",
             "--kernel",
             "/k",
@@ -289,7 +376,7 @@ mod tests {
             .to_string()
             .contains("--kernel"));
 
-        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k", "--memory", "banana"])
             .unwrap()
             .command
         else {
@@ -298,7 +385,7 @@ mod tests {
         let e = a.into_config().unwrap_err();
         assert_eq!(e.field, crate::config::Field::Memory);
         assert_eq!(e.value, "banana");
-        let Command::Run(a) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
+        let Some(Command::Run(a)) = parse(&["run", "--kernel", "/k", "--memory", "100000G"])
             .unwrap()
             .command
         else {
@@ -345,6 +432,8 @@ mod tests {
             "--boot-timer",
             "--pit",
             "--on-reset",
+            "--api-socket",
+            "--config",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }

@@ -4,6 +4,7 @@
 //! Architecture-blind: the backend is chosen once in [`host`], and everything else goes
 //! through the `arch` traits.
 
+pub mod api;
 pub mod backends;
 pub mod cli;
 pub mod config;
@@ -15,15 +16,17 @@ pub mod logger;
 pub mod machine;
 pub mod manpage;
 pub mod nets;
+pub mod remote;
 pub mod run_control;
 pub mod signals;
 pub mod terminal;
+pub mod unix_socket;
 mod vcpu_thread;
 pub mod vsock;
 
 pub use config::{Config, ConfigError, Field};
 pub use machine::{run, run_with, Error, RunOutcome};
-pub use run_control::{CommandError, RunControl, VmCommand};
+pub use run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
 
 use std::sync::OnceLock;
 

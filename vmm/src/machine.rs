@@ -12,7 +12,7 @@ use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::host::Host;
-use crate::run_control::{CommandError, RunControl, VmCommand};
+use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
 use crate::vcpu_thread::{self, Buses};
 
 /// How a run ended, when it ended the way a guest ends.
@@ -22,6 +22,8 @@ pub enum RunOutcome {
     Reset,
     /// The guest said its kernel panicked.
     GuestPanic,
+    /// The management API ended the VM ([`VmCommand::Stop`]; a reboot never ends a run).
+    ApiStop(StopKind),
 }
 
 /// Why a run failed. Configuration errors name the flag and value; the rest say which
@@ -156,10 +158,9 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     let backends = HostBackends::open(config)?;
     // One console output for every boot of the guest (a restart appends to the same file).
     let console_out = console_output(config)?;
+    // Requests still queued when the VM ends are left to the caller (the management API
+    // serves on, or refuses them as it ends).
     let result = run_boots(config, &console_out, &backends, steering);
-    if let Some(s) = steering {
-        s.refuse_all();
-    }
     console_out.finish();
     result
 }
@@ -175,6 +176,10 @@ fn run_boots(
         if outcome == RunOutcome::Reset && config.on_reset == crate::cli::OnReset::Restart {
             // A fresh machine from the same configuration, as a cold reset gives one.
             log::info!("guest reset; restarting it (--on-reset restart)");
+            continue;
+        }
+        if outcome == RunOutcome::ApiStop(StopKind::Reboot) {
+            log::info!("management API: rebooting the guest");
             continue;
         }
         return Ok(outcome);
@@ -326,8 +331,30 @@ impl<V: Vm> Machine<V> {
         }
 
         let mut paused = false;
-        let mut handle = |command: VmCommand| -> Result<(), CommandError> {
+        let mut api_stop = None;
+        let mut handle = |command: VmCommand| -> Result<Answer, CommandError> {
             match (command, paused) {
+                (VmCommand::State, _) => Ok(Answer::State(if paused {
+                    VmState::Paused
+                } else {
+                    VmState::Running
+                })),
+                (VmCommand::Counters, _) => {
+                    let mut counters = buses.counters();
+                    counters.extend(vcpu_thread::counters(&threads));
+                    Ok(Answer::Counters(counters))
+                }
+                (VmCommand::Boot, _) => Err(CommandError::AlreadyIn("running")),
+                // Served by the event loop, which times the release.
+                (VmCommand::PowerButton, _) => Err(CommandError::NoPowerButton),
+                (VmCommand::Stop(kind), _) => {
+                    api_stop.get_or_insert(kind);
+                    control.request_exit(match kind {
+                        StopKind::Reboot => VmExitReason::Reset,
+                        _ => VmExitReason::Poweroff,
+                    });
+                    Ok(Answer::Done)
+                }
                 (VmCommand::Pause, true) => Err(CommandError::AlreadyIn("paused")),
                 (VmCommand::Resume, false) => Err(CommandError::AlreadyIn("running")),
                 (VmCommand::Pause, false) => {
@@ -337,7 +364,7 @@ impl<V: Vm> Machine<V> {
                     if result.is_ok() {
                         log::info!("VM paused");
                     }
-                    result
+                    result.map(|()| Answer::Done)
                 }
                 (VmCommand::Resume, true) => {
                     let result = vcpu_thread::resume_all(&threads, vcpu_thread::STOP_DEADLINE)
@@ -346,7 +373,7 @@ impl<V: Vm> Machine<V> {
                     if result.is_ok() {
                         log::info!("VM resumed");
                     }
-                    result
+                    result.map(|()| Answer::Done)
                 }
             }
         };
@@ -378,6 +405,9 @@ impl<V: Vm> Machine<V> {
             buses.mmio.unclaimed_accesses()
         );
         drop(vm);
+        if let Some(kind) = api_stop {
+            return Ok(RunOutcome::ApiStop(kind));
+        }
         match ending.reason {
             VmExitReason::Poweroff => Ok(RunOutcome::Poweroff),
             VmExitReason::Reset => Ok(RunOutcome::Reset),
@@ -424,7 +454,9 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         let argv = ["polyvisor", "run", "--kernel", "/k"].iter().chain(args);
-        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command;
+        let Some(Command::Run(run)) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a run command")
+        };
         run.into_config().unwrap()
     }
 

@@ -28,7 +28,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let cli = match Cli::try_parse() {
+    let parsed = match vmm::cli::expand_config_file(&argv) {
+        Ok(None) => Cli::try_parse(),
+        // `run --config FILE`: the file's settings as flags, the command line's after them
+        // (the last of a flag wins).
+        Ok(Some(expanded)) => {
+            use clap::{CommandFactory, FromArgMatches};
+            Cli::command()
+                .args_override_self(true)
+                .mut_subcommand("run", |run| run.args_override_self(true))
+                .try_get_matches_from(std::iter::once("polyvisor".into()).chain(expanded))
+                .and_then(|m| Cli::from_arg_matches(&m))
+        }
+        Err(line) => {
+            log::error!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
@@ -41,7 +58,55 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let Command::Run(args) = cli.command;
+    let mut args = match cli.command {
+        Some(Command::Run(args)) => args,
+        None => {
+            let Some(path) = &cli.api_socket else {
+                log::error!(
+                    "no command given: use `polyvisor run --kernel PATH ...` or \
+                     `polyvisor --api-socket PATH` (see `polyvisor --help`)"
+                );
+                return ExitCode::from(2);
+            };
+            let outcome = vmm::api::run(None, path);
+            logger::report_suppressed();
+            vmm::terminal::restore();
+            return exit_status(outcome);
+        }
+        Some(Command::Remote(remote)) => {
+            let body = match (remote.command.as_str(), &remote.file) {
+                ("create", Some(file)) => match std::fs::read_to_string(file) {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        log::error!("remote create {file:?}: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                ("create", None) => {
+                    log::error!("remote create: needs FILE, a VmConfig JSON file");
+                    return ExitCode::from(2);
+                }
+                (cmd, Some(file)) => {
+                    log::error!("remote {cmd}: takes no FILE (got {file:?})");
+                    return ExitCode::from(2);
+                }
+                (_, None) => None,
+            };
+            return match vmm::remote::call(&remote.api_socket, &remote.command, body.as_deref()) {
+                Ok(body) => {
+                    if !body.is_empty() {
+                        println!("{body}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("remote {}: {e}", remote.command);
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    let api_socket = args.api_socket.take().or(cli.api_socket);
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -49,11 +114,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = vmm::run(&config);
+    let outcome = match &api_socket {
+        Some(path) => vmm::api::run(Some(config), path),
+        None => vmm::run(&config),
+    };
     logger::report_suppressed();
     // Whatever happened, the terminal is as it was (the console's guard restored it; this
     // covers a run that failed before the guard existed).
     vmm::terminal::restore();
+    exit_status(outcome)
+}
+
+/// The exit status of a run (or of the VMM's life with `--api-socket`), logged.
+fn exit_status(outcome: Result<RunOutcome, vmm::Error>) -> ExitCode {
     match outcome {
         Ok(RunOutcome::Poweroff) => {
             log::info!("guest powered off");
@@ -61,6 +134,10 @@ fn main() -> ExitCode {
         }
         Ok(RunOutcome::Reset) => {
             log::info!("guest reset");
+            ExitCode::SUCCESS
+        }
+        Ok(RunOutcome::ApiStop(how)) => {
+            log::info!("the management API ended the VMM ({how:?})");
             ExitCode::SUCCESS
         }
         Ok(RunOutcome::GuestPanic) => {
@@ -90,7 +167,8 @@ fn clap_exit(e: clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             log::error!(
-                "no command given: use `polyvisor run --kernel PATH ...` (see `polyvisor --help`)"
+                "no command given: use `polyvisor run --kernel PATH ...` or \
+                 `polyvisor --api-socket PATH` (see `polyvisor --help`)"
             );
             ExitCode::from(2)
         }

@@ -10,12 +10,14 @@ pub const EXIT_STATUSES: &[(&str, &str)] = &[
     (
         "0",
         "The guest powered off, or reset (with the default --on-reset exit); stderr's last line \
-         says `guest powered off` or `guest reset`.",
+         says `guest powered off` or `guest reset`. With --api-socket, also vmm.shutdown. \
+         `polyvisor remote`: the call succeeded.",
     ),
     (
         "1",
         "The VMM failed (the hypervisor refused something, a vCPU faulted, a host resource \
-         failed); one error line says what.",
+         failed); one error line says what. `polyvisor remote`: the call failed (no VMM on \
+         the socket, or an error answer: one line with the endpoint, status and message).",
     ),
     (
         "2",
@@ -91,6 +93,37 @@ pub const DISK_IMAGES: &[(&str, &str)] = &[
         "Limits",
         "x86_64 has 8 virtio-mmio slots and aarch64 32, shared by the disks, --net, --rng \
          and --vsock; more disks are refused naming the first that does not fit (exit 2).",
+    ),
+];
+
+/// The management API (`--api-socket`, `polyvisor remote`), for the man page's MANAGEMENT
+/// API section; docs/api.md has every call.
+pub const MANAGEMENT_API: &[(&str, &str)] = &[
+    (
+        "Protocol",
+        "Cloud Hypervisor's REST API: HTTP/1.1 over the Unix socket --api-socket PATH (mode \
+         0600), JSON bodies, paths under /api/v1/. Served: vmm.ping, vmm.shutdown, \
+         vm.create, vm.info, vm.counters, vm.boot, vm.pause, vm.resume, vm.power-button, \
+         vm.shutdown, vm.reboot, vm.delete. Cloud Hypervisor's other calls (hotplug, \
+         snapshot, migration, resize) answer 501 naming the call. `polyvisor --api-socket \
+         PATH` starts with no VM: vm.create (Cloud Hypervisor's VmConfig) then vm.boot.",
+    ),
+    (
+        "Errors",
+        "A JSON array of messages: 404 no VM or unknown path, 405 wrong state or verb, 400 \
+         malformed HTTP or JSON or a VmConfig field Polyvisor cannot honour (named), 408 a request not complete within 5 s, 413 a body over \
+         256 KiB, 500 the VMM failed, 503 more than 64 connections.",
+    ),
+    (
+        "Life",
+        "A guest that powers off, resets or panics ends polyvisor as without the API; after \
+         vm.shutdown or vm.delete it serves on until vmm.shutdown or a stop signal.",
+    ),
+    (
+        "polyvisor remote",
+        "polyvisor remote --api-socket PATH ping|info|counters|create FILE|boot|pause|resume|\
+         power-button|shutdown|reboot|delete|shutdown-vmm prints the JSON answer (nothing \
+         for 204); an error is one line, exit 1.",
     ),
 ];
 

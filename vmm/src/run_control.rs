@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Steering a running VM from another thread (the management API will hold one of these):
-//! requests go into a queue, an `EventFd` wakes the main thread's event loop, which carries
-//! them out between other events and answers each one.
+//! Steering a running VM from another thread (the management API's thread holds one of
+//! these): requests go into a queue, an `EventFd` wakes the main thread's event loop, which
+//! carries them out between other events and answers each one.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,6 +17,59 @@ pub enum VmCommand {
     Pause,
     /// Let paused vCPUs run again.
     Resume,
+    /// Press the guest's power button (as SIGTERM does, without the forced stop after
+    /// `--shutdown-timeout`).
+    PowerButton,
+    /// The VM's state (answered with [`Answer::State`]).
+    State,
+    /// The VM's counters (answered with [`Answer::Counters`]).
+    Counters,
+    /// End the VM (and maybe more): answered at once, carried out as the loop ends.
+    Stop(StopKind),
+    /// Boot the configured VM (when none runs).
+    Boot,
+}
+
+/// How a [`VmCommand::Stop`] ends the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// Stop the guest at once; its configuration stays (it can be booted again).
+    Shutdown,
+    /// Stop the guest and boot it again as a fresh machine.
+    Reboot,
+    /// Stop the guest and forget its configuration.
+    Delete,
+    /// Stop the guest and end the VMM process.
+    VmmShutdown,
+}
+
+/// The VM's state, with Cloud Hypervisor's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmState {
+    Created,
+    Running,
+    Paused,
+}
+
+impl VmState {
+    pub fn name(self) -> &'static str {
+        match self {
+            VmState::Created => "Created",
+            VmState::Running => "Running",
+            VmState::Paused => "Paused",
+        }
+    }
+}
+
+/// Counters by device, then by name (Cloud Hypervisor's `VmCounters`).
+pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// What a carried-out request answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Done,
+    State(VmState),
+    Counters(Counters),
 }
 
 /// Why a request was not carried out.
@@ -24,6 +77,10 @@ pub enum VmCommand {
 pub enum CommandError {
     #[error("the VM is not running")]
     NotRunning,
+    #[error("no VM is created")]
+    NotCreated,
+    #[error("this machine has no power button")]
+    NoPowerButton,
     #[error("the VM is already {0}")]
     AlreadyIn(&'static str),
     #[error("vCPU thread(s) {0} did not pause in time")]
@@ -34,7 +91,7 @@ pub enum CommandError {
     NoAnswer(Duration),
 }
 
-type Reply = Sender<Result<(), CommandError>>;
+type Reply = Sender<Result<Answer, CommandError>>;
 
 /// The queue of requests to a running VM and the `EventFd` that announces them.
 pub struct RunControl {
@@ -51,7 +108,7 @@ impl RunControl {
     }
 
     /// Ask for `command` and wait (up to `timeout`) for the event loop's answer.
-    pub fn request(&self, command: VmCommand, timeout: Duration) -> Result<(), CommandError> {
+    pub fn request(&self, command: VmCommand, timeout: Duration) -> Result<Answer, CommandError> {
         let (tx, rx) = channel();
         self.queue
             .lock()
@@ -64,12 +121,12 @@ impl RunControl {
 
     /// Pause the VM's vCPUs.
     pub fn pause(&self, timeout: Duration) -> Result<(), CommandError> {
-        self.request(VmCommand::Pause, timeout)
+        self.request(VmCommand::Pause, timeout).map(drop)
     }
 
     /// Resume the VM's vCPUs.
     pub fn resume(&self, timeout: Duration) -> Result<(), CommandError> {
-        self.request(VmCommand::Resume, timeout)
+        self.request(VmCommand::Resume, timeout).map(drop)
     }
 
     /// The `EventFd` the event loop waits on.
@@ -77,8 +134,9 @@ impl RunControl {
         &self.event
     }
 
-    /// Carry out every queued request with `handle` (event loop side).
-    pub fn serve(&self, handle: &mut dyn FnMut(VmCommand) -> Result<(), CommandError>) {
+    /// Carry out the queued requests with `handle` (event loop side): all of them, or up to
+    /// and including a [`VmCommand::Stop`] or [`VmCommand::Boot`].
+    pub fn serve(&self, handle: &mut dyn FnMut(VmCommand) -> Result<Answer, CommandError>) {
         let _ = self.event.read();
         loop {
             let next = self
@@ -90,6 +148,12 @@ impl RunControl {
                 return;
             };
             let _ = reply.send(handle(command));
+            if matches!(command, VmCommand::Stop(_) | VmCommand::Boot) {
+                // What follows is for whatever serves next (the VM is ending, or about to
+                // start): leave it queued, and announced.
+                let _ = self.event.write(1);
+                return;
+            }
         }
     }
 
@@ -115,7 +179,7 @@ mod tests {
         while seen.is_empty() {
             rc.serve(&mut |c| {
                 seen.push(c);
-                Ok(())
+                Ok(Answer::Done)
             });
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use devices::{PowerButton, VmControl, VmExitReason};
 
-use crate::run_control::{CommandError, RunControl, VmCommand};
+use crate::run_control::{Answer, CommandError, RunControl, VmCommand};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 /// The signals that stop the VM.
@@ -122,7 +122,7 @@ const COMMAND_EVENT: u64 = 3;
 /// Requests to the running VM (pause, resume) and what carries them out.
 pub struct Steering<'a> {
     pub requests: &'a RunControl,
-    pub handle: &'a mut dyn FnMut(VmCommand) -> Result<(), CommandError>,
+    pub handle: &'a mut dyn FnMut(VmCommand) -> Result<Answer, CommandError>,
 }
 
 /// The main thread's event loop while the guest runs: waits with epoll on the stop-signal
@@ -143,7 +143,16 @@ pub fn wait_for_exit(
     };
     let mut events = [EpollEvent::default(); 3];
     let mut pressed: Option<Pressed> = None;
+    // A press asked for through the management API: released after PRESS_TIME, and no
+    // forced stop (the guest decides, as with a real button).
+    let mut api_press: Option<Instant> = None;
     loop {
+        if let (Some(at), Some(button)) = (api_press, graceful.button) {
+            if at.elapsed() >= PRESS_TIME {
+                button.release();
+                api_press = None;
+            }
+        }
         if let Some(reason) = control.exit_reason() {
             let waited = pressed.as_ref().map(|p| p.at.elapsed());
             if let (Some(w), VmExitReason::Poweroff | VmExitReason::Reset) = (waited, &reason) {
@@ -189,7 +198,12 @@ pub fn wait_for_exit(
             }
             continue;
         }
-        let wait = pressed.as_ref().map(|p| p.next_deadline(graceful.timeout));
+        let wait = pressed
+            .as_ref()
+            .map(|p| p.next_deadline(graceful.timeout))
+            .into_iter()
+            .chain(api_press.map(|at| PRESS_TIME.saturating_sub(at.elapsed())))
+            .min();
         match &epoll {
             Some(epoll) => {
                 let ms = wait.map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
@@ -203,7 +217,7 @@ pub fn wait_for_exit(
                             }
                             COMMAND_EVENT => {
                                 if let Some(s) = steering.as_mut() {
-                                    s.requests.serve(s.handle);
+                                    serve(s, graceful.button, &mut api_press);
                                 }
                             }
                             _ => {}
@@ -214,11 +228,58 @@ pub fn wait_for_exit(
             None => {
                 let _ = control.wait_timeout(wait.unwrap_or(FALLBACK_POLL).min(FALLBACK_POLL));
                 if let Some(s) = steering.as_mut() {
-                    s.requests.serve(s.handle);
+                    serve(s, graceful.button, &mut api_press);
                 }
             }
         }
     }
+}
+
+/// Carry out the steering requests; a power-button press is served here, where its
+/// release is timed.
+fn serve(s: &mut Steering, button: Option<&dyn PowerButton>, api_press: &mut Option<Instant>) {
+    s.requests.serve(&mut |command| match command {
+        VmCommand::PowerButton => {
+            let button = button.ok_or(CommandError::NoPowerButton)?;
+            if api_press.is_none() {
+                log::info!("management API: pressed the guest's {}", button.describe());
+                button.press();
+                *api_press = Some(Instant::now());
+            }
+            Ok(Answer::Done)
+        }
+        other => (s.handle)(other),
+    });
+}
+
+/// While no VM runs (the management API serves on): wait until a stop signal arrives
+/// (returned) or `requests` has something (served with `handle`, then `None`).
+pub fn wait_idle(
+    requests: &RunControl,
+    handle: &mut dyn FnMut(VmCommand) -> Result<Answer, CommandError>,
+) -> Option<i32> {
+    if let Some(sig) = next_signal() {
+        return Some(sig);
+    }
+    let mut fds = vec![libc::pollfd {
+        fd: requests.event().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    if let Some(signals) = SIGNALS.get() {
+        fds.push(libc::pollfd {
+            fd: signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if let Some(sig) = next_signal() {
+        return Some(sig);
+    }
+    requests.serve(handle);
+    None
 }
 
 /// The epoll set of the main thread's loop: the stop signals, the exit requests and the
@@ -400,5 +461,100 @@ mod tests {
         let end = with_button(&control, &button, Duration::from_secs(30));
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGINT));
         assert_eq!(button.presses.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_api_presses_and_releases_the_button_without_a_forced_stop() {
+        use crate::run_control::{StopKind, VmState};
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        install().unwrap();
+        let control = Arc::new(VmControl::new());
+        let button = Arc::new(Button::default());
+        let rc = Arc::new(RunControl::new().unwrap());
+        let asker = {
+            let (rc, button) = (rc.clone(), button.clone());
+            std::thread::spawn(move || {
+                let t = Duration::from_secs(10);
+                assert_eq!(rc.request(VmCommand::PowerButton, t), Ok(Answer::Done));
+                assert_eq!(button.presses.load(Ordering::SeqCst), 1);
+                // Released after PRESS_TIME; with a 300 ms timeout, no forced stop either.
+                std::thread::sleep(Duration::from_millis(600));
+                assert_eq!(button.releases.load(Ordering::SeqCst), 1);
+                let state = rc.request(VmCommand::State, t);
+                assert_eq!(state, Ok(Answer::State(VmState::Running)));
+                rc.request(VmCommand::Stop(StopKind::Shutdown), t)
+            })
+        };
+        let mut handle = |c: VmCommand| match c {
+            VmCommand::Stop(_) => {
+                control.request_exit(VmExitReason::Poweroff);
+                Ok(Answer::Done)
+            }
+            _ => Ok(Answer::State(VmState::Running)),
+        };
+        let end = wait_for_exit(
+            &control,
+            &GracefulStop {
+                button: Some(button.as_ref()),
+                timeout: Duration::from_millis(300),
+            },
+            Some(Steering {
+                requests: &rc,
+                handle: &mut handle,
+            }),
+        );
+        assert_eq!(asker.join().unwrap(), Ok(Answer::Done));
+        assert_eq!(end.reason, VmExitReason::Poweroff);
+        assert_eq!(end.waited, None);
+        // Without a button the press is refused (then a stop ends the loop).
+        let asker = {
+            let rc = rc.clone();
+            std::thread::spawn(move || {
+                let t = Duration::from_secs(10);
+                let press = rc.request(VmCommand::PowerButton, t);
+                rc.request(VmCommand::Stop(StopKind::Shutdown), t).unwrap();
+                press
+            })
+        };
+        let control = VmControl::new();
+        let mut handle = |c: VmCommand| {
+            if matches!(c, VmCommand::Stop(_)) {
+                control.request_exit(VmExitReason::Poweroff);
+            }
+            Ok(Answer::Done)
+        };
+        let end = wait_for_exit(
+            &control,
+            &no_button(),
+            Some(Steering {
+                requests: &rc,
+                handle: &mut handle,
+            }),
+        );
+        assert_eq!(asker.join().unwrap(), Err(CommandError::NoPowerButton));
+        assert_eq!(end.reason, VmExitReason::Poweroff);
+    }
+
+    #[test]
+    fn idle_waits_serve_requests_and_end_on_a_stop_signal() {
+        use crate::run_control::VmState;
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        install().unwrap();
+        let rc = Arc::new(RunControl::new().unwrap());
+        let asker = {
+            let rc = rc.clone();
+            std::thread::spawn(move || rc.request(VmCommand::State, Duration::from_secs(10)))
+        };
+        let served = std::cell::Cell::new(0);
+        let mut handle = |_| {
+            served.set(served.get() + 1);
+            Ok(Answer::State(VmState::Created))
+        };
+        while served.get() == 0 {
+            assert_eq!(wait_idle(&rc, &mut handle), None);
+        }
+        assert_eq!(asker.join().unwrap(), Ok(Answer::State(VmState::Created)));
+        raise_here(libc::SIGHUP);
+        assert_eq!(wait_idle(&rc, &mut handle), Some(libc::SIGHUP));
     }
 }

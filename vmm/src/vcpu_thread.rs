@@ -11,7 +11,7 @@
 //! paused thread waits on its condvar, outside the guest; each thread reports where it is
 //! (Running, Paused, Exited) under the same lock, which the VMM waits on with a deadline.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,24 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(3);
 pub struct Buses {
     pub pio: Bus,
     pub mmio: Bus,
+}
+
+impl Buses {
+    /// What the management API's `vm.counters` reports: the guest's accesses that no
+    /// device claimed, per bus.
+    pub fn counters(&self) -> crate::run_control::Counters {
+        let one = |n: u64| {
+            [("unclaimed_accesses".to_string(), n)]
+                .into_iter()
+                .collect()
+        };
+        [
+            ("pio".to_string(), one(self.pio.unclaimed_accesses())),
+            ("mmio".to_string(), one(self.mmio.unclaimed_accesses())),
+        ]
+        .into_iter()
+        .collect()
+    }
 }
 
 /// Signal used to knock a vCPU thread out of `KVM_RUN`.
@@ -66,6 +84,8 @@ struct Steering {
     wanted: AtomicU8,
     state: Mutex<VcpuState>,
     changed: Condvar,
+    /// Exits from the guest: port I/O, MMIO, the rest (for `vm.counters`).
+    exits: [AtomicU64; 3],
 }
 
 impl Steering {
@@ -74,6 +94,7 @@ impl Steering {
             wanted: AtomicU8::new(Wanted::Run as u8),
             state: Mutex::new(VcpuState::Running),
             changed: Condvar::new(),
+            exits: Default::default(),
         }
     }
 
@@ -234,7 +255,14 @@ pub fn spawn<V: Vcpu + 'static>(
                 if control.exit_requested() {
                     break;
                 }
-                match vcpu.run() {
+                let exit = vcpu.run();
+                let kind = match &exit {
+                    Ok(VcpuExit::IoIn { .. } | VcpuExit::IoOut { .. }) => 0,
+                    Ok(VcpuExit::MmioRead { .. } | VcpuExit::MmioWrite { .. }) => 1,
+                    _ => 2,
+                };
+                steer.exits[kind].fetch_add(1, Ordering::Relaxed);
+                match exit {
                     Ok(VcpuExit::IoIn { port, size, data }) => {
                         let step = port_elements(size, data.len());
                         for element in data.chunks_mut(step) {
@@ -267,6 +295,24 @@ pub fn spawn<V: Vcpu + 'static>(
         steering,
         kicker,
     })
+}
+
+/// Each vCPU's exits by kind, for `vm.counters` (`vcpu0`: `pio_exits`, `mmio_exits`,
+/// `other_exits`).
+pub fn counters(threads: &[VcpuThread]) -> crate::run_control::Counters {
+    threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let names = ["pio_exits", "mmio_exits", "other_exits"];
+            let counts = names
+                .iter()
+                .zip(&t.steering.exits)
+                .map(|(n, c)| (n.to_string(), c.load(Ordering::Relaxed)))
+                .collect();
+            (format!("vcpu{i}"), counts)
+        })
+        .collect()
 }
 
 /// Out of the guest until resumed or told to exit.

@@ -4,9 +4,7 @@
 //! on it), and removed when the run ends.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use devices::virtio::Vsock;
@@ -55,34 +53,8 @@ pub fn open(config: Option<&VsockConfig>) -> Result<Option<OpenVsock>, Error> {
     let Some(config) = config else {
         return Ok(None);
     };
-    let path = &config.socket;
-    let dir = match path.parent() {
-        Some(d) if d.as_os_str().is_empty() => Path::new("."),
-        Some(d) => d,
-        None => return Err(input(config, "is not a file path".into())),
-    };
-    if !dir.is_dir() {
-        return Err(input(config, format!("directory {dir:?} does not exist")));
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(input(
-                    config,
-                    "another process listens on this socket".into(),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                log::info!("--vsock: removing the stale socket {path:?}");
-                std::fs::remove_file(path).map_err(|e| input(config, e.to_string()))?;
-            }
-            Err(e) => return Err(input(config, e.to_string())),
-        },
-        Ok(_) => return Err(input(config, "exists and is not a socket".into())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(input(config, e.to_string())),
-    }
-    let listener = UnixListener::bind(path).map_err(|e| input(config, e.to_string()))?;
+    let listener =
+        crate::unix_socket::bind(&config.socket, "--vsock").map_err(|e| input(config, e))?;
     Ok(Some(OpenVsock {
         listener: Arc::new(listener),
         config: config.clone(),
@@ -92,6 +64,8 @@ pub fn open(config: Option<&VsockConfig>) -> Result<Option<OpenVsock>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
 
     fn config(path: &Path) -> VsockConfig {
         VsockConfig {

@@ -20,11 +20,13 @@ pub enum Field {
     BootTimer,
     Pit,
     OnReset,
+    ApiSocket,
+    ConfigFile,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 16] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -39,6 +41,8 @@ impl Field {
         Field::BootTimer,
         Field::Pit,
         Field::OnReset,
+        Field::ApiSocket,
+        Field::ConfigFile,
     ];
 
     /// The `polyvisor run` flag, e.g. `--memory`.
@@ -58,6 +62,8 @@ impl Field {
             Field::BootTimer => "--boot-timer",
             Field::Pit => "--pit",
             Field::OnReset => "--on-reset",
+            Field::ApiSocket => "--api-socket",
+            Field::ConfigFile => "--config",
         }
     }
 
@@ -76,7 +82,12 @@ impl Field {
             Field::Rng => Some("rng"),
             Field::Vsock => Some("vsock"),
             Field::Console => Some("serial"),
-            Field::ShutdownTimeout | Field::BootTimer | Field::Pit | Field::OnReset => None,
+            Field::ShutdownTimeout
+            | Field::BootTimer
+            | Field::Pit
+            | Field::OnReset
+            | Field::ApiSocket
+            | Field::ConfigFile => None,
         }
     }
 }
