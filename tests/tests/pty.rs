@@ -229,8 +229,8 @@ impl TtyRun {
 /// SLP_EN | SLP_TYP 5 to the ACPI sleep control register: S5.
 const SLEEP_CONTROL_PORT: u16 = 0x600;
 const SLEEP_S5: u8 = (1 << 5) | (5 << 2);
-/// A pause before the guest ends by itself, so the console-input thread is waiting in
-/// its read when it does (iterations of `loop`: about 1 µs each on this host's KVM,
+/// A pause before the guest ends by itself, so the main loop is waiting on stdin (the
+/// terminal) when it does (iterations of `loop`: about 1 µs each on this host's KVM,
 /// whose guests run slowly).
 const DELAY_LOOPS: u32 = 500_000;
 

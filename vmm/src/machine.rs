@@ -218,7 +218,7 @@ pub struct Machine<V: Vm> {
     buses: Arc<Buses>,
     control: Arc<VmControl>,
     power_button: Option<Box<dyn PowerButton>>,
-    input: Option<console::ConsoleInputPump>,
+    input: Option<crate::console_input::StdinInput>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -226,7 +226,7 @@ impl<V: Vm> Machine<V> {
     /// Build the machine `config` describes on hypervisor `H`: open the kernel and initrd,
     /// create the VM, attach the virtio devices, load the guest, place the devices (the
     /// console's output going to `console_out`) and create the vCPUs. Nothing runs yet
-    /// (the console input thread excepted, once the devices exist).
+    /// (a terminal on stdin is in raw mode from here: its input is read once `run` starts).
     pub fn build<H: Hypervisor<Vm = V>>(
         config: &Config,
         console_out: &console::ConsoleOutput,
@@ -310,7 +310,7 @@ impl<V: Vm> Machine<V> {
             buses,
             control,
             power_button,
-            input,
+            mut input,
             shutdown_timeout,
         } = self;
         let mut threads = Vec::with_capacity(vcpus.len());
@@ -356,10 +356,13 @@ impl<V: Vm> Machine<V> {
                 button: power_button.as_deref(),
                 timeout: shutdown_timeout,
             },
-            steering.map(|requests| crate::signals::Steering {
-                requests,
-                handle: &mut handle,
-            }),
+            crate::signals::Sources {
+                steering: steering.map(|requests| crate::signals::Steering {
+                    requests,
+                    handle: &mut handle,
+                }),
+                console: input.as_mut(),
+            },
         );
         let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
         if !stuck.is_empty() {

@@ -569,6 +569,10 @@ impl ConsoleInput for SclpConsoleInput {
     fn enqueue_input(&self, bytes: &[u8]) -> std::io::Result<usize> {
         Ok(self.0.queue(|sclp| sclp.queue_input(bytes)))
     }
+
+    fn notify_room(&self, event: vmm_sys_util::eventfd::EventFd) {
+        self.0.queue(|sclp| sclp.input_room().set_event(event));
+    }
 }
 
 /// What one vCPU asks another to do (SIGP orders the target performs on its own thread).
