@@ -110,8 +110,14 @@ mod tests {
         room.refused();
         assert!(room.is_waiting());
         room.freed();
+        assert!(
+            !room.is_waiting(),
+            "disarmed by the write: a second free writes nothing"
+        );
         room.freed();
-        assert_eq!(ev.read().unwrap(), 1, "one write for one refusal");
-        assert!(!room.is_waiting());
+        // Only readability is checked: qemu-user on big-endian hosts byte-swaps eventfd
+        // counts, so the value read is not comparable there.
+        assert!(ev.read().is_ok(), "room again");
+        assert!(ev.read().is_err());
     }
 }

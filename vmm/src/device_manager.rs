@@ -158,8 +158,8 @@ pub fn attach<V: Vm>(
         // No UART: the backend serves the console itself (s390x SCLP).
         match vm.attach_console(Box::new(console_out.sink())) {
             Some(input) => {
-                input_guard = StdinInput::start(&config.console, input)
-                    .map_err(io_err("console input"))?;
+                input_guard =
+                    StdinInput::start(&config.console, input).map_err(io_err("console input"))?;
             }
             None => log::debug!("{}: no console device", "the backend"),
         }

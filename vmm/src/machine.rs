@@ -314,8 +314,9 @@ impl<V: Vm> Machine<V> {
             shutdown_timeout,
         } = self;
         let mut threads = Vec::with_capacity(vcpus.len());
+        let peers = vcpu_thread::Peers::new(vcpus.len());
         for (index, vcpu) in vcpus.into_iter().enumerate() {
-            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
+            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone(), &peers) {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     control.request_exit(VmExitReason::Error(e.to_string()));
