@@ -208,11 +208,6 @@ impl Sclp {
         n
     }
 
-    /// Whether the console takes input at all (the line-mode console does not).
-    pub fn takes_input(&self) -> bool {
-        self.console == SclpConsole::Vt220
-    }
-
     /// Says when console input has room again after [`Sclp::queue_input`] refused some:
     /// when the guest has read events.
     pub fn input_room(&self) -> &InputRoom {
