@@ -58,11 +58,14 @@ fn stdin_kind() -> StdinKind {
     }
 }
 
-/// Whether this process is in the foreground process group of the terminal on stdin.
+/// Whether job control lets this process use the terminal on stdin: it is in the
+/// terminal's foreground process group, or the terminal is not its controlling terminal
+/// (`tcgetpgrp` fails with `ENOTTY`: no SIGTTIN or SIGTTOU is ever sent for it, e.g. a
+/// console given to a process without a session's terminal).
 fn in_foreground() -> bool {
     // SAFETY: tcgetpgrp and getpgrp only read process and terminal state.
     let (foreground, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
-    foreground == own
+    foreground == own || foreground < 0
 }
 
 /// A non-blocking descriptor reading what fd 0 reads. A terminal or pipe is opened again
