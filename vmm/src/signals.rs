@@ -174,8 +174,9 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    /// The loop over the stop signals, the exit requests and `sources`.
-    fn new(control: &VmControl, sources: &Sources) -> std::io::Result<Self> {
+    /// The loop over the stop signals, the exit requests and `sources`. A console input
+    /// the loop cannot watch is turned off (logged), the rest goes on.
+    fn new(control: &VmControl, sources: &mut Sources) -> std::io::Result<Self> {
         let mut el = Self {
             epoll: Epoll::new()?,
             registered: [false; Token::ALL.len()],
@@ -191,9 +192,15 @@ impl EventLoop {
         if let Some(s) = &sources.steering {
             el.set(Token::Commands, s.requests.event().as_raw_fd(), true)?;
         }
-        if let Some(input) = &sources.console {
-            el.set(Token::ConsoleRoom, input.room_fd(), true)?;
-            el.sync_console(input)?;
+        if let Some(input) = sources.console.as_deref() {
+            let watched = el
+                .set(Token::ConsoleRoom, input.room_fd(), true)
+                .and_then(|()| el.sync_console(input));
+            if let Err(e) = watched {
+                log::warn!("console: watching stdin: {e}; console input off");
+                el.drop_console(input);
+                sources.console = None;
+            }
         }
         Ok(el)
     }
@@ -215,6 +222,12 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Take console input out of the set for good.
+    fn drop_console(&mut self, input: &StdinInput) {
+        let _ = self.set(Token::ConsoleIn, input.stdin_fd(), false);
+        let _ = self.set(Token::ConsoleRoom, input.room_fd(), false);
+    }
+
     /// Watch stdin only while the console takes input (a full device, EOF or Ctrl-A x
     /// take it out of the set: a readable stdin or one at EOF would wake the loop forever).
     fn sync_console(&mut self, input: &StdinInput) -> std::io::Result<()> {
@@ -228,7 +241,7 @@ impl EventLoop {
 /// requests), and, while a power-button press is in progress, for its release and
 /// deadline, until the guest stops or a stop signal ends the VM. Nothing polls on a timer.
 pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop, mut sources: Sources) -> Ending {
-    let mut event_loop = match EventLoop::new(control, &sources) {
+    let mut event_loop = match EventLoop::new(control, &mut sources) {
         Ok(e) => Some(e),
         Err(e) => {
             log::warn!("event loop: {e}; polling instead, console input off");
@@ -317,8 +330,7 @@ pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop, mut sources: 
                 if let Some(input) = sources.console.as_deref() {
                     if let Err(e) = el.sync_console(input) {
                         log::warn!("console: watching stdin: {e}; console input off");
-                        let _ = el.set(Token::ConsoleIn, input.stdin_fd(), false);
-                        let _ = el.set(Token::ConsoleRoom, input.room_fd(), false);
+                        el.drop_console(input);
                         sources.console = None;
                     }
                 }
