@@ -33,4 +33,14 @@ pub enum VcpuExit<'a> {
     Interrupted,
     /// The backend handled an architecture-specific exit itself; run again.
     Handled,
+    /// The vCPU is in its architecture's stopped state (s390x: it stopped itself or was
+    /// stopped with SIGP STOP, or has not been started yet): the VMM parks its thread,
+    /// without spinning, until [`VcpuExit::Wake`] names it, a pause or the end, then runs
+    /// it again (the backend takes the orders left for it, and says `Stopped` again if it
+    /// is still stopped).
+    Stopped,
+    /// The backend handled an exit that left an order for vCPU `vcpu` (s390x: SIGP START,
+    /// RESTART, a reset, SET PREFIX, STORE STATUS): the VMM wakes that vCPU's thread if
+    /// it is parked stopped; this one runs again.
+    Wake { vcpu: u32 },
 }

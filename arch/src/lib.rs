@@ -189,7 +189,8 @@ pub trait Vcpu: Send + 'static {
     /// Run the guest until it needs the VMM. Returns [`VcpuExit::Interrupted`] when the
     /// vCPU was kicked ([`VcpuKicker::kick`]) or a signal reached its thread during the
     /// run; a kick is consumed by the `run` that reports it, so the caller looks at what
-    /// it was asked to do (pause, stop) after every `Interrupted`.
+    /// it was asked to do (pause, stop) after every `Interrupted`. A stopped vCPU returns
+    /// [`VcpuExit::Stopped`] (consuming a kick the same way) and never waits in `run`.
     fn run(&mut self) -> Result<VcpuExit<'_>>;
 
     /// A handle other threads use to get this vCPU out of the guest (see [`VcpuKicker`]).
@@ -201,8 +202,7 @@ pub trait Vcpu: Send + 'static {
 /// `kick` returns, the vCPU's `run` in progress or its next one returns
 /// [`VcpuExit::Interrupted`] (KVM's `immediate_exit`: a `KVM_RUN` entered after the kick
 /// returns at once). A `KVM_RUN` already in the guest still needs a signal to its thread,
-/// which the VMM sends once after the kick. A backend that waits on its own inside `run`
-/// (a stopped s390x CPU waiting for a SIGP order) wakes up too.
+/// which the VMM sends once after the kick.
 pub trait VcpuKicker: Send + Sync {
     fn kick(&self);
 }

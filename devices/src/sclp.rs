@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
+use crate::console_input::InputRoom;
 use crate::log_limit::LogLimit;
 use crate::virtio::GuestMemory;
 
@@ -117,11 +118,14 @@ pub struct Sclp {
     quiesce_pending: bool,
     /// Console input waiting for the guest's READ EVENT DATA (VT220 events).
     input: VecDeque<u8>,
+    /// Says when `input` has room again after refusing some.
+    room: InputRoom,
     /// Console output the sink refused.
     output_errors: LogLimit,
 }
 
-/// Console input held for the guest at most (the VMM's input thread waits when it is full).
+/// Console input held for the guest at most (the VMM's input waits for room when it is
+/// full, see [`Sclp::input_room`]).
 pub const INPUT_MAX: usize = 4096;
 /// An event buffer's header: length u16, type u8, flags u8, reserved u16.
 const EVBUF_HEADER_LEN: usize = 6;
@@ -165,6 +169,7 @@ impl Sclp {
             guest_send_mask: 0,
             quiesce_pending: false,
             input: VecDeque::new(),
+            room: InputRoom::default(),
             output_errors: LogLimit::new("SCLP console output"),
         }
     }
@@ -197,7 +202,16 @@ impl Sclp {
         }
         let n = bytes.len().min(INPUT_MAX - self.input.len());
         self.input.extend(&bytes[..n]);
+        if n < bytes.len() {
+            self.room.refused();
+        }
         n
+    }
+
+    /// Says when console input has room again after [`Sclp::queue_input`] refused some:
+    /// when the guest has read events.
+    pub fn input_room(&self) -> &InputRoom {
+        &self.room
     }
 
     /// Events the SCLP accepts from the guest.
@@ -458,6 +472,7 @@ impl Sclp {
                 {
                     *dst = src;
                 }
+                self.room.freed();
                 at += len;
             } else {
                 too_small = true;

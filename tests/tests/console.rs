@@ -61,8 +61,19 @@ fn console_file_receives_guest_output() {
 
 /// Polls COM1 for up to 4 received bytes (bounded), then prints `got=[<bytes>]`.
 fn echo_guest() -> Vec<u8> {
+    echo_guest_of(4, 0)
+}
+
+/// Spins `delay` times without looking at COM1 (its FIFO fills), then polls it for up to
+/// `want` received bytes (bounded), then prints `got=[<bytes>]`.
+fn echo_guest_of(want: u32, delay: u32) -> Vec<u8> {
     let mut a = pvh_asm();
     print(&mut a, "ready\n");
+    if delay > 0 {
+        a.mov_imm(Reg::Ecx, delay); // ecx = delay
+        let spin = a.here_label();
+        a.loop_to(spin); // loop spin: no exits, the FIFO is not read
+    }
     a.xor_rr(Reg::Ebx, Reg::Ebx); // ebx = bytes received
     a.mov_imm(Reg::Ecx, RX_SPINS); // ecx = poll budget
     let poll = a.here_label();
@@ -76,7 +87,7 @@ fn echo_guest() -> Vec<u8> {
     a.in_al_dx(); // in al, dx: the byte
     a.mov_store8(Mem::Base(Reg::Ebx, SCRATCH as i32), Reg::Eax); // buf[ebx] = al
     a.inc(Reg::Ebx); // ebx += 1
-    a.cmp_imm(Reg::Ebx, 4); // four bytes?
+    a.cmp_imm(Reg::Ebx, want); // all bytes?
     a.j(Cond::Ae, done); // jae done
     a.bind(next);
     a.loop_to(poll); // loop poll
@@ -110,4 +121,25 @@ fn stdin_reaches_the_guest_serial_port() {
         .run();
     out.assert_guest_reset();
     out.assert_stdout_contains("got=[ping]\n");
+}
+
+/// A guest that reads nothing while more input than its FIFO holds arrives: the input
+/// waits (nothing dropped) and reaches it once it reads, in order.
+#[test]
+fn input_waits_for_a_guest_whose_fifo_is_full() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let k = dir.write("k.elf", &echo_guest_of(300, 1_000_000));
+    let data: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let out = Polyvisor::new()
+        .arg("run")
+        .arg("--kernel")
+        .arg(&k)
+        .stdin_bytes(&data)
+        .run();
+    out.assert_guest_reset();
+    let mut want = b"got=[".to_vec();
+    want.extend_from_slice(&data);
+    want.extend_from_slice(b"]\n");
+    out.assert_stdout_contains(std::str::from_utf8(&want).unwrap());
 }

@@ -128,17 +128,24 @@ impl Settings {
 /// slave), as a login shell's child is; and lets it dump no core (a SIGQUIT that beats
 /// polyvisor's handlers would otherwise leave one behind).
 fn session_leader_on_stdin(cmd: &mut Command) {
+    session_leader(cmd, true);
+}
+
+/// As [`session_leader_on_stdin`]; with `ctty` false the session has no controlling
+/// terminal (stdin is a terminal job control does not apply to, as a console handed to
+/// a process started by init is).
+fn session_leader(cmd: &mut Command, ctty: bool) {
     // SAFETY: the closure runs in the child between fork and exec and calls only
     // async-signal-safe functions (setsid, ioctl, setrlimit); it allocates nothing. Stdio
     // is set up before it runs, so fd 0 is the pty slave.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let no_core = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
             if libc::setsid() < 0
-                || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0
+                || (ctty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0)
                 || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
             {
                 return Err(io::Error::last_os_error());
@@ -158,6 +165,11 @@ struct TtyRun {
 
 impl TtyRun {
     fn start(kernel: &[u8], extra: &[&str]) -> TtyRun {
+        Self::start_as(kernel, extra, true)
+    }
+
+    /// [`TtyRun::start`]; `ctty` false: the pty is stdin but not the controlling terminal.
+    fn start_as(kernel: &[u8], extra: &[&str], ctty: bool) -> TtyRun {
         let dir = TempDir::new();
         let k = dir.write("tty.elf", kernel);
         let pty = Pty::open();
@@ -165,7 +177,7 @@ impl TtyRun {
         let mut cmd = Command::new(polyvisor_bin());
         cmd.args([OsStr::new("run"), OsStr::new("--kernel"), k.as_os_str()])
             .args(extra);
-        session_leader_on_stdin(&mut cmd);
+        session_leader(&mut cmd, ctty);
         let stdin = Stdio::from(pty.slave.try_clone().expect("dup the pty slave"));
         let vm = Running::spawn_with(&mut cmd, stdin, Stdout::Read);
         // The kernel file may go once the guest runs.
@@ -229,8 +241,8 @@ impl TtyRun {
 /// SLP_EN | SLP_TYP 5 to the ACPI sleep control register: S5.
 const SLEEP_CONTROL_PORT: u16 = 0x600;
 const SLEEP_S5: u8 = (1 << 5) | (5 << 2);
-/// A pause before the guest ends by itself, so the console-input thread is waiting in
-/// its read when it does (iterations of `loop`: about 1 µs each on this host's KVM,
+/// A pause before the guest ends by itself, so the main loop is waiting on stdin (the
+/// terminal) when it does (iterations of `loop`: about 1 µs each on this host's KVM,
 /// whose guests run slowly).
 const DELAY_LOOPS: u32 = 500_000;
 
@@ -447,6 +459,24 @@ fn keys_typed_on_the_terminal_reach_the_guest_uart() {
     assert_guest_ended(&end, "guest reset");
     assert!(
         end.stdout.contains("got=[p\x03ng]\n"),
+        "the guest did not receive the typed keys\n{end}"
+    );
+}
+
+#[test]
+fn a_terminal_that_is_not_the_controlling_one_is_used() {
+    polyvisor_tests::require_kvm!();
+    // No job control applies to it: raw mode and input, as on a controlling terminal.
+    let mut run = TtyRun::start_as(&echo_guest(), &[], false);
+    run.wait_raw();
+    run.pty
+        .master
+        .write_all(b"ping")
+        .expect("typing on the master");
+    let end = run.finish(GUEST_END_DEADLINE, "the echo guest's reset");
+    assert_guest_ended(&end, "guest reset");
+    assert!(
+        end.stdout.contains("got=[ping]\n"),
         "the guest did not receive the typed keys\n{end}"
     );
 }

@@ -1,40 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The console's host side: where guest output goes, and the thread that feeds host input
-//! to the guest.
+//! The console's host side: where guest output goes. (Host input reaches the guest through
+//! the main thread's event loop: [`crate::console_input`].)
 //!
 //! Output: the guest's console device writes into a bounded buffer and never waits; a
 //! writer thread moves the buffer to stdout or the file. When the sink is slow, full or
 //! broken, what does not fit is dropped and counted (a guest cannot block a vCPU, or grow
 //! the VMM's memory, by writing faster than the sink takes it).
-//!
-//! Input: a thread waits with `poll` on fd 0 and a stop `EventFd`, and reads with `read(2)`
-//! (not through the std stdin lock, which the exit path must never wait for).
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use devices::{ConsoleInput, VmControl, VmExitReason};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
 use crate::config::ConsoleMode;
-use crate::terminal::RawModeGuard;
-
-/// Ctrl-A, then `x`: leave the VM from a raw-mode terminal (as in QEMU).
-const ESCAPE: u8 = 0x01;
-const ESCAPE_QUIT: u8 = b'x';
 
 /// Guest output held for the writer thread at most; more is dropped and counted.
 pub const OUTPUT_BUFFER: usize = 256 << 10;
 /// How long the end of a run waits for buffered output to reach the sink.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
-/// How long the end of a run waits for the input thread.
-const INPUT_STOP_DEADLINE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct OutputState {
@@ -257,202 +241,6 @@ fn write_out(shared: &OutputShared, mut dest: Destination) {
                 s.pending = Vec::new();
                 shared.changed.notify_all();
                 return;
-            }
-        }
-    }
-}
-
-/// What kind of stdin the VMM has.
-#[derive(Debug, PartialEq, Eq)]
-enum StdinKind {
-    Terminal,
-    Pipe,
-    Other,
-}
-
-fn stdin_kind() -> StdinKind {
-    if io::stdin().is_terminal() {
-        return StdinKind::Terminal;
-    }
-    match std::fs::metadata(Path::new("/proc/self/fd/0")) {
-        Ok(m) if m.file_type().is_fifo() || m.file_type().is_socket() => StdinKind::Pipe,
-        _ => StdinKind::Other,
-    }
-}
-
-/// Whether this process is in the foreground process group of the terminal on stdin.
-fn in_foreground() -> bool {
-    // SAFETY: tcgetpgrp and getpgrp only read process and terminal state.
-    let (foreground, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
-    foreground == own
-}
-
-/// The console-input thread and, for a terminal, the raw mode it put the terminal in.
-/// Dropping it stops the thread (bounded) and restores the terminal.
-pub struct ConsoleInputPump {
-    stop: EventFd,
-    thread: Option<JoinHandle<()>>,
-    _raw: Option<RawModeGuard>,
-}
-
-impl Drop for ConsoleInputPump {
-    fn drop(&mut self) {
-        let _ = self.stop.write(1);
-        if let Some(t) = self.thread.take() {
-            let start = Instant::now();
-            while !t.is_finished() && start.elapsed() < INPUT_STOP_DEADLINE {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                log::debug!("console: the input thread did not stop; leaving it behind");
-            }
-        }
-        // `_raw` drops after this: the terminal is restored.
-    }
-}
-
-/// Start feeding stdin to `input` when `mode` is `tty` and stdin is a terminal or a pipe.
-/// A terminal is switched to raw mode (restored when the pump drops); Ctrl-A x stops the VM.
-/// The stop-signal handlers must be installed before this is called.
-pub fn start_input(
-    mode: &ConsoleMode,
-    input: Arc<dyn ConsoleInput>,
-    control: Arc<VmControl>,
-) -> io::Result<Option<ConsoleInputPump>> {
-    if *mode != ConsoleMode::Tty {
-        return Ok(None);
-    }
-    let mut kind = stdin_kind();
-    if kind == StdinKind::Terminal && !in_foreground() {
-        // A job in the background (`polyvisor run ... &`): changing the terminal's
-        // settings would stop the whole process with SIGTTOU, and reading it with SIGTTIN.
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            log::info!("stdin is a terminal this job is in the background of: console input off");
-        });
-        kind = StdinKind::Other;
-    }
-    let raw = match kind {
-        StdinKind::Other => return Ok(None),
-        StdinKind::Terminal => Some(
-            RawModeGuard::enter()
-                .map_err(|e| io::Error::other(format!("setting the terminal to raw mode: {e}")))?,
-        ),
-        StdinKind::Pipe => None,
-    };
-    let stop = EventFd::new(EFD_NONBLOCK)?;
-    let thread_stop = stop.try_clone()?;
-    let terminal = kind == StdinKind::Terminal;
-    let thread = std::thread::Builder::new()
-        .name("console-in".into())
-        .spawn(move || pump_input(terminal, &*input, &control, &thread_stop))?;
-    Ok(Some(ConsoleInputPump {
-        stop,
-        thread: Some(thread),
-        _raw: raw,
-    }))
-}
-
-/// Wait until fd 0 is readable (true) or the stop event fired (false).
-fn wait_readable(stop: &EventFd) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: libc::STDIN_FILENO,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
-        }
-        if fds[1].revents != 0 {
-            return false;
-        }
-        if fds[0].revents != 0 {
-            return true;
-        }
-    }
-}
-
-/// `read(2)` on fd 0, without the std stdin lock.
-fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn pump_input(terminal: bool, input: &dyn ConsoleInput, control: &VmControl, stop: &EventFd) {
-    let mut buf = [0u8; 64];
-    let mut escape_pending = false;
-    loop {
-        if !wait_readable(stop) {
-            return;
-        }
-        let n = match read_stdin(&mut buf) {
-            Ok(0) => return, // EOF: the guest just gets no more input
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                log::warn!("console: reading stdin: {e}");
-                return;
-            }
-        };
-        let mut bytes = Vec::with_capacity(n);
-        for &b in &buf[..n] {
-            if terminal && escape_pending {
-                escape_pending = false;
-                if b == ESCAPE_QUIT {
-                    control.request_exit(VmExitReason::Error(
-                        "stopped from the console (Ctrl-A x)".into(),
-                    ));
-                    return;
-                }
-                bytes.push(ESCAPE);
-                if b == ESCAPE {
-                    continue;
-                }
-            } else if terminal && b == ESCAPE {
-                escape_pending = true;
-                continue;
-            }
-            bytes.push(b);
-        }
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            if control.exit_reason().is_some() || stop.read().is_ok() {
-                return;
-            }
-            match input.enqueue_input(rest) {
-                Ok(0) => std::thread::sleep(Duration::from_millis(2)),
-                Ok(k) => rest = &rest[k.min(rest.len())..],
-                Err(e) => {
-                    log::warn!("console: {e}");
-                    return;
-                }
             }
         }
     }

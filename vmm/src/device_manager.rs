@@ -16,7 +16,8 @@ use devices::legacy::{
 use devices::{Bus, BusDevice, BusRange, PowerButton, VmControl};
 
 use crate::config::Config;
-use crate::console::{self, ConsoleInputPump, ConsoleOutput};
+use crate::console::ConsoleOutput;
+use crate::console_input::StdinInput;
 use crate::machine::{io_err, Error};
 use crate::vcpu_thread::Buses;
 
@@ -25,8 +26,9 @@ pub struct Devices {
     pub buses: Buses,
     /// The power button SIGTERM presses, when the platform has one as a device.
     pub power_button: Option<Box<dyn PowerButton>>,
-    /// The console-input thread (and the terminal's raw mode), when stdin feeds the guest.
-    pub input: Option<ConsoleInputPump>,
+    /// Stdin feeding the guest's console (and the terminal's raw mode), served by the
+    /// main loop.
+    pub input: Option<StdinInput>,
 }
 
 pub(crate) fn place(
@@ -85,7 +87,7 @@ pub fn attach<V: Vm>(
                 place(&mut buses, dev, serial.clone())?;
                 // The first UART is the console the guest's input goes to.
                 if !has_uart {
-                    input_guard = console::start_input(&config.console, serial, control.clone())
+                    input_guard = StdinInput::start(&config.console, serial)
                         .map_err(io_err("console input"))?;
                 }
                 has_uart = true;
@@ -156,8 +158,8 @@ pub fn attach<V: Vm>(
         // No UART: the backend serves the console itself (s390x SCLP).
         match vm.attach_console(Box::new(console_out.sink())) {
             Some(input) => {
-                input_guard = console::start_input(&config.console, input, control.clone())
-                    .map_err(io_err("console input"))?;
+                input_guard =
+                    StdinInput::start(&config.console, input).map_err(io_err("console input"))?;
             }
             None => log::debug!("{}: no console device", "the backend"),
         }

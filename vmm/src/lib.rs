@@ -9,6 +9,7 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod console_input;
 pub mod device_manager;
 pub mod disks;
 pub mod host;

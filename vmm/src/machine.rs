@@ -223,7 +223,7 @@ pub struct Machine<V: Vm> {
     buses: Arc<Buses>,
     control: Arc<VmControl>,
     power_button: Option<Box<dyn PowerButton>>,
-    input: Option<console::ConsoleInputPump>,
+    input: Option<crate::console_input::StdinInput>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -231,7 +231,7 @@ impl<V: Vm> Machine<V> {
     /// Build the machine `config` describes on hypervisor `H`: open the kernel and initrd,
     /// create the VM, attach the virtio devices, load the guest, place the devices (the
     /// console's output going to `console_out`) and create the vCPUs. Nothing runs yet
-    /// (the console input thread excepted, once the devices exist).
+    /// (a terminal on stdin is in raw mode from here: its input is read once `run` starts).
     pub fn build<H: Hypervisor<Vm = V>>(
         config: &Config,
         console_out: &console::ConsoleOutput,
@@ -315,12 +315,13 @@ impl<V: Vm> Machine<V> {
             buses,
             control,
             power_button,
-            input,
+            mut input,
             shutdown_timeout,
         } = self;
         let mut threads = Vec::with_capacity(vcpus.len());
+        let peers = vcpu_thread::Peers::new(vcpus.len());
         for (index, vcpu) in vcpus.into_iter().enumerate() {
-            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone()) {
+            match vcpu_thread::spawn(index as u32, vcpu, buses.clone(), control.clone(), &peers) {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     control.request_exit(VmExitReason::Error(e.to_string()));
@@ -383,10 +384,13 @@ impl<V: Vm> Machine<V> {
                 button: power_button.as_deref(),
                 timeout: shutdown_timeout,
             },
-            steering.map(|requests| crate::signals::Steering {
-                requests,
-                handle: &mut handle,
-            }),
+            crate::signals::Sources {
+                steering: steering.map(|requests| crate::signals::Steering {
+                    requests,
+                    handle: &mut handle,
+                }),
+                console: input.as_mut(),
+            },
         );
         let stuck = vcpu_thread::stop_all(threads, vcpu_thread::STOP_DEADLINE);
         if !stuck.is_empty() {

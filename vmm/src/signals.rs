@@ -5,12 +5,13 @@
 //! Either way the VMM tears down cleanly (vCPU threads joined, terminal restored) instead of
 //! dying mid-run.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use devices::{PowerButton, VmControl, VmExitReason};
 
+use crate::console_input::{InputWait, StdinInput};
 use crate::run_control::{Answer, CommandError, RunControl, VmCommand};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
@@ -115,9 +116,40 @@ impl Pressed {
     }
 }
 
-const SIGNAL_EVENT: u64 = 1;
-const EXIT_EVENT: u64 = 2;
-const COMMAND_EVENT: u64 = 3;
+/// What can wake the main loop. Each source's descriptor is registered with its token; a
+/// new source is one variant here, one registration in [`EventLoop::new`] (or through
+/// [`EventLoop::set`] when its interest changes) and one arm in [`wait_for_exit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    /// The stop-signal signalfd.
+    Signals,
+    /// The VM's exit-request eventfd (guest poweroff/reset, a vCPU's error, Ctrl-A x).
+    ExitRequest,
+    /// Pause/resume requests ([`RunControl`]).
+    Commands,
+    /// Stdin, while the console device takes input.
+    ConsoleIn,
+    /// The console device has room again for input that waits.
+    ConsoleRoom,
+}
+
+impl Token {
+    const ALL: [Token; 5] = [
+        Token::Signals,
+        Token::ExitRequest,
+        Token::Commands,
+        Token::ConsoleIn,
+        Token::ConsoleRoom,
+    ];
+
+    fn data(self) -> u64 {
+        self as u64 + 1
+    }
+
+    fn from_data(data: u64) -> Option<Token> {
+        Token::ALL.into_iter().find(|t| t.data() == data)
+    }
+}
 
 /// Requests to the running VM (pause, resume) and what carries them out.
 pub struct Steering<'a> {
@@ -125,23 +157,98 @@ pub struct Steering<'a> {
     pub handle: &'a mut dyn FnMut(VmCommand) -> Result<Answer, CommandError>,
 }
 
+/// The main loop's optional sources, beyond the stop signals and exit requests it always
+/// has.
+#[derive(Default)]
+pub struct Sources<'a> {
+    /// Pause/resume requests from another thread (the API).
+    pub steering: Option<Steering<'a>>,
+    /// Stdin feeding the guest's console.
+    pub console: Option<&'a mut StdinInput>,
+}
+
+/// The main loop's epoll set and which sources are in it.
+struct EventLoop {
+    epoll: Epoll,
+    registered: [bool; Token::ALL.len()],
+}
+
+impl EventLoop {
+    /// The loop over the stop signals, the exit requests and `sources`. A console input
+    /// the loop cannot watch is turned off (logged), the rest goes on.
+    fn new(control: &VmControl, sources: &mut Sources) -> std::io::Result<Self> {
+        let mut el = Self {
+            epoll: Epoll::new()?,
+            registered: [false; Token::ALL.len()],
+        };
+        let signals = SIGNALS
+            .get()
+            .ok_or_else(|| std::io::Error::other("the stop signals are not installed"))?;
+        el.set(Token::Signals, signals.as_raw_fd(), true)?;
+        let exit = control
+            .event()
+            .ok_or_else(|| std::io::Error::other("no exit-request eventfd"))?;
+        el.set(Token::ExitRequest, exit.as_raw_fd(), true)?;
+        if let Some(s) = &sources.steering {
+            el.set(Token::Commands, s.requests.event().as_raw_fd(), true)?;
+        }
+        if let Some(input) = sources.console.as_deref() {
+            let watched = el
+                .set(Token::ConsoleRoom, input.room_fd(), true)
+                .and_then(|()| el.sync_console(input));
+            if let Err(e) = watched {
+                log::warn!("console: watching stdin: {e}; console input off");
+                el.drop_console(input);
+                sources.console = None;
+            }
+        }
+        Ok(el)
+    }
+
+    /// Have `token`'s `fd` in the set (waiting for input) or not.
+    fn set(&mut self, token: Token, fd: RawFd, wanted: bool) -> std::io::Result<()> {
+        let slot = &mut self.registered[token as usize];
+        if *slot == wanted {
+            return Ok(());
+        }
+        let op = if wanted {
+            ControlOperation::Add
+        } else {
+            ControlOperation::Delete
+        };
+        self.epoll
+            .ctl(op, fd, EpollEvent::new(EventSet::IN, token.data()))?;
+        *slot = wanted;
+        Ok(())
+    }
+
+    /// Take console input out of the set for good.
+    fn drop_console(&mut self, input: &StdinInput) {
+        let _ = self.set(Token::ConsoleIn, input.stdin_fd(), false);
+        let _ = self.set(Token::ConsoleRoom, input.room_fd(), false);
+    }
+
+    /// Watch stdin only while the console takes input (a full device, EOF or Ctrl-A x
+    /// take it out of the set: a readable stdin or one at EOF would wake the loop forever).
+    fn sync_console(&mut self, input: &StdinInput) -> std::io::Result<()> {
+        let wanted = input.waits_for() == InputWait::Stdin;
+        self.set(Token::ConsoleIn, input.stdin_fd(), wanted)
+    }
+}
+
 /// The main thread's event loop while the guest runs: waits with epoll on the stop-signal
-/// signalfd and the VM's exit-request eventfd (and, while a power-button press is in
-/// progress, for its release and deadline) until the guest stops or a stop signal ends the
-/// VM. Nothing polls on a timer.
-pub fn wait_for_exit(
-    control: &VmControl,
-    graceful: &GracefulStop,
-    mut steering: Option<Steering>,
-) -> Ending {
-    let epoll = match event_loop(control, steering.as_ref().map(|s| s.requests)) {
+/// signalfd, the VM's exit-request eventfd and `sources` (console input, pause/resume
+/// requests), and, while a power-button press is in progress, for its release and
+/// deadline, until the guest stops or a stop signal ends the VM. Nothing polls on a timer.
+pub fn wait_for_exit(control: &VmControl, graceful: &GracefulStop, mut sources: Sources) -> Ending {
+    let mut event_loop = match EventLoop::new(control, &mut sources) {
         Ok(e) => Some(e),
         Err(e) => {
-            log::warn!("event loop: {e}; polling instead");
+            log::warn!("event loop: {e}; polling instead, console input off");
             None
         }
     };
-    let mut events = [EpollEvent::default(); 3];
+    let mut events = [EpollEvent::default(); Token::ALL.len()];
     let mut pressed: Option<Pressed> = None;
     // A press asked for through the management API: released after PRESS_TIME, and no
     // forced stop (the guest decides, as with a real button).
@@ -204,30 +311,47 @@ pub fn wait_for_exit(
             .into_iter()
             .chain(api_press.map(|at| PRESS_TIME.saturating_sub(at.elapsed())))
             .min();
-        match &epoll {
-            Some(epoll) => {
+        match &mut event_loop {
+            Some(el) => {
                 let ms = wait.map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
-                if let Ok(n) = epoll.wait(ms, &mut events) {
-                    for e in &events[..n] {
-                        match e.data() {
-                            EXIT_EVENT => {
-                                if let Some(ev) = control.event() {
-                                    let _ = ev.read();
-                                }
+                let n = el.epoll.wait(ms, &mut events).unwrap_or(0);
+                for e in &events[..n] {
+                    match Token::from_data(e.data()) {
+                        Some(Token::ExitRequest) => {
+                            if let Some(ev) = control.event() {
+                                let _ = ev.read();
                             }
-                            COMMAND_EVENT => {
-                                if let Some(s) = steering.as_mut() {
-                                    serve(s, graceful.button, &mut api_press);
-                                }
-                            }
-                            _ => {}
                         }
+                        Some(Token::Commands) => {
+                            if let Some(s) = sources.steering.as_mut() {
+                                serve(s, graceful.button, &mut api_press);
+                            }
+                        }
+                        Some(Token::ConsoleIn) => {
+                            if let Some(input) = sources.console.as_deref_mut() {
+                                input.on_stdin(control);
+                            }
+                        }
+                        Some(Token::ConsoleRoom) => {
+                            if let Some(input) = sources.console.as_deref_mut() {
+                                input.on_room();
+                            }
+                        }
+                        // The signalfd is read at the top of the loop.
+                        Some(Token::Signals) | None => {}
+                    }
+                }
+                if let Some(input) = sources.console.as_deref() {
+                    if let Err(e) = el.sync_console(input) {
+                        log::warn!("console: watching stdin: {e}; console input off");
+                        el.drop_console(input);
+                        sources.console = None;
                     }
                 }
             }
             None => {
                 let _ = control.wait_timeout(wait.unwrap_or(FALLBACK_POLL).min(FALLBACK_POLL));
-                if let Some(s) = steering.as_mut() {
+                if let Some(s) = sources.steering.as_mut() {
                     serve(s, graceful.button, &mut api_press);
                 }
             }
@@ -280,36 +404,6 @@ pub fn wait_idle(
     }
     requests.serve(handle);
     None
-}
-
-/// The epoll set of the main thread's loop: the stop signals, the exit requests and the
-/// steering requests.
-fn event_loop(control: &VmControl, requests: Option<&RunControl>) -> std::io::Result<Epoll> {
-    let epoll = Epoll::new()?;
-    let signals = SIGNALS
-        .get()
-        .ok_or_else(|| std::io::Error::other("the stop signals are not installed"))?;
-    epoll.ctl(
-        ControlOperation::Add,
-        signals.as_raw_fd(),
-        EpollEvent::new(EventSet::IN, SIGNAL_EVENT),
-    )?;
-    let exit = control
-        .event()
-        .ok_or_else(|| std::io::Error::other("no exit-request eventfd"))?;
-    epoll.ctl(
-        ControlOperation::Add,
-        exit.as_raw_fd(),
-        EpollEvent::new(EventSet::IN, EXIT_EVENT),
-    )?;
-    if let Some(requests) = requests {
-        epoll.ctl(
-            ControlOperation::Add,
-            requests.event().as_raw_fd(),
-            EpollEvent::new(EventSet::IN, COMMAND_EVENT),
-        )?;
-    }
-    Ok(epoll)
 }
 
 /// The conventional name of a stop signal.
@@ -365,7 +459,7 @@ mod tests {
                 button: Some(button),
                 timeout,
             },
-            None,
+            Sources::default(),
         )
     }
 
@@ -381,7 +475,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let control = VmControl::new();
         raise_here(libc::SIGTERM);
-        let end = wait_for_exit(&control, &no_button(), None);
+        let end = wait_for_exit(&control, &no_button(), Sources::default());
         assert_eq!(end.reason, VmExitReason::Signal(libc::SIGTERM));
         assert_eq!(end.waited, None);
         assert_eq!(name(libc::SIGHUP), "SIGHUP");
@@ -498,10 +592,13 @@ mod tests {
                 button: Some(button.as_ref()),
                 timeout: Duration::from_millis(300),
             },
-            Some(Steering {
-                requests: &rc,
-                handle: &mut handle,
-            }),
+            Sources {
+                steering: Some(Steering {
+                    requests: &rc,
+                    handle: &mut handle,
+                }),
+                console: None,
+            },
         );
         assert_eq!(asker.join().unwrap(), Ok(Answer::Done));
         assert_eq!(end.reason, VmExitReason::Poweroff);
@@ -526,10 +623,13 @@ mod tests {
         let end = wait_for_exit(
             &control,
             &no_button(),
-            Some(Steering {
-                requests: &rc,
-                handle: &mut handle,
-            }),
+            Sources {
+                steering: Some(Steering {
+                    requests: &rc,
+                    handle: &mut handle,
+                }),
+                console: None,
+            },
         );
         assert_eq!(asker.join().unwrap(), Err(CommandError::NoPowerButton));
         assert_eq!(end.reason, VmExitReason::Poweroff);
@@ -556,5 +656,74 @@ mod tests {
         assert_eq!(asker.join().unwrap(), Ok(Answer::State(VmState::Created)));
         raise_here(libc::SIGHUP);
         assert_eq!(wait_idle(&rc, &mut handle), Some(libc::SIGHUP));
+    }
+
+    /// The CPU time the calling thread has used.
+    fn thread_cpu() -> Duration {
+        // SAFETY: timespec is plain data that clock_gettime fills.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: `ts` is valid for writes.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    #[test]
+    fn console_input_reaches_a_slow_guest_through_the_loop_without_spinning() {
+        use crate::console_input::tests::{pipe, write_all, Fifo};
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        install().unwrap();
+        let (r, w) = pipe();
+        let fifo = Fifo::new(512);
+        let mut input = StdinInput::new(r, false, fifo.clone()).unwrap();
+        // More than one read's worth, so stdin stays readable while the device is full.
+        let data: Vec<u8> = (0..3 * crate::console_input::READ_CHUNK as u32 + 77)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        write_all(&w, &data);
+        let control = Arc::new(VmControl::new());
+        let guest = {
+            let (control, fifo, want) = (control.clone(), fifo.clone(), data.len());
+            std::thread::spawn(move || {
+                // A guest that reads nothing for a while (its FIFO full), then everything.
+                std::thread::sleep(Duration::from_millis(500));
+                let mut got = Vec::new();
+                let t0 = Instant::now();
+                while got.len() < want && t0.elapsed() < Duration::from_secs(10) {
+                    got.extend(fifo.drain());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                control.request_exit(VmExitReason::Poweroff);
+                got
+            })
+        };
+        let cpu = thread_cpu();
+        let end = wait_for_exit(
+            &control,
+            &no_button(),
+            Sources {
+                steering: None,
+                console: Some(&mut input),
+            },
+        );
+        let used = thread_cpu() - cpu;
+        assert_eq!(end.reason, VmExitReason::Poweroff);
+        assert_eq!(guest.join().unwrap(), data, "every byte, in order");
+        assert!(
+            used < Duration::from_millis(200),
+            "the loop spun while the device was full: {used:?} of CPU"
+        );
+        // EOF takes stdin out of the loop; the loop still ends on a request.
+        drop(w);
+        let control = VmControl::new();
+        control.request_exit(VmExitReason::Reset);
+        let end = wait_for_exit(
+            &control,
+            &no_button(),
+            Sources {
+                steering: None,
+                console: Some(&mut input),
+            },
+        );
+        assert_eq!(end.reason, VmExitReason::Reset);
     }
 }

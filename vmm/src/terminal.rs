@@ -3,7 +3,7 @@
 //! back on every way out (the normal end, an error, every stop signal, a panic).
 //!
 //! Written on libc's termios calls rather than `vmm_sys_util::terminal`, whose methods take
-//! the std stdin lock: the console-input thread must never hold a lock the exit path needs.
+//! the std stdin lock: console input must never hold a lock the exit path needs.
 
 use std::io;
 use std::sync::OnceLock;

@@ -9,9 +9,16 @@
 //! is wanted before every run and after every interruption (the backend clears the kick
 //! before it reports it, so a request is never missed and never needs a second kick). A
 //! paused thread waits on its condvar, outside the guest; each thread reports where it is
-//! (Running, Paused, Exited) under the same lock, which the VMM waits on with a deadline.
+//! (Running, Paused, Stopped, Exited) under the same lock, which the VMM waits on with a
+//! deadline.
+//!
+//! Stopped is the guest's own state for a vCPU (s390x: SIGP STOP, or a secondary CPU not
+//! started yet; `arch::VcpuExit::Stopped`): the thread parks on the same condvar until
+//! another vCPU leaves it an order (`arch::VcpuExit::Wake` names it: [`Peers::wake`]), or
+//! the VMM wants a pause or the end. A pause of a stopped vCPU pauses its thread; resumed,
+//! it is stopped again until started.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,6 +73,8 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 pub enum VcpuState {
     Running,
     Paused,
+    /// Parked in the guest's stopped state, waiting for another vCPU to start it.
+    Stopped,
     Exited,
 }
 
@@ -86,6 +95,9 @@ struct Steering {
     changed: Condvar,
     /// Exits from the guest: port I/O, MMIO, the rest (for `vm.counters`).
     exits: [AtomicU64; 3],
+    /// Another vCPU left this one an order (set under `state`'s lock, so a parked thread
+    /// never misses it).
+    woken: AtomicBool,
 }
 
 impl Steering {
@@ -95,7 +107,15 @@ impl Steering {
             state: Mutex::new(VcpuState::Running),
             changed: Condvar::new(),
             exits: Default::default(),
+            woken: AtomicBool::new(false),
         }
+    }
+
+    /// Wake the thread if it is parked stopped (or make its next park return at once).
+    fn wake(&self) {
+        let _state = self.lock();
+        self.woken.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, VcpuState> {
@@ -155,6 +175,26 @@ impl Drop for ExitReport {
     }
 }
 
+/// The steering of every vCPU of one VM, so that one vCPU can wake another.
+pub struct Peers(Vec<Arc<Steering>>);
+
+impl Peers {
+    /// Steering for `count` vCPU threads.
+    pub fn new(count: usize) -> Arc<Self> {
+        Arc::new(Self(
+            (0..count).map(|_| Arc::new(Steering::new())).collect(),
+        ))
+    }
+
+    /// Wake vCPU `index`'s thread if it is parked stopped (an index the VM does not have
+    /// is ignored: it comes from the backend, which checked it).
+    fn wake(&self, index: u32) {
+        if let Some(s) = self.0.get(index as usize) {
+            s.wake();
+        }
+    }
+}
+
 /// A running vCPU thread and the handle to steer it.
 pub struct VcpuThread {
     handle: JoinHandle<()>,
@@ -206,7 +246,9 @@ pub fn pause_all(threads: &[VcpuThread], deadline: Duration) -> Result<(), Vec<S
     for t in threads {
         t.steer(Wanted::Pause);
     }
-    wait_all(threads, deadline, |s| s != VcpuState::Running)
+    wait_all(threads, deadline, |s| {
+        matches!(s, VcpuState::Paused | VcpuState::Exited)
+    })
 }
 
 /// Let every paused vCPU run the guest again. Returns when each has left its pause (or
@@ -229,14 +271,21 @@ fn port_elements(size: usize, data_len: usize) -> usize {
     }
 }
 
-/// Run `vcpu` on a new thread until the VM is asked to stop.
+/// Run `vcpu` on a new thread until the VM is asked to stop; it is steered through
+/// `peers`' entry `index` and wakes the others through `peers`.
 pub fn spawn<V: Vcpu + 'static>(
     index: u32,
     mut vcpu: V,
     buses: Arc<Buses>,
     control: Arc<VmControl>,
+    peers: &Arc<Peers>,
 ) -> std::io::Result<VcpuThread> {
-    let steering = Arc::new(Steering::new());
+    let steering = peers
+        .0
+        .get(index as usize)
+        .cloned()
+        .ok_or_else(|| std::io::Error::other(format!("no steering for vCPU {index}")))?;
+    let peers = peers.clone();
     let kicker = vcpu.kicker();
     let steer = steering.clone();
     let handle = std::thread::Builder::new()
@@ -285,6 +334,8 @@ pub fn spawn<V: Vcpu + 'static>(
                     Ok(VcpuExit::Poweroff) => control.request_exit(VmExitReason::Poweroff),
                     Ok(VcpuExit::Reset) => control.request_exit(VmExitReason::Reset),
                     Ok(VcpuExit::GuestPanic) => control.request_exit(VmExitReason::GuestPanic),
+                    Ok(VcpuExit::Stopped) => wait_while_stopped(&steer),
+                    Ok(VcpuExit::Wake { vcpu }) => peers.wake(vcpu),
                     Ok(VcpuExit::Interrupted | VcpuExit::Handled) => {}
                     Err(e) => control.request_exit(VmExitReason::Error(e.to_string())),
                 }
@@ -321,6 +372,23 @@ fn wait_while_paused(steer: &Steering) {
     *state = VcpuState::Paused;
     steer.changed.notify_all();
     while steer.wanted() == Wanted::Pause {
+        state = steer.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+    }
+    *state = VcpuState::Running;
+    steer.changed.notify_all();
+}
+
+/// Parked in the guest's stopped state until another vCPU leaves an order or the VMM
+/// wants something else (a pause, the end); then the caller runs the vCPU again, which
+/// takes its orders (or says Stopped again).
+fn wait_while_stopped(steer: &Steering) {
+    let mut state = steer.lock();
+    if steer.woken.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    *state = VcpuState::Stopped;
+    steer.changed.notify_all();
+    while steer.wanted() == Wanted::Run && !steer.woken.swap(false, Ordering::SeqCst) {
         state = steer.changed.wait(state).unwrap_or_else(|e| e.into_inner());
     }
     *state = VcpuState::Running;
@@ -444,10 +512,11 @@ mod tests {
             mmio: Bus::new(),
         });
         let control = Arc::new(VmControl::new());
+        let peers = Peers::new(4);
         let threads: Vec<VcpuThread> = (0..4)
             .map(|i| {
                 let vcpu = Sleeper(Arc::new(Bell::default()));
-                spawn(i, vcpu, buses.clone(), control.clone()).unwrap()
+                spawn(i, vcpu, buses.clone(), control.clone(), &peers).unwrap()
             })
             .collect();
         let t0 = Instant::now();
@@ -472,5 +541,147 @@ mod tests {
         let left = stop_all(vec![quick, stuck], Duration::from_millis(300));
         assert_eq!(left, vec!["vcpu7".to_string()]);
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A vCPU stopped until `started` (counting its runs), and one that starts it when
+    /// told to (then sits in `run` as a halted guest does).
+    struct StoppedCpu {
+        started: Arc<AtomicBool>,
+        runs: Arc<std::sync::atomic::AtomicUsize>,
+        bell: Arc<Bell>,
+    }
+
+    impl Vcpu for StoppedCpu {
+        fn run(&mut self) -> arch::Result<VcpuExit<'_>> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            if !self.started.load(Ordering::SeqCst) {
+                return Ok(VcpuExit::Stopped);
+            }
+            Sleeper(self.bell.clone())
+                .run()
+                .map(|_| VcpuExit::Interrupted)
+        }
+        fn kicker(&self) -> Arc<dyn VcpuKicker> {
+            self.bell.clone()
+        }
+    }
+
+    struct Starter {
+        go: Arc<AtomicBool>,
+        target: Arc<AtomicBool>,
+        bell: Arc<Bell>,
+    }
+
+    impl Vcpu for Starter {
+        fn run(&mut self) -> arch::Result<VcpuExit<'_>> {
+            if self.go.swap(false, Ordering::SeqCst) {
+                self.target.store(true, Ordering::SeqCst);
+                return Ok(VcpuExit::Wake { vcpu: 1 });
+            }
+            let mut rung = self.bell.rung.lock().unwrap();
+            // A short sleep stands for the guest running: it looks at `go` again.
+            if !*rung {
+                rung = self
+                    .bell
+                    .wake
+                    .wait_timeout(rung, Duration::from_millis(5))
+                    .unwrap()
+                    .0;
+            }
+            *rung = false;
+            Ok(VcpuExit::Interrupted)
+        }
+        fn kicker(&self) -> Arc<dyn VcpuKicker> {
+            self.bell.clone()
+        }
+    }
+
+    #[test]
+    fn a_stopped_vcpu_parks_pauses_with_the_rest_and_is_woken_by_another() {
+        install_kick_handler().unwrap();
+        let buses = Arc::new(Buses {
+            pio: Bus::new(),
+            mmio: Bus::new(),
+        });
+        let control = Arc::new(VmControl::new());
+        let peers = Peers::new(2);
+        let (go, started) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let starter = Starter {
+            go: go.clone(),
+            target: started.clone(),
+            bell: Arc::new(Bell::default()),
+        };
+        let stopped = StoppedCpu {
+            started: started.clone(),
+            runs: runs.clone(),
+            bell: Arc::new(Bell::default()),
+        };
+        let threads = vec![
+            spawn(0, starter, buses.clone(), control.clone(), &peers).unwrap(),
+            spawn(1, stopped, buses.clone(), control.clone(), &peers).unwrap(),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(threads[1]
+            .steering
+            .wait_for(deadline, |s| s == VcpuState::Stopped));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "parked: no spinning through run"
+        );
+        // Pause and resume with a stopped vCPU: it pauses, then is stopped again.
+        pause_all(&threads, Duration::from_secs(5)).unwrap();
+        assert!(threads
+            .iter()
+            .all(|t| *t.steering.lock() == VcpuState::Paused));
+        resume_all(&threads, Duration::from_secs(5)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(threads[1]
+            .steering
+            .wait_for(deadline, |s| s == VcpuState::Stopped));
+        let before = runs.load(Ordering::SeqCst);
+        // vCPU 0 starts vCPU 1 (SIGP START): it runs again.
+        go.store(true, Ordering::SeqCst);
+        let t0 = Instant::now();
+        while runs.load(Ordering::SeqCst) == before {
+            assert!(t0.elapsed() < Duration::from_secs(5), "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(threads[1]
+            .steering
+            .wait_for(deadline, |s| s == VcpuState::Running));
+        control.request_exit(VmExitReason::Poweroff);
+        assert!(stop_all(threads, Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_vcpu_stopped_for_good_still_ends_with_the_vm() {
+        install_kick_handler().unwrap();
+        let buses = Arc::new(Buses {
+            pio: Bus::new(),
+            mmio: Bus::new(),
+        });
+        let control = Arc::new(VmControl::new());
+        let peers = Peers::new(1);
+        let vcpu = StoppedCpu {
+            started: Arc::new(AtomicBool::new(false)),
+            runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            bell: Arc::new(Bell::default()),
+        };
+        let threads = vec![spawn(0, vcpu, buses, control.clone(), &peers).unwrap()];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(threads[0]
+            .steering
+            .wait_for(deadline, |s| s == VcpuState::Stopped));
+        control.request_exit(VmExitReason::Poweroff);
+        let t0 = Instant::now();
+        assert!(stop_all(threads, Duration::from_secs(5)).is_empty());
+        assert!(t0.elapsed() < Duration::from_secs(1));
     }
 }

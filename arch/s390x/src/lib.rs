@@ -10,6 +10,7 @@
 //! `devices::sclp`.
 
 pub mod adapter_route;
+pub mod cpu_orders;
 pub mod intercept;
 pub mod ipl;
 pub mod kvm;

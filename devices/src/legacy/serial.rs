@@ -4,22 +4,31 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use vm_superio::serial::NoEvents;
 use vm_superio::Serial;
 
 use crate::bus::BusDevice;
+use crate::console_input::InputRoom;
 use crate::interrupt::{InterruptLine, SuperioTrigger};
 
 /// A 16550A UART whose transmitter writes to `out` and whose interrupt is `line`.
 pub struct Serial16550 {
-    uart: Serial<SuperioTrigger, NoEvents, Box<dyn Write + Send>>,
+    uart: Serial<SuperioTrigger, InputRoom, Box<dyn Write + Send>>,
+    room: InputRoom,
 }
 
 impl Serial16550 {
     pub fn new(line: Arc<dyn InterruptLine>, out: Box<dyn Write + Send>) -> Self {
+        let room = InputRoom::default();
         Self {
-            uart: Serial::new(SuperioTrigger(line), out),
+            uart: Serial::with_events(SuperioTrigger(line), room.clone(), out),
+            room,
         }
+    }
+
+    /// Says when the FIFO has room again after refusing input: when the guest has read it
+    /// empty.
+    pub fn input_room(&self) -> &InputRoom {
+        &self.room
     }
 
     /// Room left in the receive FIFO.
@@ -27,14 +36,23 @@ impl Serial16550 {
         self.uart.fifo_capacity()
     }
 
-    /// Queue host input for the guest; returns how many bytes fit in the FIFO.
+    /// Queue host input for the guest; returns how many bytes fit in the FIFO. Taking
+    /// fewer than offered arms [`Serial16550::input_room`].
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if bytes.is_empty() || self.uart.fifo_capacity() == 0 {
+        if bytes.is_empty() {
             return Ok(0);
         }
-        self.uart
-            .enqueue_raw_bytes(bytes)
-            .map_err(|e| io::Error::other(format!("serial input: {e:?}")))
+        let took = if self.uart.fifo_capacity() == 0 {
+            0
+        } else {
+            self.uart
+                .enqueue_raw_bytes(bytes)
+                .map_err(|e| io::Error::other(format!("serial input: {e:?}")))?
+        };
+        if took < bytes.len() {
+            self.room.refused();
+        }
+        Ok(took)
     }
 }
 
@@ -130,6 +148,7 @@ mod tests {
         assert_eq!(took, 64);
         assert_eq!(uart.input_capacity(), 0);
         assert_eq!(uart.enqueue_input(b"y").unwrap(), 0);
+        assert!(uart.input_room().is_waiting());
 
         let mut wide = [0xaau8; 4];
         uart.read(LSR, &mut wide);
@@ -138,5 +157,24 @@ mod tests {
         uart.write(THR, &[]);
         let mut empty: [u8; 0] = [];
         uart.read(THR, &mut empty);
+    }
+
+    #[test]
+    fn a_full_fifo_says_when_the_guest_has_read_it_empty() {
+        use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+        let line = Arc::new(CountingLine::default());
+        let mut uart = Serial16550::new(line, Box::new(io::sink()));
+        let ev = EventFd::new(EFD_NONBLOCK).unwrap();
+        uart.input_room().set_event(ev.try_clone().unwrap());
+        assert_eq!(uart.enqueue_input(&[b'z'; 100]).unwrap(), 64);
+        let mut b = [0u8; 1];
+        for _ in 0..63 {
+            uart.read(THR, &mut b);
+        }
+        assert!(ev.read().is_err(), "one byte left: no wake-up yet");
+        uart.read(THR, &mut b);
+        assert!(ev.read().is_ok(), "read empty: room again");
+        assert_eq!(uart.enqueue_input(b"ab").unwrap(), 2);
+        assert!(!uart.input_room().is_waiting(), "all taken: nothing armed");
     }
 }

@@ -369,13 +369,25 @@ fn quiesce_and_input_share_one_read() {
 fn input_is_bounded_and_line_mode_takes_none() {
     let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
     assert_eq!(s.queue_input(&[b'a'; 5000]), INPUT_MAX);
-    assert_eq!(
-        s.queue_input(b"more"),
-        0,
-        "full: the VMM's input thread waits"
-    );
+    assert_eq!(s.queue_input(b"more"), 0, "full: the VMM's input waits");
     let mut s = Sclp::new(64 << 20, 1, SclpConsole::LineMode);
     assert_eq!(s.queue_input(b"ls\n"), 0);
+}
+
+#[test]
+fn full_input_says_when_the_guest_has_read_some() {
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+    let mut s = Sclp::new(64 << 20, 1, SclpConsole::Vt220);
+    let ev = EventFd::new(EFD_NONBLOCK).unwrap();
+    s.input_room().set_event(ev.try_clone().unwrap());
+    register(&mut s, 0x40);
+    assert_eq!(s.queue_input(&[b'a'; INPUT_MAX + 10]), INPUT_MAX);
+    assert!(ev.read().is_err());
+    let mut b = sccb(4096, 0x00);
+    b[5] = 0x80;
+    s.execute(command::READ_EVENT_DATA, &mut b, &mut Vec::new());
+    assert!(ev.read().is_ok(), "the guest read events: room again");
+    assert!(s.queue_input(b"0123456789") == 10);
 }
 
 /// A console sink that always fails.

@@ -7,7 +7,7 @@ mod vcpu;
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arch::{
     BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, RamRange, Result,
@@ -18,6 +18,7 @@ use devices::{ConsoleInput, InterruptLine, PowerButton};
 use vm_memory::{GuestAddress, GuestRegionMmap, MmapRegion};
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::cpu_orders::CpuState;
 use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
@@ -415,9 +416,7 @@ impl Vm for KvmS390Vm {
                 state: Mutex::new(CpuState {
                     stopped: index != 0,
                     orders: VecDeque::new(),
-                    kicked: false,
                 }),
-                wake: Condvar::new(),
                 injector,
             });
             fds.push(fd);
@@ -569,31 +568,16 @@ impl ConsoleInput for SclpConsoleInput {
     fn enqueue_input(&self, bytes: &[u8]) -> std::io::Result<usize> {
         Ok(self.0.queue(|sclp| sclp.queue_input(bytes)))
     }
+
+    fn notify_room(&self, event: vmm_sys_util::eventfd::EventFd) {
+        self.0.queue(|sclp| sclp.input_room().set_event(event));
+    }
 }
 
-/// What one vCPU asks another to do (SIGP orders the target performs on its own thread).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Order {
-    Start,
-    Restart,
-    InitialReset,
-    CpuReset,
-    SetPrefix(u64),
-    StoreStatus(u64),
-}
-
-#[derive(Debug)]
-struct CpuState {
-    stopped: bool,
-    orders: VecDeque<Order>,
-    /// The VMM kicked the vCPU (pause, stop): a stopped vCPU stops waiting for orders and
-    /// lets the VMM look at its requests.
-    kicked: bool,
-}
-
+/// One vCPU's architected state (stopped, orders waiting) and how other vCPUs inject into
+/// it. A stopped vCPU's thread is parked by the VMM, not here (`VcpuExit::Stopped`).
 struct CpuSlot {
     state: Mutex<CpuState>,
-    wake: Condvar,
     injector: VcpuInjector,
 }
 

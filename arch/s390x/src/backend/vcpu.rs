@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 //! An s390x KVM vCPU: runs SIE and serves the intercepts KVM hands to userspace (SCLP via
-//! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Only poweroff and reset leave here.
+//! `SERVC`, `SIGP` orders, `DIAG`, waits and stops). Poweroff, reset, a stopped CPU
+//! (`VcpuExit::Stopped`: the VMM parks its thread) and an order left for another CPU
+//! (`VcpuExit::Wake`: the VMM wakes that thread) leave here.
 
 use std::io::Write as _;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use arch::{Error, Result, Vcpu, VcpuExit, VcpuKicker};
 use vm_memory::GuestMemoryBackend as _;
 
-use super::{inject_io, Machine, Order};
+use super::{inject_io, Machine};
+use crate::cpu_orders::{self, Answer, Inject, Order};
 use crate::intercept::{
     self, code, operand_address, pgm, psw, sigp, Ending, Instruction, IoInstruction,
 };
@@ -18,9 +20,6 @@ use crate::kvm::ioctls::{ImmediateExit, LogicalBuf, VcpuFd};
 use devices::css::{AccessFault, IoInterrupt, IoOp, IoOutcome, OperandMemory};
 use devices::log_limit::LogLimit;
 
-/// How long a stopped vCPU waits for a SIGP order before letting the VMM look at it again
-/// anyway. A kick (pause, stop) ends the wait at once; this only bounds it.
-const STOPPED_WAIT: Duration = Duration::from_secs(1);
 /// Unknown intercepts in a row before the vCPU gives up.
 const MAX_UNKNOWN_INTERCEPTS: u32 = 1000;
 
@@ -79,6 +78,8 @@ impl OperandMemory for GuestOperands<'_> {
 /// What an intercept handler decided.
 enum Outcome {
     Handled,
+    /// An order was left for this vCPU: wake its thread if it is parked stopped.
+    Wake(u32),
     Poweroff,
     Reset,
     Panic,
@@ -136,28 +137,19 @@ impl KvmS390Vcpu {
             .map_err(|e| Error::hv("KVM_S390_IRQ(program)", e))
     }
 
-    /// Apply orders other vCPUs left; while stopped, wait for one. `false`: still stopped.
+    /// Apply the orders other vCPUs left. `false`: still stopped (the VMM parks the thread
+    /// until another vCPU leaves an order and wakes it).
     fn take_orders(&mut self) -> Result<bool> {
         let machine = self.machine.clone();
-        let slot = &machine.cpus[self.index as usize];
-        let mut state = slot.lock();
-        if state.stopped && state.orders.is_empty() && !state.kicked {
-            state = slot
-                .wake
-                .wait_timeout(state, STOPPED_WAIT)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        state.kicked = false;
-        while let Some(order) = state.orders.pop_front() {
+        let mut state = machine.cpus[self.index as usize].lock();
+        let (orders, runs) = cpu_orders::take(&mut state);
+        for order in orders {
             match order {
-                Order::Start => state.stopped = false,
-                Order::Restart => {
-                    self.fd
-                        .inject(&KvmS390Irq::new(KVM_S390_RESTART))
-                        .map_err(|e| Error::hv("KVM_S390_IRQ(restart)", e))?;
-                    state.stopped = false;
-                }
+                Order::Start => {}
+                Order::Restart => self
+                    .fd
+                    .inject(&KvmS390Irq::new(KVM_S390_RESTART))
+                    .map_err(|e| Error::hv("KVM_S390_IRQ(restart)", e))?,
                 Order::InitialReset => self
                     .fd
                     .initial_reset()
@@ -184,7 +176,7 @@ impl KvmS390Vcpu {
                 }
             }
         }
-        Ok(!state.stopped)
+        Ok(runs)
     }
 
     /// Mark this vCPU stopped; the machine powers off when it was the last one running.
@@ -436,82 +428,28 @@ impl KvmS390Vcpu {
         }
         let machine = self.machine.clone();
         let slot = &machine.cpus[target];
-        let mut state = slot.lock();
-        if !state.orders.is_empty() {
-            drop(state);
-            self.set_cc(sigp::CC_BUSY);
-            return Ok(Outcome::Handled);
-        }
         let ram = machine.memory.last_addr().0 + 1;
-        let stopped = state.stopped;
-        let status = match order {
-            sigp::START => {
-                if stopped {
-                    state.orders.push_back(Order::Start);
-                }
-                None
-            }
-            sigp::RESTART => {
-                if stopped {
-                    state.orders.push_back(Order::Restart);
-                } else if let Err(e) = slot.injector.inject(&KvmS390Irq::new(KVM_S390_RESTART)) {
-                    SIGP_ORDER.warn(format_args!("restart of CPU {target}: {e}"));
-                }
-                None
-            }
-            sigp::STOP | sigp::STOP_AND_STORE_STATUS => {
-                let store = order == sigp::STOP_AND_STORE_STATUS;
-                if stopped {
-                    if store {
-                        state
-                            .orders
-                            .push_back(Order::StoreStatus(KVM_S390_STORE_STATUS_NOADDR));
-                    }
-                } else if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(store)) {
-                    SIGP_ORDER.warn(format_args!("stop of CPU {target}: {e}"));
-                }
-                None
-            }
-            // A reset leaves the CPU stopped: a running one is stopped first; the order
-            // applies on its own thread.
-            sigp::INITIAL_CPU_RESET | sigp::CPU_RESET => {
-                state.orders.push_back(if order == sigp::CPU_RESET {
-                    Order::CpuReset
-                } else {
-                    Order::InitialReset
-                });
-                if !stopped {
-                    if let Err(e) = slot.injector.inject(&KvmS390Irq::stop(false)) {
-                        SIGP_ORDER.warn(format_args!("reset of CPU {target}: stop: {e}"));
-                    }
-                }
-                None
-            }
-            sigp::SET_PREFIX if stopped => {
-                let prefix = param & 0x7fff_e000;
-                if prefix + 0x2000 > ram {
-                    Some(sigp::STATUS_INVALID_PARAMETER)
-                } else {
-                    state.orders.push_back(Order::SetPrefix(prefix));
-                    None
-                }
-            }
-            sigp::STORE_STATUS_AT_ADDRESS if stopped => {
-                state
-                    .orders
-                    .push_back(Order::StoreStatus(param & 0x7fff_fe00));
-                None
-            }
-            sigp::SET_PREFIX | sigp::STORE_STATUS_AT_ADDRESS => Some(sigp::STATUS_INCORRECT_STATE),
-            _ => Some(sigp::STATUS_INVALID_ORDER),
+        let effect = cpu_orders::decide(&mut slot.lock(), order, param, ram);
+        let irq = match effect.inject {
+            Some(Inject::Restart) => Some(KvmS390Irq::new(KVM_S390_RESTART)),
+            Some(Inject::Stop { store_status }) => Some(KvmS390Irq::stop(store_status)),
+            None => None,
         };
-        drop(state);
-        slot.wake.notify_all();
-        match status {
-            Some(s) => self.sigp_status(r1, s),
-            None => self.set_cc(sigp::CC_ACCEPTED),
+        if let Some(irq) = irq {
+            if let Err(e) = slot.injector.inject(&irq) {
+                SIGP_ORDER.warn(format_args!("order {order:#x} to CPU {target}: {e}"));
+            }
         }
-        Ok(Outcome::Handled)
+        match effect.answer {
+            Answer::Accepted => self.set_cc(sigp::CC_ACCEPTED),
+            Answer::Busy => self.set_cc(sigp::CC_BUSY),
+            Answer::Status(s) => self.sigp_status(r1, s),
+        }
+        Ok(if effect.wake {
+            Outcome::Wake(target as u32)
+        } else {
+            Outcome::Handled
+        })
     }
 
     fn sigp_self(&mut self, order: u8, r1: u8, _param: u64) -> Result<Outcome> {
@@ -586,22 +524,15 @@ impl KvmS390Vcpu {
     }
 }
 
-/// Kicks an s390x vCPU: its `immediate_exit` byte for `KVM_RUN`, and its slot's condvar
-/// when it is stopped and waiting for a SIGP order.
+/// Kicks an s390x vCPU: its `immediate_exit` byte for `KVM_RUN` (a stopped vCPU's thread
+/// is parked by the VMM, which wakes it itself).
 struct S390Kicker {
     immediate_exit: Arc<ImmediateExit>,
-    machine: Weak<Machine>,
-    index: usize,
 }
 
 impl VcpuKicker for S390Kicker {
     fn kick(&self) {
         self.immediate_exit.set(1);
-        if let Some(machine) = self.machine.upgrade() {
-            let slot = &machine.cpus[self.index];
-            slot.lock().kicked = true;
-            slot.wake.notify_all();
-        }
     }
 }
 
@@ -609,16 +540,15 @@ impl Vcpu for KvmS390Vcpu {
     fn kicker(&self) -> Arc<dyn VcpuKicker> {
         Arc::new(S390Kicker {
             immediate_exit: self.fd.immediate_exit(),
-            machine: Arc::downgrade(&self.machine),
-            index: self.index as usize,
         })
     }
 
     fn run(&mut self) -> Result<VcpuExit<'_>> {
         if !self.take_orders()? {
-            // Stopped: the VMM looks at its requests (a kick is consumed here).
+            // Stopped: the VMM parks the thread (and looks at its requests first: a kick
+            // is consumed here).
             self.fd.clear_immediate_exit();
-            return Ok(VcpuExit::Interrupted);
+            return Ok(VcpuExit::Stopped);
         }
         if let Err(e) = self.fd.run() {
             return match e.raw_os_error() {
@@ -659,7 +589,7 @@ impl Vcpu for KvmS390Vcpu {
                 )));
             }
         };
-        if !matches!(outcome, Outcome::Handled) && !self.machine.css.is_empty() {
+        if !matches!(outcome, Outcome::Handled | Outcome::Wake(_)) && !self.machine.css.is_empty() {
             let (served, stsch) = self.machine.css.served();
             let diag = self.machine.css.diag_notifies();
             let injected = super::ADAPTER_INJECTED.load(std::sync::atomic::Ordering::Relaxed);
@@ -671,6 +601,7 @@ impl Vcpu for KvmS390Vcpu {
         }
         Ok(match outcome {
             Outcome::Handled => VcpuExit::Handled,
+            Outcome::Wake(vcpu) => VcpuExit::Wake { vcpu },
             Outcome::Poweroff => VcpuExit::Poweroff,
             Outcome::Reset => VcpuExit::Reset,
             Outcome::Panic => VcpuExit::GuestPanic,
