@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
+# cross/api-lib.sh: the management-API scenario of cross/nested --api (sourced after lib.sh).
+# In the same L1 boot as the other runs, L1 starts `polyvisor --api-socket /tmp/api.sock`
+# with no VM and drives it as Kata's clh driver or ch-remote would, through `polyvisor
+# remote`: ping; vm.create with a Cloud Hypervisor VmConfig (the L2 kernel and initrd, a
+# user's command line, an 8 MiB raw disk with serial pv-api, virtio-rng, the serial port on
+# stdout); info (Created); boot; L2 checks it has the disk (its serial) and the rng as the
+# hwrng and waits; info (Running); counters; power-button; L2 powers off, polyvisor exits 0
+# and removes its socket. L1 prints `POLYVISOR-API result=pass|fail secs=S why=...`.
+
+# pv_mem_bytes SIZE: 256M / 1G / 1048576 as bytes.
+pv_mem_bytes() {
+    local n="${1%[KkMmGg]}"
+    case "$1" in
+        *[Kk]) echo $((n << 10)) ;;
+        *[Mm]) echo $((n << 20)) ;;
+        *[Gg]) echo $((n << 30)) ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# pv_api_files ROOT CONSOLE KERNEL INITRD MEM CPUS: L1's side: ROOT/etc/pv-api-vm.json (the
+# VmConfig; KERNEL and INITRD are L1 paths) and ROOT/etc/pv-api-l1.sh (run as
+# `sh /etc/pv-api-l1.sh TIMEOUT [POLYVISOR]`, POLYVISOR defaulting to /bin/polyvisor).
+pv_api_files() {
+    local root="$1" console="$2" kernel="$3" initrd="$4" mem cpus="$6" cmdline
+    mem="$(pv_mem_bytes "$5")"
+    # A user's command line; L2's /init runs pv.run and then waits for its power button.
+    cmdline="console=$console quiet pv.run=\"grep -qx pv-api /sys/block/vda/serial && grep -q virtio /sys/class/misc/hw_random/rng_current && echo PV-API-L2-DEVICES-OK\" pv.end=wait"
+    mkdir -p "$root/etc"
+    printf '{"payload":{"kernel":"%s","initramfs":"%s","cmdline":"%s"},"cpus":{"boot_vcpus":%s,"max_vcpus":%s},"memory":{"size":%s},"disks":[{"path":"/tmp/api.img","serial":"pv-api"}],"rng":{"src":"/dev/urandom"},"serial":{"mode":"Tty"},"console":{"mode":"Off"}}\n' \
+        "$kernel" "$initrd" "${cmdline//\"/\\\"}" "$cpus" "$cpus" "$mem" >"$root/etc/pv-api-vm.json"
+    cat >"$root/etc/pv-api-l1.sh" <<'L1API'
+#!/bin/sh
+# L1's half of the management-API check (cross/api-lib.sh).
+up() { cut -d' ' -f1 /proc/uptime; }
+S=/tmp/api.sock OUT=/tmp/api.out TMO="${1:-600}" PV="${2:-/bin/polyvisor}" pid=""
+t0="$(up)"
+secs() { awk -v a="$t0" -v b="$(up)" 'BEGIN { printf "%.1f", b - a }'; }
+r() { "$PV" remote --api-socket "$S" "$@"; }
+end() {
+    [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null
+    echo "pv-l1: the API run's output (last 40 lines):"
+    tail -n 40 "$OUT" | tr -d '\r'
+    echo
+    echo "POLYVISOR-API result=$1 secs=$(secs) why=$2"
+    exit 0
+}
+dd if=/dev/zero of=/tmp/api.img bs=1M count=8 2>/dev/null
+rm -f "$S"
+echo "pv-l1: api run: polyvisor --api-socket $S; remote create /etc/pv-api-vm.json, boot, power-button at $t0 s"
+timeout -s KILL "$TMO" "$PV" --api-socket "$S" </dev/null >"$OUT" 2>&1 &
+pid=$!
+n=0
+while [ ! -S "$S" ] && kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do usleep 100000; n=$((n + 1)); done
+[ -S "$S" ] || end fail "no API socket after $((n / 10)) s"
+a="$(r ping)" || end fail "ping: $a"
+echo "pv-l1: ping: $a"
+a="$(r create /etc/pv-api-vm.json)" || end fail "vm.create: $a"
+a="$(r info)"
+echo "$a" | grep -q '"state":"Created"' || end fail "vm.info after vm.create: $a"
+a="$(r boot)" || end fail "vm.boot: $a"
+n=0
+while ! grep -q POLYVISOR-GUEST-WAITING "$OUT" && kill -0 "$pid" 2>/dev/null && [ "$n" -lt "$TMO" ]; do
+    sleep 1; n=$((n + 1))
+done
+grep -q POLYVISOR-GUEST-WAITING "$OUT" || end fail "L2 did not get to wait for its power button"
+grep -q PV-API-L2-DEVICES-OK "$OUT" || end fail "L2 did not find the disk (serial pv-api) and the rng"
+a="$(r info)"
+echo "$a" | grep -q '"state":"Running"' || end fail "vm.info of the running VM: $a"
+echo "pv-l1: info: $a"
+a="$(r counters)" || end fail "vm.counters: $a"
+echo "pv-l1: counters: $a"
+a="$(r power-button)" || end fail "vm.power-button: $a"
+n=0
+while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 120 ]; do sleep 1; n=$((n + 1)); done
+kill -0 "$pid" 2>/dev/null && end fail "polyvisor still runs 120 s after vm.power-button"
+wait "$pid"
+rc=$?
+pid=""
+tr -d '\r' <"$OUT" | grep -q 'polyvisor: info: guest powered off' || end fail "no 'guest powered off' (exit $rc)"
+[ "$rc" = 0 ] || end fail "polyvisor exited $rc"
+[ ! -e "$S" ] || end fail "the API socket outlived polyvisor"
+end pass "-"
+L1API
+}
+
+# pv_api_check_log LOG: empty when L1's POLYVISOR-API line in LOG says pass, else why not.
+pv_api_check_log() {
+    local line
+    line="$(tr -d '\r' <"$1" | grep -m1 '^POLYVISOR-API ' || true)"
+    if [[ -z "$line" ]]; then echo "no POLYVISOR-API line (L1 ended before it)"
+    elif [[ "$line" != *"result=pass"* ]]; then echo "${line#*why=}"
+    fi
+}
+
+# pv_api_secs LOG: the seconds of the API run.
+pv_api_secs() {
+    tr -d '\r' <"$1" | grep -m1 '^POLYVISOR-API ' | sed -n 's/.* secs=\([0-9.]*\).*/\1/p'
+}
