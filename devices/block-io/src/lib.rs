@@ -2,7 +2,8 @@
 //! The few block I/O system calls Polyvisor's virtio-blk needs that have no safe wrapper in
 //! std or vmm-sys-util: vectored positional I/O straight into guest memory (`preadv`,
 //! `pwritev` on [`VolatileSlice`]s, no bounce buffer), `BLKDISCARD`/`BLKZEROOUT`/`BLKSSZGET`
-//! on host block devices, and whole-file open-file-description locks (`F_OFD_SETLK`).
+//! on host block devices, whole-file open-file-description locks (`F_OFD_SETLK`), and an
+//! io_uring ring ([`uring::Ring`]) that keeps reads, writes and `fdatasync`s in flight.
 //!
 //! Why a crate of its own: `devices` is `#![forbid(unsafe_code)]` and should stay so; these
 //! calls take raw pointers or C structs, so each needs one `unsafe` block. They live here,
@@ -222,6 +223,8 @@ pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 /// "Operation not supported" (`EOPNOTSUPP`), what `fallocate` says for a mode the
 /// filesystem lacks.
 pub const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+
+pub mod uring;
 
 #[cfg(test)]
 mod tests;

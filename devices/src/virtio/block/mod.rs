@@ -30,6 +30,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::worker::{ActiveQueue, Worker};
 use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
+pub mod engine;
 mod image;
 mod queue;
 pub mod request;
