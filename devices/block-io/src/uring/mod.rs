@@ -44,3 +44,6 @@ pub use ring::Ring;
 mod unavailable;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use unavailable::Ring;
+
+#[cfg(test)]
+mod tests;

@@ -36,6 +36,9 @@ pub struct Ring {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     cancels: usize,
+    /// Requests given up on by [`Ring::drain`] while still in the kernel: their slots are
+    /// leaked, and the ring takes nothing more.
+    abandoned: usize,
 }
 
 impl Ring {
@@ -60,6 +63,7 @@ impl Ring {
             slots: (0..capacity).map(|_| None).collect(),
             free: (0..capacity as usize).rev().collect(),
             cancels: 0,
+            abandoned: 0,
         })
     }
 
@@ -75,7 +79,7 @@ impl Ring {
 
     /// Requests submitted whose completion has not been read.
     pub fn in_flight(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.len() - self.free.len() - self.abandoned
     }
 
     /// Queue a read of `bufs` (guest addresses and lengths, in order) from `file` at
@@ -123,7 +127,7 @@ impl Ring {
         tag: u64,
         write: bool,
     ) -> io::Result<()> {
-        if self.free.is_empty() {
+        if self.free.is_empty() || self.abandoned > 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut iov = Vec::with_capacity(bufs.len());
@@ -164,6 +168,9 @@ impl Ring {
         file: &Arc<File>,
         iov: Vec<libc::iovec>,
     ) -> io::Result<()> {
+        if self.abandoned > 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let Some(index) = self.free.pop() else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
@@ -235,7 +242,9 @@ impl Ring {
 
     /// Ask the kernel to cancel every request in flight (those already at the disk finish
     /// anyway), submit, and wait up to `deadline` for all completions; returns them and
-    /// how many are still in flight.
+    /// how many were still in flight at the deadline. Those are given up: what they point
+    /// to is leaked (the kernel may still write guest memory, which so stays mapped), and
+    /// the ring takes no more requests.
     pub fn drain(&mut self, deadline: Duration) -> (Vec<Completion>, usize) {
         let mut done = Vec::new();
         self.reap(&mut done);
@@ -267,7 +276,16 @@ impl Ring {
             unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) };
             self.reap(&mut done);
         }
-        (done, self.in_flight())
+        let left = self.in_flight();
+        if left > 0 {
+            for slot in self.slots.iter_mut() {
+                if let Some(slot) = slot.take() {
+                    std::mem::forget(slot);
+                }
+            }
+            self.abandoned += left;
+        }
+        (done, left)
     }
 
     /// Wait (at most `timeout`) until a completion arrives or one is already unread.
@@ -287,13 +305,7 @@ impl Drop for Ring {
         if self.in_flight() == 0 {
             return;
         }
-        let (_, left) = self.drain(DRAIN_DEADLINE);
-        if left > 0 {
-            // The kernel may still write into guest memory: keep it (and the iovecs)
-            // mapped for the life of the process rather than let it be reused.
-            for slot in self.slots.drain(..).flatten() {
-                std::mem::forget(slot);
-            }
-        }
+        // What is still in flight at the deadline is leaked by `drain`.
+        let _ = self.drain(DRAIN_DEADLINE);
     }
 }
