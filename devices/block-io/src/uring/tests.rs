@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,11 +95,8 @@ fn reads_writes_and_syncs_into_guest_memory_out_of_the_callers_way() {
 #[test]
 fn the_capacity_bounds_what_is_in_flight_and_a_drain_cancels_what_waits() {
     let Some(mut ring) = ring(2) else { return };
-    let mut fds = [0; 2];
-    // SAFETY (test): pipe2 writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY (test): both are new descriptors nothing else owns.
-    let (rx, mut tx) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (rx, mut tx) = std::io::pipe().unwrap();
+    let rx = File::from(std::os::fd::OwnedFd::from(rx));
     let rx = Arc::new(rx);
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
     // Pipe reads wait for data that never comes (offset -1: the pipe has no position).

@@ -185,7 +185,7 @@ impl InFlight {
     }
 
     /// Requests submitted and not finished.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.pending.len()
     }
 

@@ -20,6 +20,7 @@
 //! - buffered disks, and every disk where io_uring is missing (s390x, or refused by the
 //!   kernel), do one request at a time with `preadv`/`pwritev`/`fdatasync`: page-cache hits
 //!   complete inside the system call, and io_uring only added its own cost there.
+//!
 //! Discard, write-zeroes and `GET_ID` are synchronous on both.
 //!
 //! Hostile drivers: see [`request`] for what a chain must look like; requests past the

@@ -94,7 +94,7 @@ impl BlockQueue {
     /// them: the device is being reset or dropped.
     pub(super) fn abandon_in_flight(&mut self) {
         if let Some(f) = &mut self.in_flight {
-            let n = f.len();
+            let n = f.count();
             let left = f.abandon(engine::DRAIN_DEADLINE);
             if n > 0 {
                 log::debug!("{}: reset with {n} requests in flight", self.name);

@@ -235,7 +235,7 @@ fn reads_complete_out_of_order_with_their_data() {
         "nothing completes before the ring says so"
     );
     assert_eq!(fake.lock().unwrap().in_flight.len(), 3);
-    assert_eq!(f.q.in_flight.as_ref().unwrap().len(), 3);
+    assert_eq!(f.q.in_flight.as_ref().unwrap().count(), 3);
     // The last first, then the first; the middle one stays in flight.
     fake.lock().unwrap().complete(2, usize::MAX);
     fake.lock().unwrap().complete(0, usize::MAX);
@@ -253,7 +253,7 @@ fn reads_complete_out_of_order_with_their_data() {
         );
         assert_eq!(f.status_of(3 * i as u16), status::OK);
     }
-    assert_eq!(f.q.in_flight.as_ref().unwrap().len(), 0);
+    assert_eq!(f.q.in_flight.as_ref().unwrap().count(), 0);
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn a_reset_gives_up_requests_in_flight_without_completing_them() {
         0,
         "nothing written to a reset queue"
     );
-    assert_eq!(f.q.in_flight.as_ref().unwrap().len(), 0);
+    assert_eq!(f.q.in_flight.as_ref().unwrap().count(), 0);
     let log = fake.lock().unwrap().log.clone();
     assert_eq!(log.last().unwrap(), "drained 2");
 }
@@ -429,7 +429,7 @@ fn the_host_io_uring_reads_writes_and_flushes() {
     f.q.serve();
     f.q.stop();
     if let Some(inf) = &f.q.in_flight {
-        assert_eq!(inf.len(), 0);
+        assert_eq!(inf.count(), 0);
     }
 }
 
