@@ -180,7 +180,7 @@ impl BlockQueue {
     fn serve_available(&mut self) -> (usize, bool) {
         let mem = self.active.mem.clone();
         let mut used = self.complete_in_flight(&mem);
-        let (used, out_of_budget) = self.pop_and_start(&mem, &mut used);
+        let (mut used, out_of_budget) = self.pop_and_start(&mem, &mut used);
         if let Some(f) = &mut self.in_flight {
             if let Err(e) = f.submit() {
                 self.warnings.warn(
@@ -189,6 +189,9 @@ impl BlockQueue {
                 );
                 return (used, true);
             }
+            // What completed during the submit (a cached read, a fast disk) goes back in
+            // this pass rather than after another wake-up.
+            used += self.complete_in_flight(&mem);
         }
         (used, out_of_budget)
     }
