@@ -211,7 +211,7 @@ fn blk_driver_guest() -> Vec<u8> {
 
     show(&mut a, "used=", USED);
     for i in 0..10 {
-        show(&mut a, &format!("id{i}="), USED + 4 + 8 * i);
+        show(&mut a, &format!("head{i}="), USED + 4 + 8 * i);
         show(&mut a, &format!("len{i}="), USED + 8 + 8 * i);
     }
     show(&mut a, "stat0=", STAT);
@@ -295,7 +295,12 @@ fn check_common(out: &RunOutput, orig: &[u8]) {
     // Used lengths by head (requests kept in flight complete in any order): data
     // written to the guest plus the status byte; 0 for the loop.
     let mut used: Vec<(u64, u64)> = (0..10)
-        .map(|i| (out.hex_field(&format!("id{i}=")), out.hex_field(&format!("len{i}="))))
+        .map(|i| {
+            (
+                out.hex_field(&format!("head{i}=")),
+                out.hex_field(&format!("len{i}=")),
+            )
+        })
         .collect();
     assert_eq!(used[0], (0, 513), "phase 1's read\n{out}");
     used.sort_unstable();
