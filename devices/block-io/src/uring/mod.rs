@@ -35,6 +35,15 @@ pub struct Completion {
     pub result: std::io::Result<u32>,
 }
 
+/// Which way a transfer goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// File to guest memory.
+    Read,
+    /// Guest memory to file.
+    Write,
+}
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod ring;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

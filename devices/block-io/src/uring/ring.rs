@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, squeue, types, IoUring};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use super::{Completion, DRAIN_DEADLINE};
+use super::{Completion, Direction, DRAIN_DEADLINE};
 use crate::IOV_MAX;
 
 /// `user_data` of cancel requests (their completions are not reported).
@@ -83,49 +83,18 @@ impl Ring {
     }
 
     /// Queue a read of `bufs` (guest addresses and lengths, in order) from `file` at
-    /// `offset`; sent to the kernel by the next [`Ring::submit`]. Errors: `WouldBlock` when
-    /// [`Ring::capacity`] requests are in flight, `InvalidInput` for more than
-    /// [`IOV_MAX`] pieces, `EFAULT` when a buffer is outside `mem`.
-    pub fn read(
+    /// `offset`, or a write of them to it; sent to the kernel by the next [`Ring::submit`].
+    /// Errors: `WouldBlock` when [`Ring::capacity`] requests are in flight,
+    /// `InvalidInput` for more than [`IOV_MAX`] pieces, `EFAULT` when a buffer is outside
+    /// `mem`.
+    pub fn transfer(
         &mut self,
+        dir: Direction,
         file: &Arc<File>,
         offset: u64,
         mem: &GuestMemoryMmap<()>,
         bufs: &[(GuestAddress, usize)],
         tag: u64,
-    ) -> io::Result<()> {
-        self.transfer(file, offset, mem, bufs, tag, false)
-    }
-
-    /// Queue a write of `bufs` to `file` at `offset` (as [`Ring::read`]).
-    pub fn write(
-        &mut self,
-        file: &Arc<File>,
-        offset: u64,
-        mem: &GuestMemoryMmap<()>,
-        bufs: &[(GuestAddress, usize)],
-        tag: u64,
-    ) -> io::Result<()> {
-        self.transfer(file, offset, mem, bufs, tag, true)
-    }
-
-    /// Queue an `fdatasync` of `file`. It starts when submitted, unordered with requests
-    /// in flight: it covers the writes whose completions were read before it was queued.
-    pub fn fdatasync(&mut self, file: &Arc<File>, tag: u64) -> io::Result<()> {
-        let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build();
-        self.push(entry, tag, None, file, Vec::new())
-    }
-
-    fn transfer(
-        &mut self,
-        file: &Arc<File>,
-        offset: u64,
-        mem: &GuestMemoryMmap<()>,
-        bufs: &[(GuestAddress, usize)],
-        tag: u64,
-        write: bool,
     ) -> io::Result<()> {
         if self.free.is_empty() || self.abandoned > 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -148,7 +117,7 @@ impl Ring {
         }
         let fd = types::Fd(file.as_raw_fd());
         let n = iov.len() as u32;
-        let entry = if write {
+        let entry = if dir == Direction::Write {
             opcode::Writev::new(fd, iov.as_ptr(), n)
                 .offset(offset)
                 .build()
@@ -158,6 +127,15 @@ impl Ring {
                 .build()
         };
         self.push(entry, tag, Some(mem.clone()), file, iov)
+    }
+
+    /// Queue an `fdatasync` of `file`. It starts when submitted, unordered with requests
+    /// in flight: it covers the writes whose completions were read before it was queued.
+    pub fn fdatasync(&mut self, file: &Arc<File>, tag: u64) -> io::Result<()> {
+        let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build();
+        self.push(entry, tag, None, file, Vec::new())
     }
 
     fn push(

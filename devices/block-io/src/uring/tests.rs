@@ -54,7 +54,8 @@ fn reads_writes_and_syncs_into_guest_memory_out_of_the_callers_way() {
     // Two pieces of one read, and a write from elsewhere in memory.
     mem.write_slice(&[0xabu8; 512], GuestAddress(0x8000))
         .unwrap();
-    ring.read(
+    ring.transfer(
+        Direction::Read,
         &file,
         1024,
         &mem,
@@ -62,12 +63,26 @@ fn reads_writes_and_syncs_into_guest_memory_out_of_the_callers_way() {
         7,
     )
     .unwrap();
-    ring.write(&file, 4096, &mem, &[(GuestAddress(0x8000), 512)], 8)
-        .unwrap();
+    ring.transfer(
+        Direction::Write,
+        &file,
+        4096,
+        &mem,
+        &[(GuestAddress(0x8000), 512)],
+        8,
+    )
+    .unwrap();
     assert_eq!(ring.in_flight(), 2);
     // Outside guest memory: refused before anything is queued.
     let e = ring
-        .read(&file, 0, &mem, &[(GuestAddress(0xff00), 512)], 9)
+        .transfer(
+            Direction::Read,
+            &file,
+            0,
+            &mem,
+            &[(GuestAddress(0xff00), 512)],
+            9,
+        )
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EFAULT));
     assert_eq!(ring.in_flight(), 2);
@@ -101,11 +116,25 @@ fn the_capacity_bounds_what_is_in_flight_and_a_drain_cancels_what_waits() {
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
     // Pipe reads wait for data that never comes (offset -1: the pipe has no position).
     for tag in 0..2 {
-        ring.read(&rx, u64::MAX, &mem, &[(GuestAddress(0x1000), 16)], tag)
-            .unwrap();
+        ring.transfer(
+            Direction::Read,
+            &rx,
+            u64::MAX,
+            &mem,
+            &[(GuestAddress(0x1000), 16)],
+            tag,
+        )
+        .unwrap();
     }
     let e = ring
-        .read(&rx, u64::MAX, &mem, &[(GuestAddress(0x1000), 16)], 2)
+        .transfer(
+            Direction::Read,
+            &rx,
+            u64::MAX,
+            &mem,
+            &[(GuestAddress(0x1000), 16)],
+            2,
+        )
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "the bound");
     ring.submit().unwrap();
@@ -130,8 +159,15 @@ fn the_capacity_bounds_what_is_in_flight_and_a_drain_cancels_what_waits() {
     }
     assert_eq!(ring.in_flight(), 0);
     // Room again.
-    ring.read(&rx, u64::MAX, &mem, &[(GuestAddress(0x1000), 4)], 3)
-        .unwrap();
+    ring.transfer(
+        Direction::Read,
+        &rx,
+        u64::MAX,
+        &mem,
+        &[(GuestAddress(0x1000), 4)],
+        3,
+    )
+    .unwrap();
     ring.submit().unwrap();
     tx.write_all(b"abcd").unwrap();
     let done = wait_for(&mut ring, 1);

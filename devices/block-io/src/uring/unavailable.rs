@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use super::Completion;
+use super::{Completion, Direction};
 
 /// Never constructed: [`Ring::new`] always fails.
 pub struct Ring {
@@ -38,19 +38,9 @@ impl Ring {
         match self.never {}
     }
 
-    pub fn read(
+    pub fn transfer(
         &mut self,
-        _file: &Arc<File>,
-        _offset: u64,
-        _mem: &GuestMemoryMmap<()>,
-        _bufs: &[(GuestAddress, usize)],
-        _tag: u64,
-    ) -> io::Result<()> {
-        match self.never {}
-    }
-
-    pub fn write(
-        &mut self,
+        _dir: Direction,
         _file: &Arc<File>,
         _offset: u64,
         _mem: &GuestMemoryMmap<()>,

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use block_io::uring::{Completion, Ring, DRAIN_DEADLINE};
+pub use block_io::uring::{Completion, Direction, Ring, DRAIN_DEADLINE};
 use vm_memory::GuestAddress;
 
 use super::request::Buffer;
@@ -48,16 +48,9 @@ pub trait AsyncIo: Send {
     fn event_fd(&self) -> RawFd;
     /// Requests submitted and not yet reaped.
     fn in_flight(&self) -> usize;
-    fn read(
+    fn transfer(
         &mut self,
-        file: &Arc<File>,
-        offset: u64,
-        mem: &GuestMemory,
-        bufs: &[(GuestAddress, usize)],
-        tag: u64,
-    ) -> io::Result<()>;
-    fn write(
-        &mut self,
+        dir: Direction,
         file: &Arc<File>,
         offset: u64,
         mem: &GuestMemory,
@@ -80,25 +73,16 @@ impl AsyncIo for Ring {
     fn in_flight(&self) -> usize {
         Ring::in_flight(self)
     }
-    fn read(
+    fn transfer(
         &mut self,
+        dir: Direction,
         file: &Arc<File>,
         offset: u64,
         mem: &GuestMemory,
         bufs: &[(GuestAddress, usize)],
         tag: u64,
     ) -> io::Result<()> {
-        Ring::read(self, file, offset, mem, bufs, tag)
-    }
-    fn write(
-        &mut self,
-        file: &Arc<File>,
-        offset: u64,
-        mem: &GuestMemory,
-        bufs: &[(GuestAddress, usize)],
-        tag: u64,
-    ) -> io::Result<()> {
-        Ring::write(self, file, offset, mem, bufs, tag)
+        Ring::transfer(self, dir, file, offset, mem, bufs, tag)
     }
     fn fdatasync(&mut self, file: &Arc<File>, tag: u64) -> io::Result<()> {
         Ring::fdatasync(self, file, tag)
@@ -204,8 +188,12 @@ impl InFlight {
         let bufs: Vec<(GuestAddress, usize)> =
             p.data.iter().map(|b| (b.addr, b.len as usize)).collect();
         match p.op {
-            Op::Read => self.io.read(file, p.offset, mem, &bufs, tag)?,
-            Op::Write => self.io.write(file, p.offset, mem, &bufs, tag)?,
+            Op::Read => self
+                .io
+                .transfer(Direction::Read, file, p.offset, mem, &bufs, tag)?,
+            Op::Write => self
+                .io
+                .transfer(Direction::Write, file, p.offset, mem, &bufs, tag)?,
             Op::Flush => self.io.fdatasync(file, tag)?,
         }
         self.next_tag = tag.wrapping_add(1);

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::virtio::block::engine::{AsyncIo, Completion, MAX_IN_FLIGHT};
+use crate::virtio::block::engine::{AsyncIo, Completion, Direction, MAX_IN_FLIGHT};
 use vm_memory::GuestMemoryBackend as _;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -134,25 +134,21 @@ impl AsyncIo for FakeIo {
         let f = self.fake.lock().unwrap();
         f.in_flight.len() + f.completed.len()
     }
-    fn read(
+    fn transfer(
         &mut self,
+        dir: Direction,
         file: &Arc<File>,
         offset: u64,
         mem: &GuestMemory,
         bufs: &[(GuestAddress, usize)],
         tag: u64,
     ) -> io::Result<()> {
-        self.push("read", file, offset, mem, bufs, tag)
-    }
-    fn write(
-        &mut self,
-        file: &Arc<File>,
-        offset: u64,
-        mem: &GuestMemory,
-        bufs: &[(GuestAddress, usize)],
-        tag: u64,
-    ) -> io::Result<()> {
-        self.push("write", file, offset, mem, bufs, tag)
+        let what = if dir == Direction::Read {
+            "read"
+        } else {
+            "write"
+        };
+        self.push(what, file, offset, mem, bufs, tag)
     }
     fn fdatasync(&mut self, file: &Arc<File>, tag: u64) -> io::Result<()> {
         let mem = test_util::memory();
