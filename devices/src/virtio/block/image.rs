@@ -4,8 +4,8 @@
 //!
 //! Opening refuses what cannot be a disk before anything is opened (a directory, a FIFO, a
 //! character device, a socket: opening a FIFO would block), then opens without blocking
-//! (`O_NONBLOCK`, which regular files and block devices ignore) and checks the type again
-//! on the open file. The size must be a whole number of 512-byte sectors.
+//! (`O_NONBLOCK`, cleared once open: io_uring would answer `EAGAIN` on a non-blocking
+//! file) and checks the type again on the open file. The size must be a whole number of 512-byte sectors.
 //!
 //! Locking: an open-file-description lock (`F_OFD_SETLK`) on the whole file, shared for a
 //! read-only disk and exclusive otherwise, taken without waiting: a second Polyvisor (or
@@ -175,16 +175,20 @@ impl DiskImage {
         let meta =
             std::fs::metadata(path).map_err(|source| ImageError::Open { path: p(), source })?;
         check(&meta)?;
+        // O_NONBLOCK keeps the open from blocking on a FIFO swapped in after the check
+        // above; it is cleared once the file is open (io_uring would answer EAGAIN).
         let open = |direct: bool| {
             let mut flags = block_io::O_NONBLOCK;
             if direct {
                 flags |= block_io::O_DIRECT;
             }
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .read(true)
                 .write(!options.readonly)
                 .custom_flags(flags)
-                .open(path)
+                .open(path)?;
+            block_io::clear_nonblock(&file)?;
+            Ok::<File, io::Error>(file)
         };
         let mut file = open(false).map_err(|source| ImageError::Open { path: p(), source })?;
         // The path may have changed between the look and the open.

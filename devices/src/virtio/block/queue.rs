@@ -137,6 +137,16 @@ impl BlockQueue {
     ) -> Outcome {
         let head = p.head;
         let done = match result {
+            // The kernel would have had to wait (a file marked non-blocking): do it here.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if p.op != Op::Flush {
+                    0
+                } else if let Err(e) = self.image.flush() {
+                    return self.reject(head, format_args!("flush: {e}"));
+                } else {
+                    return Outcome::status(status::OK);
+                }
+            }
             Err(e) => {
                 let what = if p.op == Op::Flush {
                     "flush"

@@ -266,8 +266,25 @@ fn writes_land_and_a_short_completion_is_finished_synchronously() {
     assert_eq!(f.status_of(0), status::OK);
     assert_eq!(f.file()[10 * 512..][..2048], data[..]);
 
+    // EAGAIN (a file marked non-blocking) is done synchronously.
+    f.request(4, kind::IN, 3, &[(DATA + 0x1000, 512, DESC_F_WRITE)]);
+    f.q.serve();
+    let tag = fake.lock().unwrap().in_flight[0].tag;
+    fake.lock().unwrap().in_flight.clear();
+    fake.lock().unwrap().completed.push(Completion {
+        tag,
+        result: Err(io::Error::from_raw_os_error(11)),
+    });
+    f.q.serve();
+    assert_eq!(used(&f)[1], (4, 513));
+    assert_eq!(f.status_of(4), status::OK);
+    assert_eq!(
+        f.bytes(DATA + 0x1000, 512),
+        pattern(IMAGE_LEN, 1)[3 * 512..][..512]
+    );
+
     // A failed completion is IOERR.
-    f.request(4, kind::IN, 0, &[(DATA, 512, DESC_F_WRITE)]);
+    f.request(8, kind::IN, 0, &[(DATA, 512, DESC_F_WRITE)]);
     f.q.serve();
     let tag = fake.lock().unwrap().in_flight[0].tag;
     fake.lock().unwrap().in_flight.clear();
@@ -276,8 +293,8 @@ fn writes_land_and_a_short_completion_is_finished_synchronously() {
         result: Err(io::Error::from_raw_os_error(5)),
     });
     f.q.serve();
-    assert_eq!(used(&f)[1], (4, 1));
-    assert_eq!(f.status_of(4), status::IOERR);
+    assert_eq!(used(&f)[2], (8, 1));
+    assert_eq!(f.status_of(8), status::IOERR);
 }
 
 #[test]
@@ -510,4 +527,21 @@ fn a_direct_disk_keeps_reads_in_flight_on_its_worker_and_resets() {
     let after = ring.used_idx(&mem);
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(ring.used_idx(&mem), after);
+}
+
+/// io_uring answers EAGAIN on a file marked non-blocking: the image's descriptor must not
+/// be, though it is opened with O_NONBLOCK (a FIFO must not block the open).
+#[test]
+fn the_image_is_not_left_non_blocking() {
+    let (f, _) = with_fake(16);
+    drop(f.q);
+    let image = DiskImage::open(&f.path, &ImageOptions::default()).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&**image.file());
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    assert_eq!(flags & 0o4000, 0, "O_NONBLOCK still set: {info}");
 }
