@@ -19,8 +19,8 @@
 //!
 //! System calls a ring makes on the thread that owns it: `io_uring_setup` and `mmap` (the
 //! rings) in [`Ring::new`], `eventfd2` and `io_uring_register` (`IORING_REGISTER_EVENTFD`)
-//! there too, `io_uring_enter` to submit, `read` on the eventfd, `poll` while draining,
-//! `munmap` and `close` when dropped.
+//! there too, `io_uring_enter` to submit, `read` on the eventfd, `poll` (`ppoll` on
+//! aarch64) while draining, `munmap` and `close` when dropped.
 
 use std::time::Duration;
 
