@@ -275,19 +275,47 @@ impl Bench {
     }
 }
 
-/// The cost of one virtio-blk request at queue depth 1 (polyvisor only: the floor has no
-/// device, and QEMU microvm puts its virtio-mmio slots elsewhere), and its ratio to
-/// polyvisor's PIO exit round trip measured in the same run.
-fn blk_figure(b: &Bench, pio: &Figure) -> Result<Figure, String> {
-    let mut f = Figure::new(
-        "blk_4k_read_us",
-        "virtio-blk: one 4 KiB read at queue depth 1 (notify → used ring, polled)",
-        "µs",
-    );
+/// One virtio-blk row: its name, title, queue depth and whether the disk is `direct=on`.
+struct BlkCase {
+    name: &'static str,
+    title: &'static str,
+    depth: u32,
+    direct: bool,
+}
+
+const BLK_CASES: [BlkCase; 3] = [
+    BlkCase {
+        name: "blk_4k_read_us",
+        title: "virtio-blk: one 4 KiB read at queue depth 1 (notify → used ring, polled)",
+        depth: 1,
+        direct: false,
+    },
+    BlkCase {
+        name: "blk_4k_read_direct_us",
+        title: "virtio-blk direct=on: one 4 KiB read at queue depth 1, per request",
+        depth: 1,
+        direct: true,
+    },
+    BlkCase {
+        name: "blk_4k_read_direct_qd4_us",
+        title: "virtio-blk direct=on: 4 KiB reads 4 at a time (one notify), per request",
+        depth: 4,
+        direct: true,
+    },
+];
+
+/// The cost of one virtio-blk request (polyvisor only: the floor has no device, and QEMU
+/// microvm puts its virtio-mmio slots elsewhere), and its ratio to polyvisor's PIO exit
+/// round trip measured in the same run. The image is a 1 MiB file in the temporary
+/// directory (which must take O_DIRECT for the `direct=on` rows).
+fn blk_figure(b: &Bench, pio: &Figure, case: &BlkCase) -> Result<Figure, String> {
+    let mut f = Figure::new(case.name, case.title, "µs");
+    let rounds = BLK_REQUESTS / case.depth;
     let kernel = b.kernel(
-        "blk",
+        case.name,
         Workload::BlkRead {
-            count: BLK_REQUESTS,
+            count: rounds,
+            depth: case.depth,
         },
     )?;
     let disk = b.dir.join("blk.img");
@@ -300,7 +328,9 @@ fn blk_figure(b: &Bench, pio: &Figure) -> Result<Figure, String> {
             b.opts.runs
         );
         let (mut cmd, source, want) = b.command(Peer::Polyvisor, &kernel, BOOT_MIB);
-        cmd.arg("--disk").arg(format!("path={}", disk.display()));
+        let direct = if case.direct { ",direct=on" } else { "" };
+        cmd.arg("--disk")
+            .arg(format!("path={}{direct}", disk.display()));
         match b.checked(
             cmd,
             source,
@@ -313,7 +343,7 @@ fn blk_figure(b: &Bench, pio: &Figure) -> Result<Figure, String> {
                 &mut f,
                 Peer::Polyvisor,
                 r.between_ms(MARK_BEGIN, MARK_END)
-                    .map(|ms| ms * 1e3 / f64::from(BLK_REQUESTS)),
+                    .map(|ms| ms * 1e3 / f64::from(rounds * case.depth)),
             ),
             Err(e) => {
                 let first = e.lines().take(3).collect::<Vec<_>>().join(" / ");
@@ -512,8 +542,11 @@ fn measure(b: &mut Bench) -> Result<Report, String> {
         ),
         None => "polyvisor only".into(),
     });
-    let blk_f = blk_figure(b, &pio_f)?;
-    let mut figures = vec![first, whole, teardown, pio_f, mmio_f, rng_f, blk_f];
+    let mut figures = vec![first, whole, teardown];
+    for case in &BLK_CASES {
+        figures.push(blk_figure(b, &pio_f, case)?);
+    }
+    figures.splice(3..3, [pio_f, mmio_f, rng_f]);
 
     for mib in MEM_SIZES_MIB {
         let size = if mib >= 1024 {

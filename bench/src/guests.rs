@@ -37,8 +37,10 @@ pub const MARK_END: u8 = 2;
 /// Written right before the guest asks to be reset: teardown starts here.
 pub const MARK_EXIT: u8 = 200;
 
-/// The virtio-blk guest's split queue, header, status byte and data buffer, in guest-free
-/// memory (0x30000..0x9efff); its 3-descriptor chain is always head 0.
+/// The virtio-blk guest's split queue (16 entries), headers, status bytes and data
+/// buffers, in guest-free memory (0x30000..0x9efff); chain `i` (of at most 4) is
+/// descriptors 3i..3i+2, its header and status at `BLK_HEADER + 0x20 i` and
+/// `BLK_STATUS + 0x20 i`, its buffer at `BLK_BUF + 0x1000 i`.
 const BLK_DESC: u32 = 0x3_0000;
 const BLK_AVAIL: u32 = 0x3_0100;
 const BLK_USED: u32 = 0x3_1000;
@@ -69,12 +71,13 @@ pub enum Workload {
     /// Halt with interrupts off after the first mark, for ever (density: the VM stays up
     /// at no CPU cost until it is killed; no exit mark).
     Halt,
-    /// `count` virtio-blk requests, one at a time: a 4 KiB read of sector 0 on the
-    /// virtio-mmio slot 0 device (polyvisor `--disk`), notified through QUEUE_NOTIFY and
-    /// waited for by polling the used ring (no interrupts), between [`MARK_BEGIN`] and
-    /// [`MARK_END`]. No MARK_END when slot 0 is no block device, a request did not
-    /// complete, or its status byte is not OK.
-    BlkRead { count: u32 },
+    /// `count` rounds of `depth` (1, 2 or 4) virtio-blk requests at once: 4 KiB reads of
+    /// sectors 0, 8, 16, 24 on the virtio-mmio slot 0 device (polyvisor `--disk`), made
+    /// available together, notified once through QUEUE_NOTIFY and waited for by polling
+    /// the used ring (no interrupts), between [`MARK_BEGIN`] and [`MARK_END`]. No MARK_END
+    /// when slot 0 is no block device, a request did not complete, or a status byte is not
+    /// OK.
+    BlkRead { count: u32, depth: u32 },
 }
 
 /// Emits one mark: boot-timer byte write, then `out 0xe9, al`. Clobbers eax.
@@ -135,7 +138,7 @@ pub fn guest_code(work: Workload) -> Vec<u8> {
             a.bind(done);
             mark(&mut a, MARK_END);
         }
-        Workload::BlkRead { count } => blk_read_loop(&mut a, count),
+        Workload::BlkRead { count, depth } => blk_read_loop(&mut a, count, depth),
     }
     mark(&mut a, MARK_EXIT);
     a.mov_al(0); // mov al, 0: isa-debug-exit status (QEMU exits with 1)
@@ -145,42 +148,55 @@ pub fn guest_code(work: Workload) -> Vec<u8> {
 }
 
 /// [`Workload::BlkRead`]'s body (virtio 1.2 §5.2.6: header, data, status).
-fn blk_read_loop(a: &mut Asm, count: u32) {
+fn blk_read_loop(a: &mut Asm, count: u32, depth: u32) {
+    assert!(
+        matches!(depth, 1 | 2 | 4),
+        "depth divides the 16-entry ring"
+    );
     let fail = a.label();
     a.cmp_mem_imm32(Mem::Abs(DEVICE_ID), 2); // a block device?
     a.j_near(Cond::Ne, fail);
-    bring_up_queue0(a, 8, BLK_DESC, BLK_AVAIL, BLK_USED);
-    // Header: type IN (0), reserved, sector 0.
-    for off in [0, 4, 8, 12] {
-        a.mov_mem_imm32(Mem::Abs(BLK_HEADER + off), 0);
+    bring_up_queue0(a, 16, BLK_DESC, BLK_AVAIL, BLK_USED);
+    for i in 0..depth {
+        let (header, status) = (BLK_HEADER + 0x20 * i, BLK_STATUS + 0x20 * i);
+        // Header: type IN (0), reserved, sector 8i (4 KiB apart).
+        for (off, v) in [(0, 0), (4, 0), (8, 8 * i), (12, 0)] {
+            a.mov_mem_imm32(Mem::Abs(header + off), v);
+        }
+        // desc 3i: header (16 bytes, NEXT); 3i+1: buffer (4 KiB, NEXT|WRITE); 3i+2: status
+        // (1 byte, WRITE). Each: addr u64, len u32, flags u16, next u16.
+        let d0 = 3 * i;
+        for (k, (addr, len, flags_next)) in [
+            (header, 16, 1 | ((d0 + 1) << 16)),
+            (BLK_BUF + 0x1000 * i, 4096, 3 | ((d0 + 2) << 16)),
+            (status, 1, 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = BLK_DESC + 16 * (d0 + k as u32);
+            a.mov_mem_imm32(Mem::Abs(d), addr);
+            a.mov_mem_imm32(Mem::Abs(d + 4), 0);
+            a.mov_mem_imm32(Mem::Abs(d + 8), len);
+            a.mov_mem_imm32(Mem::Abs(d + 12), flags_next);
+        }
+        a.mov_mem_imm8(Mem::Abs(status), 0xff);
     }
-    // desc 0: header (16 bytes, NEXT -> 1); 1: buffer (4 KiB, NEXT|WRITE -> 2); 2: status
-    // (1 byte, WRITE). Each: addr u64, len u32, flags u16, next u16.
-    for (i, (addr, len, flags_next)) in [
-        (BLK_HEADER, 16, 1 | (1 << 16)),
-        (BLK_BUF, 4096, 3 | (2 << 16)),
-        (BLK_STATUS, 1, 2),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let d = BLK_DESC + 16 * i as u32;
-        a.mov_mem_imm32(Mem::Abs(d), addr);
-        a.mov_mem_imm32(Mem::Abs(d + 4), 0);
-        a.mov_mem_imm32(Mem::Abs(d + 8), len);
-        a.mov_mem_imm32(Mem::Abs(d + 12), flags_next);
+    // Available ring: flags/idx 0, entry k the head of chain k mod depth.
+    a.mov_mem_imm32(Mem::Abs(BLK_AVAIL), 0);
+    for k in (0..16).step_by(2) {
+        let head = |k: u32| 3 * (k % depth);
+        a.mov_mem_imm32(
+            Mem::Abs(BLK_AVAIL + 4 + 2 * k),
+            head(k) | (head(k + 1) << 16),
+        );
     }
-    // Available ring: flags/idx 0, every ring entry head 0.
-    for off in (0..20).step_by(4) {
-        a.mov_mem_imm32(Mem::Abs(BLK_AVAIL + off), 0);
-    }
-    a.mov_mem_imm8(Mem::Abs(BLK_STATUS), 0xff);
     mark(a, MARK_BEGIN);
-    a.mov_imm(Reg::Esi, count); // requests left
+    a.mov_imm(Reg::Esi, count); // rounds left
     a.xor_rr(Reg::Ebx, Reg::Ebx); // avail idx << 16 (flags stay 0)
     let top = a.here_label();
-    a.add_imm(Reg::Ebx, 0x1_0000);
-    a.mov_store(Mem::Abs(BLK_AVAIL), Reg::Ebx); // publish the request
+    a.add_imm(Reg::Ebx, depth << 16);
+    a.mov_store(Mem::Abs(BLK_AVAIL), Reg::Ebx); // publish the round's requests
     a.mov_mem_imm32(Mem::Abs(QUEUE_NOTIFY), 0); // notify queue 0
     a.mov_imm(Reg::Edx, BLK_SPINS);
     let wait = a.here_label();
@@ -195,8 +211,10 @@ fn blk_read_loop(a: &mut Asm, count: u32) {
     a.bind(served);
     a.dec(Reg::Esi);
     a.j_near(Cond::Ne, top);
-    a.cmp_mem_imm8(Mem::Abs(BLK_STATUS), 0); // VIRTIO_BLK_S_OK
-    a.j_near(Cond::Ne, fail);
+    for i in 0..depth {
+        a.cmp_mem_imm8(Mem::Abs(BLK_STATUS + 0x20 * i), 0); // VIRTIO_BLK_S_OK
+        a.j_near(Cond::Ne, fail);
+    }
     mark(a, MARK_END);
     a.bind(fail);
 }
@@ -228,7 +246,8 @@ mod tests {
             Workload::Mmio { count: 3 },
             Workload::Spin { cycles: 5 },
             Workload::Rng { count: 3 },
-            Workload::BlkRead { count: 3 },
+            Workload::BlkRead { count: 3, depth: 1 },
+            Workload::BlkRead { count: 3, depth: 4 },
         ] {
             let code = guest_code(w);
             let tail: Vec<u8> = [
@@ -267,7 +286,10 @@ mod tests {
 
     #[test]
     fn blk_loop_checks_the_device_then_notifies_queue_0() {
-        let code = guest_code(Workload::BlkRead { count: 10 });
+        let code = guest_code(Workload::BlkRead {
+            count: 10,
+            depth: 1,
+        });
         // cmp dword [0xd0000008], 2 (81 3d disp32 imm32): slot 0 is a block device
         let check = [0x81, 0x3d, 0x08, 0, 0, 0xd0, 2, 0, 0, 0];
         assert!(code.windows(check.len()).any(|w| w == check));

@@ -211,6 +211,7 @@ fn blk_driver_guest() -> Vec<u8> {
 
     show(&mut a, "used=", USED);
     for i in 0..10 {
+        show(&mut a, &format!("head{i}="), USED + 4 + 8 * i);
         show(&mut a, &format!("len{i}="), USED + 8 + 8 * i);
     }
     show(&mut a, "stat0=", STAT);
@@ -251,7 +252,7 @@ fn dword(img: &[u8], at: usize) -> u64 {
     u64::from(u32::from_le_bytes(img[at..at + 4].try_into().unwrap()))
 }
 
-fn run(readonly: bool) -> (RunOutput, Vec<u8>) {
+fn run(readonly: bool, direct: bool) -> (RunOutput, Vec<u8>) {
     let dir = TempDir::new();
     let kernel = dir.write("blk.elf", &blk_driver_guest());
     let img = dir.write("disk.img", &original());
@@ -259,7 +260,7 @@ fn run(readonly: bool) -> (RunOutput, Vec<u8>) {
         "path={},serial={SERIAL}{}",
         img.display(),
         if readonly { ",readonly=on" } else { "" }
-    );
+    ) + if direct { ",direct=on" } else { "" };
     let out = Polyvisor::new()
         .arg("run")
         .arg("--kernel")
@@ -291,14 +292,22 @@ fn check_common(out: &RunOutput, orig: &[u8]) {
     assert_eq!(out.hex_field("buf0="), dword(orig, 512), "{out}");
     assert_eq!(out.hex_field("buf0_end="), dword(orig, 1020), "{out}");
     assert_eq!(out.hex_field("buf3="), dword(orig, 1024), "{out}");
-    // Used lengths: data written to the guest plus the status byte; 0 for the loop.
-    for (i, want) in [513, 1, 1, 1, 1, 1, 0, 1, 21, 513].iter().enumerate() {
-        assert_eq!(
-            out.hex_field(&format!("len{i}=")),
-            *want,
-            "request {i}\n{out}"
-        );
-    }
+    // Used lengths by head (requests kept in flight complete in any order): data
+    // written to the guest plus the status byte; 0 for the loop.
+    let mut used: Vec<(u64, u64)> = (0..10)
+        .map(|i| {
+            (
+                out.hex_field(&format!("head{i}=")),
+                out.hex_field(&format!("len{i}=")),
+            )
+        })
+        .collect();
+    assert_eq!(used[0], (0, 513), "phase 1's read\n{out}");
+    used.sort_unstable();
+    let heads = [0, 3, 6, 9, 11, 14, 17, 19, 22, 25];
+    let lens = [513, 1, 1, 1, 1, 1, 0, 1, 21, 513];
+    let want: Vec<(u64, u64)> = heads.into_iter().zip(lens).collect();
+    assert_eq!(used, want, "(head, used length)\n{out}");
     // Bytes 8 and 9: GET_ID and the last read OK; 10 and 11 were never status bytes.
     assert_eq!(out.hex_field("stat8="), 0xeeee_0000, "{out}");
     let serial = format!("{SERIAL:\0<20}");
@@ -311,8 +320,16 @@ fn check_common(out: &RunOutput, orig: &[u8]) {
 #[test]
 fn a_guest_reads_writes_flushes_and_discards_and_bad_requests_fail_alone() {
     polyvisor_tests::require_kvm!();
+    for direct in [false, true] {
+        guest_reads_writes_flushes_and_discards(direct);
+    }
+}
+
+/// With `direct=on` the reads, writes and flush go through io_uring where the host has
+/// it, several in flight.
+fn guest_reads_writes_flushes_and_discards(direct: bool) {
     let orig = original();
-    let (out, after) = run(false);
+    let (out, after) = run(false, direct);
     check_common(&out, &orig);
     let lo = out.hex_field("features_lo=");
     assert_eq!(
@@ -345,7 +362,7 @@ fn a_guest_reads_writes_flushes_and_discards_and_bad_requests_fail_alone() {
 fn a_read_only_disk_fails_every_write_and_keeps_its_file() {
     polyvisor_tests::require_kvm!();
     let orig = original();
-    let (out, after) = run(true);
+    let (out, after) = run(true, true);
     check_common(&out, &orig);
     let lo = out.hex_field("features_lo=");
     assert_eq!(lo & RO as u64, RO as u64, "{out}");

@@ -138,7 +138,8 @@ pub struct RunArgs {
     /// whole number of 512-byte sectors (repeatable; the guest sees them in this order,
     /// /dev/vda first). The image is locked while in use: shared with `readonly=on`
     /// (writes get an I/O error, the file is untouched), exclusive otherwise. `direct=on`
-    /// bypasses the host's page cache (O_DIRECT); `serial=S` (1 to 20 bytes) is what the
+    /// bypasses the host's page cache (O_DIRECT) and keeps up to 64 requests in flight
+    /// with io_uring where the host has it; `serial=S` (1 to 20 bytes) is what the
     /// guest reads as the disk's serial; `id=ID` names it in messages. `on`/`off` and
     /// `true`/`false` are accepted.
     #[arg(long, value_name = "path=P[,readonly=on][,direct=on][,serial=S][,id=ID]", value_parser = parse_disk)]

@@ -90,6 +90,15 @@ pub const DISK_IMAGES: &[(&str, &str)] = &[
          error and the file is untouched. A flush completes after fdatasync(2) of the image.",
     ),
     (
+        "I/O",
+        "Each disk is served on its own thread, straight between the image and guest memory. \
+         With direct=on, reads, writes and flushes are kept in flight with io_uring, up to 64 \
+         per disk, and complete in any order, where polyvisor has it (x86_64, aarch64) and \
+         the kernel allows it; elsewhere (s390x, an old kernel, io_uring refused by seccomp or \
+         the kernel.io_uring_disabled sysctl: said once in the log at info level) and for \
+         buffered disks, requests are done one at a time.",
+    ),
+    (
         "Limits",
         "x86_64 has 8 virtio-mmio slots and aarch64 32, shared by the disks, --net, --rng \
          and --vsock; more disks are refused naming the first that does not fit (exit 2).",

@@ -2,7 +2,8 @@
 //! The few block I/O system calls Polyvisor's virtio-blk needs that have no safe wrapper in
 //! std or vmm-sys-util: vectored positional I/O straight into guest memory (`preadv`,
 //! `pwritev` on [`VolatileSlice`]s, no bounce buffer), `BLKDISCARD`/`BLKZEROOUT`/`BLKSSZGET`
-//! on host block devices, and whole-file open-file-description locks (`F_OFD_SETLK`).
+//! on host block devices, whole-file open-file-description locks (`F_OFD_SETLK`), and an
+//! io_uring ring ([`uring::Ring`]) that keeps reads, writes and `fdatasync`s in flight.
 //!
 //! Why a crate of its own: `devices` is `#![forbid(unsafe_code)]` and should stay so; these
 //! calls take raw pointers or C structs, so each needs one `unsafe` block. They live here,
@@ -214,6 +215,24 @@ pub fn lock_whole_file(file: &File, lock: Lock) -> io::Result<()> {
     Ok(())
 }
 
+/// Clear `O_NONBLOCK` on `file` (`F_SETFL`). A disk image is opened with it so that
+/// opening a FIFO cannot block, but io_uring takes the flag at its word: a read or write of
+/// a file marked non-blocking that would wait for the disk completes with `EAGAIN` instead
+/// of waiting.
+pub fn clear_nonblock(file: &File) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take no pointers; the descriptor is open for the call.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The `open(2)` flag for direct I/O (`O_DIRECT`), for `OpenOptionsExt::custom_flags`.
 pub const O_DIRECT: i32 = libc::O_DIRECT;
 /// The `open(2)` flag that keeps opening a FIFO from blocking (`O_NONBLOCK`; regular files
@@ -222,6 +241,8 @@ pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 /// "Operation not supported" (`EOPNOTSUPP`), what `fallocate` says for a mode the
 /// filesystem lacks.
 pub const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+
+pub mod uring;
 
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,11 @@ pub trait QueueHandler: Send + 'static {
     /// A file descriptor registered through [`WorkerFds`] with `token` is ready
     /// (`events`); a pass of [`QueueHandler::serve`] follows. The default ignores it.
     fn ready(&mut self, _token: u64, _events: EventSet) {}
+
+    /// Called on the worker thread when it is told to stop (device reset or drop), before
+    /// it ends: a handler with host I/O in flight into guest memory waits for it here. The
+    /// default does nothing.
+    fn stop(&mut self) {}
 }
 
 /// A queue an activated device serves: the memory its rings are in, how to interrupt the
@@ -268,7 +273,10 @@ fn run<H: QueueHandler>(epoll: Arc<Epoll>, kick: &EventFd, mut handler: H) -> H 
         let mut serve = false;
         for event in &events[..n] {
             match event.data() {
-                STOP => return handler,
+                STOP => {
+                    handler.stop();
+                    return handler;
+                }
                 KICK => kicked = true,
                 token => {
                     handler.ready(token, event.event_set());

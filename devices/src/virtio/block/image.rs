@@ -4,8 +4,8 @@
 //!
 //! Opening refuses what cannot be a disk before anything is opened (a directory, a FIFO, a
 //! character device, a socket: opening a FIFO would block), then opens without blocking
-//! (`O_NONBLOCK`, which regular files and block devices ignore) and checks the type again
-//! on the open file. The size must be a whole number of 512-byte sectors.
+//! (`O_NONBLOCK`, cleared once open: io_uring would answer `EAGAIN` on a non-blocking
+//! file) and checks the type again on the open file. The size must be a whole number of 512-byte sectors.
 //!
 //! Locking: an open-file-description lock (`F_OFD_SETLK`) on the whole file, shared for a
 //! read-only disk and exclusive otherwise, taken without waiting: a second Polyvisor (or
@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use vm_memory::VolatileSlice;
 use vmm_sys_util::fallocate::{fallocate, FallocateMode};
@@ -97,8 +98,9 @@ impl FileIdentity {
     }
 }
 
-/// The I/O a virtio-blk device does on its backing, one request at a time: the seam where
-/// an asynchronous backend (io_uring) would submit instead of doing the call.
+/// The I/O a virtio-blk device does on its backing: done by these calls, one at a time, or,
+/// where the backend names its files ([`IoBackend::queued_flush_file`]), submitted to an
+/// io_uring and kept in flight (see the block module's `engine`).
 pub trait IoBackend: Send + Sync {
     /// Size in bytes (a whole number of sectors).
     fn capacity(&self) -> u64;
@@ -115,15 +117,26 @@ pub trait IoBackend: Send + Sync {
     fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Make `len` bytes at `offset` read as zeros, deallocating them when `unmap`.
     fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> io::Result<()>;
+    /// The file a flush's `fdatasync` goes to when the device keeps requests in flight
+    /// (io_uring); `None` (the default) when this backend wants them done one at a time
+    /// with the calls above, and the device sets up no ring.
+    fn queued_flush_file(&self) -> Option<Arc<File>> {
+        None
+    }
+    /// The file a read or write of `bufs` at `offset` goes to when kept in flight; `None`
+    /// (the default) to do it with [`IoBackend::read_at`] / [`IoBackend::write_at`].
+    fn queued_file(&self, _offset: u64, _bufs: &[VolatileSlice<'_, ()>]) -> Option<Arc<File>> {
+        None
+    }
 }
 
 /// An opened, checked and locked raw image.
 #[derive(Debug)]
 pub struct DiskImage {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     /// The `O_DIRECT` descriptor, with `direct=on`.
-    direct: Option<File>,
+    direct: Option<Arc<File>>,
     direct_alignment: u64,
     identity: FileIdentity,
     block_device: bool,
@@ -162,16 +175,20 @@ impl DiskImage {
         let meta =
             std::fs::metadata(path).map_err(|source| ImageError::Open { path: p(), source })?;
         check(&meta)?;
+        // O_NONBLOCK keeps the open from blocking on a FIFO swapped in after the check
+        // above; it is cleared once the file is open (io_uring would answer EAGAIN).
         let open = |direct: bool| {
             let mut flags = block_io::O_NONBLOCK;
             if direct {
                 flags |= block_io::O_DIRECT;
             }
-            OpenOptions::new()
+            let file = OpenOptions::new()
                 .read(true)
                 .write(!options.readonly)
                 .custom_flags(flags)
-                .open(path)
+                .open(path)?;
+            block_io::clear_nonblock(&file)?;
+            Ok::<File, io::Error>(file)
         };
         let mut file = open(false).map_err(|source| ImageError::Open { path: p(), source })?;
         // The path may have changed between the look and the open.
@@ -225,13 +242,13 @@ impl DiskImage {
                 // The filesystem's device decides; 4 KiB covers every common one.
                 4096
             };
-            (Some(direct), align)
+            (Some(Arc::new(direct)), align)
         } else {
             (None, SECTOR_SIZE)
         };
         Ok(Self {
             path: p(),
-            file,
+            file: Arc::new(file),
             direct,
             direct_alignment,
             identity,
@@ -262,7 +279,13 @@ impl DiskImage {
         self.direct_alignment
     }
 
-    fn direct_for(&self, offset: u64, bufs: &[VolatileSlice<'_, ()>]) -> Option<&File> {
+    /// The ordinary descriptor.
+    #[cfg(test)]
+    pub(super) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    fn direct_for(&self, offset: u64, bufs: &[VolatileSlice<'_, ()>]) -> Option<&Arc<File>> {
         let direct = self.direct.as_ref()?;
         let a = self.direct_alignment;
         let aligned = offset % a == 0
@@ -309,6 +332,17 @@ impl IoBackend for DiskImage {
     fn flush(&self) -> io::Result<()> {
         // fdatasync is per file, whichever descriptor wrote.
         self.file.sync_data()
+    }
+
+    /// `direct=on` images keep requests in flight: their reads and writes reach the host's
+    /// disk, where that pays (docs/bench.md); page-cache hits do not gain from it.
+    fn queued_flush_file(&self) -> Option<Arc<File>> {
+        self.direct.as_ref().map(|_| self.file.clone())
+    }
+
+    fn queued_file(&self, offset: u64, bufs: &[VolatileSlice<'_, ()>]) -> Option<Arc<File>> {
+        self.direct.as_ref()?;
+        Some(self.direct_for(offset, bufs).unwrap_or(&self.file).clone())
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {

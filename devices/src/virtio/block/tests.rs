@@ -595,3 +595,4 @@ fn the_device_serves_its_queue_on_a_worker_and_resets() {
 }
 
 mod images;
+mod inflight;
