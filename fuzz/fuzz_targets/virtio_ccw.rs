@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use devices::css::{ChannelSubsystem, IoOp, Pmcw, Schib};
+use devices::virtio::ccw::command;
 use devices::virtio::ccw::VirtioCcw;
 use libfuzzer_sys::fuzz_target;
-use polyvisor_fuzz::{memory, Device, FlatOperands, Kind, MemWrite, NullSink, MEM_SIZE};
+use polyvisor_fuzz::{
+    driver_features, memory, Device, FlatOperands, Kind, MemWrite, NullSink, QueueSetup, MEM_SIZE,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 const OPS: [IoOp; 15] = [
@@ -65,6 +68,12 @@ enum Op {
         on: bool,
         isc: u8,
     },
+    /// A driver's whole virtio-ccw start, one channel program per command: enable the
+    /// subchannel, SET_VIRTIO_REV 1, status, features, SET_VQ per queue, DRIVER_OK.
+    Setup {
+        features: u64,
+        queues: Vec<QueueSetup>,
+    },
     /// SSCH of an ORB (key/flags from the input) on a CCW chain, then TSCH.
     Program {
         orb_flags: u32,
@@ -114,6 +123,41 @@ fn program(css: &ChannelSubsystem, orb_flags: u32, ccws: &[CcwSpec]) {
     css.execute(IoOp::Tsch, SCH0, IRB_AT, &mut flat);
 }
 
+fn one(css: &ChannelSubsystem, cmd: u8, data: Vec<u8>) {
+    let ccw = CcwSpec {
+        cmd,
+        flags: 0,
+        count: None,
+        data,
+    };
+    program(css, 0, std::slice::from_ref(&ccw));
+}
+
+fn setup(css: &ChannelSubsystem, features: u64, queues: &[QueueSetup]) {
+    enable(css, true, 3);
+    one(css, command::SET_VIRTIO_REV, vec![0, 1, 0, 0]);
+    one(css, command::WRITE_STATUS, vec![1]);
+    one(css, command::WRITE_STATUS, vec![3]);
+    let features = driver_features(features);
+    for index in 0..2u8 {
+        let mut b = ((features >> (32 * index)) as u32).to_le_bytes().to_vec();
+        b.push(index);
+        one(css, command::WRITE_FEAT, b);
+    }
+    one(css, command::WRITE_STATUS, vec![0xb]);
+    for (index, q) in queues.iter().enumerate().take(4) {
+        q.fill(css.memory());
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(&q.desc().to_be_bytes());
+        b[12..14].copy_from_slice(&(index as u16).to_be_bytes());
+        b[14..16].copy_from_slice(&q.size().to_be_bytes());
+        b[16..24].copy_from_slice(&q.avail().to_be_bytes());
+        b[24..32].copy_from_slice(&q.used().to_be_bytes());
+        one(css, command::SET_VQ, b.to_vec());
+    }
+    one(css, command::WRITE_STATUS, vec![0xf]);
+}
+
 fn enable(css: &ChannelSubsystem, on: bool, isc: u8) {
     let mem = css.memory();
     let mut flat = FlatOperands(mem);
@@ -149,6 +193,7 @@ fuzz_target!(|input: Input| {
                 css.execute(op, gr1.unwrap_or(SCH0), addr, &mut FlatOperands(&mem));
             }
             Op::Enable { on, isc } => enable(&css, *on, *isc),
+            Op::Setup { features, queues } => setup(&css, *features, queues),
             Op::Program { orb_flags, ccws } => program(&css, *orb_flags, ccws),
             Op::Notify { queue, schid } => {
                 css.notify(schid.unwrap_or(SCH0), u64::from(*queue));

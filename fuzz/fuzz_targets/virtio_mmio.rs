@@ -10,19 +10,10 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use devices::virtio::mmio::reg;
-use devices::virtio::MmioTransport;
+use devices::virtio::{GuestMemory, MmioTransport};
 use devices::BusDevice;
 use libfuzzer_sys::fuzz_target;
-use polyvisor_fuzz::{memory, Device, Kind, MemWrite, NullLine};
-
-/// One queue of a `Setup`: size and ring addresses (16-byte units).
-#[derive(Arbitrary, Debug)]
-struct QueueSetup {
-    size: u16,
-    desc: u16,
-    avail: u16,
-    used: u16,
-}
+use polyvisor_fuzz::{driver_features, memory, Device, Kind, MemWrite, NullLine, QueueSetup};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -56,7 +47,8 @@ fn write32(t: &mut MmioTransport, offset: u64, value: u32) {
     t.write(offset, &value.to_le_bytes());
 }
 
-fn setup(t: &mut MmioTransport, features: u64, queues: &[QueueSetup]) {
+fn setup(t: &mut MmioTransport, mem: &GuestMemory, features: u64, queues: &[QueueSetup]) {
+    let features = driver_features(features);
     write32(t, reg::STATUS, 0);
     write32(t, reg::STATUS, 1);
     write32(t, reg::STATUS, 3);
@@ -66,15 +58,16 @@ fn setup(t: &mut MmioTransport, features: u64, queues: &[QueueSetup]) {
     }
     write32(t, reg::STATUS, 0xb);
     for (i, q) in queues.iter().enumerate().take(4) {
+        q.fill(mem);
         write32(t, reg::QUEUE_SEL, i as u32);
-        write32(t, reg::QUEUE_NUM, u32::from(q.size));
+        write32(t, reg::QUEUE_NUM, u32::from(q.size()));
         for (low, v) in [
-            (reg::QUEUE_DESC_LOW, q.desc),
-            (reg::QUEUE_DRIVER_LOW, q.avail),
-            (reg::QUEUE_DEVICE_LOW, q.used),
+            (reg::QUEUE_DESC_LOW, q.desc()),
+            (reg::QUEUE_DRIVER_LOW, q.avail()),
+            (reg::QUEUE_DEVICE_LOW, q.used()),
         ] {
-            write32(t, low, u32::from(v) << 4);
-            write32(t, low + 4, 0);
+            write32(t, low, v as u32);
+            write32(t, low + 4, (v >> 32) as u32);
         }
         write32(t, reg::QUEUE_READY, 1);
     }
@@ -90,7 +83,7 @@ fuzz_target!(|input: Input| {
     let mut t = MmioTransport::new(device, mem.clone(), Arc::new(NullLine));
     for op in input.ops.iter().take(256) {
         match op {
-            Op::Setup { features, queues } => setup(&mut t, *features, queues),
+            Op::Setup { features, queues } => setup(&mut t, &mem, *features, queues),
             Op::Read { offset, len } => {
                 let mut data = vec![0u8; usize::from(*len % 9)];
                 t.read(u64::from(*offset), &mut data);

@@ -39,6 +39,88 @@ impl MemWrite {
     }
 }
 
+/// One queue a driver sets up: a size that is a power of two more often than not, ring
+/// addresses that are mostly in RAM and aligned (the fuzzer still gets the odd ones).
+#[derive(Arbitrary, Debug)]
+pub struct QueueSetup {
+    size_log2: u8,
+    desc: u16,
+    avail: u16,
+    used: u16,
+    /// Descriptors written into the table, from index 0, with their buffers' contents.
+    descs: Vec<Desc>,
+    /// Heads made available (the available ring's entries, in order).
+    heads: Vec<u16>,
+}
+
+/// A split-ring descriptor and the bytes its buffer holds.
+#[derive(Arbitrary, Debug)]
+pub struct Desc {
+    /// Buffer address in 16-byte units (mostly in RAM).
+    addr: u16,
+    len: u16,
+    /// NEXT (1), WRITE (2), INDIRECT (4).
+    flags: u8,
+    next: u8,
+    data: Vec<u8>,
+}
+
+impl QueueSetup {
+    /// 1..=512 (512 is past every device's maximum).
+    pub fn size(&self) -> u16 {
+        1 << (self.size_log2 % 10)
+    }
+    pub fn desc(&self) -> u64 {
+        (u64::from(self.desc) << 4) % MEM_SIZE
+    }
+    pub fn avail(&self) -> u64 {
+        (u64::from(self.avail) << 1) % MEM_SIZE
+    }
+    pub fn used(&self) -> u64 {
+        (u64::from(self.used) << 2) % MEM_SIZE
+    }
+
+    /// Write the descriptors, their buffers and the available ring (little-endian, as a
+    /// modern driver does) into `mem`.
+    pub fn fill(&self, mem: &GuestMemory) {
+        let size = u64::from(self.size());
+        for (i, d) in self.descs.iter().take(self.size().into()).enumerate() {
+            let addr = (u64::from(d.addr) << 4) % MEM_SIZE;
+            let mut b = [0u8; 16];
+            b[0..8].copy_from_slice(&addr.to_le_bytes());
+            b[8..12].copy_from_slice(&u32::from(d.len).to_le_bytes());
+            b[12..14].copy_from_slice(&u16::from(d.flags & 7).to_le_bytes());
+            b[14..16].copy_from_slice(&(u16::from(d.next) % self.size()).to_le_bytes());
+            let _ = mem.write_slice(&b, GuestAddress(self.desc() + 16 * i as u64));
+            MemWrite {
+                addr: addr as u32,
+                bytes: d.data.clone(),
+            }
+            .apply(mem);
+        }
+        let heads = self.heads.len().min(usize::from(self.size()));
+        for (i, h) in self.heads.iter().take(heads).enumerate() {
+            let at = self.avail() + 4 + 2 * (i as u64 % size);
+            let _ = mem.write_slice(&(h % self.size()).to_le_bytes(), GuestAddress(at));
+        }
+        let _ = mem.write_slice(&0u16.to_le_bytes(), GuestAddress(self.avail()));
+        let _ = mem.write_slice(
+            &(heads as u16).to_le_bytes(),
+            GuestAddress(self.avail() + 2),
+        );
+    }
+}
+
+/// Driver features as the input offers them, with `VERSION_1` (bit 32) unless the input's
+/// top bit says to leave it out.
+pub fn driver_features(raw: u64) -> u64 {
+    if raw >> 63 != 0 {
+        raw & !(1 << 63)
+    } else {
+        raw | 1 << 32
+    }
+}
+
 /// An interrupt line that goes nowhere.
 pub struct NullLine;
 
