@@ -44,6 +44,7 @@ const ORB_AT: u64 = 0x1100;
 const IRB_AT: u64 = 0x1200;
 const CCWS_AT: u64 = 0x2000;
 const DATA_AT: u64 = 0x3000;
+const CHSC_AT: u64 = 0x3_0000;
 
 #[derive(Arbitrary, Debug)]
 struct CcwSpec {
@@ -79,6 +80,8 @@ enum Op {
         orb_flags: u32,
         ccws: Vec<CcwSpec>,
     },
+    /// CHSC on a request block the input writes at a page boundary.
+    Chsc(Vec<u8>),
     Notify {
         queue: u16,
         schid: Option<u64>,
@@ -195,6 +198,11 @@ fuzz_target!(|input: Input| {
             Op::Enable { on, isc } => enable(&css, *on, *isc),
             Op::Setup { features, queues } => setup(&css, *features, queues),
             Op::Program { orb_flags, ccws } => program(&css, *orb_flags, ccws),
+            Op::Chsc(block) => {
+                let n = block.len().min(0x1000);
+                let _ = mem.write_slice(&block[..n], GuestAddress(CHSC_AT));
+                css.execute(IoOp::Chsc, 0, CHSC_AT, &mut FlatOperands(&mem));
+            }
             Op::Notify { queue, schid } => {
                 css.notify(schid.unwrap_or(SCH0), u64::from(*queue));
             }
