@@ -134,6 +134,9 @@ pv_cross_env
 # the tree; these give its place and the cargo arguments that build from it without network.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 PV_VENDOR_FILTERER_VERSION=0.5.18
+# cargo-fuzz for the fuzz level (cross/setup installs it; the fuzz/ targets run with it).
+# shellcheck disable=SC2034 # used by cross/setup
+PV_CARGO_FUZZ_VERSION=0.13.2
 # shellcheck disable=SC2034
 PV_VENDOR_PLATFORMS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu)
 PV_VENDOR_DIR="$PV_CACHE/vendor"

@@ -163,6 +163,10 @@ pub struct Worker<H: QueueHandler> {
     stop: EventFd,
     thread: Option<JoinHandle<H>>,
     name: String,
+    /// With the `fuzzing` feature: no thread; the handler and its epoll, served on the
+    /// caller's thread by [`Worker::kick`] (see [`inline`]).
+    #[cfg(feature = "fuzzing")]
+    inline: Option<Box<inline::Inline<H>>>,
 }
 
 impl<H: QueueHandler> Worker<H> {
@@ -186,16 +190,24 @@ impl<H: QueueHandler> Worker<H> {
             stop.as_raw_fd(),
             EpollEvent::new(EventSet::IN, STOP),
         )?;
-        let thread_kick = kick.clone();
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || run(Arc::new(epoll), &thread_kick, handler))?;
-        Ok(Self {
-            kick,
-            stop,
-            thread: Some(thread),
-            name: name.to_string(),
-        })
+        // Fuzzing: no thread, the kick serves on the caller's thread (`inline`).
+        #[cfg(feature = "fuzzing")]
+        {
+            Ok(inline::worker(name, kick, stop, Arc::new(epoll), handler))
+        }
+        #[cfg(not(feature = "fuzzing"))]
+        {
+            let thread_kick = kick.clone();
+            let thread = std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || run(Arc::new(epoll), &thread_kick, handler))?;
+            Ok(Self {
+                kick,
+                stop,
+                thread: Some(thread),
+                name: name.to_string(),
+            })
+        }
     }
 
     /// [`Worker::spawn_on`] `kick` when the device has one, else [`Worker::spawn`].
@@ -211,6 +223,8 @@ impl<H: QueueHandler> Worker<H> {
         // An eventfd write only fails when the counter would overflow, i.e. a kick is
         // already pending: nothing is lost.
         let _ = self.kick.write(1);
+        #[cfg(feature = "fuzzing")]
+        self.serve_inline();
     }
 
     /// The `EventFd` that wakes the worker (for binding as an ioeventfd).
@@ -225,6 +239,12 @@ impl<H: QueueHandler> Worker<H> {
     }
 
     fn stop_within(&mut self, deadline: Duration) -> Option<H> {
+        #[cfg(feature = "fuzzing")]
+        if let Some(inline) = self.inline.take() {
+            let mut handler = inline.into_inner().unwrap_or_else(|p| p.into_inner()).1;
+            handler.stop();
+            return Some(handler);
+        }
         let thread = self.thread.take()?;
         let _ = self.stop.write(1);
         let start = Instant::now();
@@ -255,45 +275,66 @@ impl<H: QueueHandler> Drop for Worker<H> {
     }
 }
 
+#[cfg_attr(feature = "fuzzing", allow(dead_code))]
 fn run<H: QueueHandler>(epoll: Arc<Epoll>, kick: &EventFd, mut handler: H) -> H {
     handler.attach(WorkerFds {
         epoll: epoll.clone(),
     });
+    while step(&epoll, kick, &mut handler, -1) != Step::Stop {}
+    // Requests in flight (io_uring) end before the queues and guest memory can go away.
+    handler.stop();
+    handler
+}
+
+/// What one wait of the worker's loop saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// The stop event (or epoll failed): the loop ends.
+    Stop,
+    /// Events were served.
+    Served,
+    /// Nothing was ready (only with a zero timeout).
+    Idle,
+}
+
+/// Wait up to `timeout_ms` (-1: forever) for the kick, the stop event or a handler's fd,
+/// and serve one bounded pass for what came.
+fn step<H: QueueHandler>(epoll: &Epoll, kick: &EventFd, handler: &mut H, timeout_ms: i32) -> Step {
     let mut events = [EpollEvent::default(); 32];
-    loop {
-        let n = match epoll.wait(-1, &mut events) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("device worker: epoll_wait failed: {e}; stopping");
-                return handler;
-            }
-        };
-        let mut kicked = false;
-        let mut serve = false;
-        for event in &events[..n] {
-            match event.data() {
-                STOP => {
-                    handler.stop();
-                    return handler;
-                }
-                KICK => kicked = true,
-                token => {
-                    handler.ready(token, event.event_set());
-                    serve = true;
-                }
-            }
+    let n = match epoll.wait(timeout_ms, &mut events) {
+        Ok(0) => return Step::Idle,
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Served,
+        Err(e) => {
+            log::error!("device worker: epoll_wait failed: {e}; stopping");
+            return Step::Stop;
         }
-        if kicked {
-            // Reset the counter before serving, so a kick during the pass is not lost.
-            let _ = kick.read();
-        }
-        // More pending: come back after looking at the stop event again.
-        if (kicked || serve) && handler.serve() {
-            let _ = kick.write(1);
+    };
+    let mut kicked = false;
+    let mut serve = false;
+    for event in &events[..n] {
+        match event.data() {
+            STOP => return Step::Stop,
+            KICK => kicked = true,
+            token => {
+                handler.ready(token, event.event_set());
+                serve = true;
+            }
         }
     }
+    if kicked {
+        // Reset the counter before serving, so a kick during the pass is not lost.
+        let _ = kick.read();
+    }
+    // More pending: come back after looking at the stop event again.
+    if (kicked || serve) && handler.serve() {
+        let _ = kick.write(1);
+    }
+    Step::Served
 }
+
+#[cfg(feature = "fuzzing")]
+mod inline;
 
 #[cfg(test)]
 mod tests {
@@ -360,6 +401,10 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(1));
     }
 
+    #[cfg_attr(
+        feature = "fuzzing",
+        ignore = "a worker thread's timing; the fuzzing feature serves inline"
+    )]
     #[test]
     fn a_handler_fd_wakes_the_worker_with_its_token() {
         use std::io::{Read, Write};

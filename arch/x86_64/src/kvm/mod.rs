@@ -17,7 +17,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 
 use crate::cpuid::CpuidEntry;
 use crate::layout::{self, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, MIN_MEMORY};
-pub use loader::BootEntry;
+pub use loader::{load as load_kernel, BootEntry};
 pub use vcpu::KvmVcpu;
 
 /// Capabilities this backend cannot run without.

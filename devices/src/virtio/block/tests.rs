@@ -560,6 +560,10 @@ fn event_idx_sets_avail_event_and_suppresses_interrupts() {
     assert_eq!(f.ring.avail_event(&f.mem), 1);
 }
 
+#[cfg_attr(
+    feature = "fuzzing",
+    ignore = "a worker thread's timing; the fuzzing feature serves inline"
+)]
 #[test]
 fn the_device_serves_its_queue_on_a_worker_and_resets() {
     let dir = TempDir::new_with_prefix("/tmp/pv-blk-test").unwrap();

@@ -44,6 +44,8 @@ use super::{device_type, features, ActivateError, GuestMemory, VirtioDevice, Vir
 
 mod handler;
 pub mod rx;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod socket_tap;
 pub mod tx;
 
 pub use handler::NetQueues;

@@ -3,40 +3,18 @@
 //! datagram socket pair: one packet per message, like a tap; the test holds the other
 //! end): good traffic both ways, and what a hostile driver can do.
 
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::epoll::EventSet;
 
 use super::handler::Active;
+use super::socket_tap::socket_tap;
 use super::*;
 use crate::virtio::test_util::{self, CountingInterrupt, DriverRing, DESC_F_NEXT, DESC_F_WRITE};
 use crate::virtio::worker::QueueHandler;
-
-/// The device's end of the socket pair, recording the offloads it is given.
-struct SocketTap {
-    sock: UnixDatagram,
-    offloads: Mutex<Vec<u32>>,
-}
-
-impl Backend for SocketTap {
-    fn fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-    fn read_packet(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.recv(buf)
-    }
-    fn write_packet(&self, bufs: &[VolatileSlice<'_, ()>]) -> io::Result<usize> {
-        tap::write_packet(&self.sock, bufs)
-    }
-    fn set_offload(&self, flags: u32) -> io::Result<()> {
-        self.offloads.lock().unwrap().push(flags);
-        Ok(())
-    }
-}
 
 const RXQ: u64 = 0x1_0000;
 const TXQ: u64 = 0x4_0000;
@@ -52,23 +30,12 @@ struct Fixture {
     host: UnixDatagram,
 }
 
-fn socket_tap() -> (Arc<SocketTap>, UnixDatagram) {
-    let (dev, host) = UnixDatagram::pair().unwrap();
-    dev.set_nonblocking(true).unwrap();
-    host.set_nonblocking(true).unwrap();
-    let tap = Arc::new(SocketTap {
-        sock: dev,
-        offloads: Mutex::new(Vec::new()),
-    });
-    (tap, host)
-}
-
 fn fixture(features: u64) -> Fixture {
     let mem = test_util::memory();
     let rx = DriverRing::new(&mem, RXQ, RING);
     let tx = DriverRing::new(&mem, TXQ, RING);
     let irq = Arc::new(CountingInterrupt::default());
-    let (tap, host) = socket_tap();
+    let (tap, host) = socket_tap().unwrap();
     let q = NetQueues::new(
         tap,
         features,
@@ -138,7 +105,7 @@ impl Fixture {
 
 #[test]
 fn configuration_space_and_features() {
-    let (tap, _host) = socket_tap();
+    let (tap, _host) = socket_tap().unwrap();
     let mut net = Net::new(tap.clone(), [2, 0, 0, 0, 0, 7], "n".into());
     assert_eq!(net.device_type(), device_type::NET);
     assert_eq!(net.queue_max_sizes(), &[QUEUE_SIZE, QUEUE_SIZE]);
@@ -448,9 +415,13 @@ fn short_packets_from_the_tap_are_dropped_and_a_flood_is_served_in_bounded_passe
     assert_eq!(n + m, 100);
 }
 
+#[cfg_attr(
+    feature = "fuzzing",
+    ignore = "a worker thread's timing; the fuzzing feature serves inline"
+)]
 #[test]
 fn the_worker_moves_packets_both_ways_and_stops() {
-    let (tap, host) = socket_tap();
+    let (tap, host) = socket_tap().unwrap();
     let mem = test_util::memory();
     let rx = DriverRing::new(&mem, RXQ, RING);
     let tx = DriverRing::new(&mem, TXQ, RING);

@@ -23,6 +23,10 @@ fn drive(d: &mut Driver, kick: &EventFd, mut step: impl FnMut(&mut Driver) -> bo
     }
 }
 
+#[cfg_attr(
+    feature = "fuzzing",
+    ignore = "a worker thread's timing; the fuzzing feature serves inline"
+)]
 #[test]
 fn megabytes_both_ways_through_the_worker() {
     let dir = TempDir::new_with_prefix("/tmp/pv-vsock-worker").unwrap();
