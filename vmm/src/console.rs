@@ -156,9 +156,11 @@ impl ConsoleOutput {
         });
         let writer = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("console-out".into())
-                .spawn(move || write_out(&shared, dest))?
+            crate::seccomp::spawn(
+                "console-out".into(),
+                crate::seccomp::ThreadKind::ConsoleOut,
+                move || write_out(&shared, dest),
+            )?
         };
         Ok(Self {
             shared,
@@ -345,9 +347,11 @@ pub fn start_input(
     let stop = EventFd::new(EFD_NONBLOCK)?;
     let thread_stop = stop.try_clone()?;
     let terminal = kind == StdinKind::Terminal;
-    let thread = std::thread::Builder::new()
-        .name("console-in".into())
-        .spawn(move || pump_input(terminal, &*input, &control, &thread_stop))?;
+    let thread = crate::seccomp::spawn(
+        "console-in".into(),
+        crate::seccomp::ThreadKind::ConsoleIn,
+        move || pump_input(terminal, &*input, &control, &thread_stop),
+    )?;
     Ok(Some(ConsoleInputPump {
         stop,
         thread: Some(thread),

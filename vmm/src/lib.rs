@@ -16,6 +16,7 @@ pub mod machine;
 pub mod manpage;
 pub mod nets;
 pub mod run_control;
+pub mod seccomp;
 pub mod signals;
 pub mod terminal;
 mod vcpu_thread;
