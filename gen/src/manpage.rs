@@ -6,7 +6,7 @@
 use clap::CommandFactory;
 use clap_mangen::roff::{bold, roman, Roff};
 use vmm::cli::Cli;
-use vmm::manpage::{DISK_IMAGES, ENVIRONMENT, EXIT_STATUSES, SIGNALS};
+use vmm::manpage::{DISK_IMAGES, ENVIRONMENT, EXIT_STATUSES, SANDBOX, SIGNALS};
 
 /// Write the completion script for `shell` to `out`.
 pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
@@ -63,6 +63,7 @@ pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 
     let mut roff = Roff::new();
     section(&mut roff, "DISK IMAGES", DISK_IMAGES);
+    section(&mut roff, "SANDBOX", SANDBOX);
     section(&mut roff, "EXIT STATUS", EXIT_STATUSES);
     section(&mut roff, "SIGNALS", SIGNALS);
     section(&mut roff, "ENVIRONMENT", ENVIRONMENT);
@@ -83,6 +84,7 @@ mod tests {
         assert!(page.starts_with(".ie \\n(.g .ds Aq"), "roff header");
         for section in [
             "DISK IMAGES",
+            "SANDBOX",
             "EXIT STATUS",
             "SIGNALS",
             "ENVIRONMENT",
@@ -104,7 +106,7 @@ mod tests {
         assert!(page.contains("SIGQUIT"));
         for flag in [
             "kernel", "initrd", "cmdline", "cpus", "memory", "disk", "net", "vsock", "console",
-            "pit",
+            "pit", "seccomp",
         ] {
             assert!(
                 page.contains(&format!("\\-\\-{flag}")),
