@@ -188,7 +188,6 @@ const MAIN: &[Sys] = &[
         SYS_tgkill,
         "the SIGRTMIN kick that gets a vCPU out of KVM_RUN"
     ),
-    sys!(SYS_unlink, "removing the vsock socket at exit"),
     sys!(SYS_unlinkat, "removing the vsock socket at exit"),
     sys!(SYS_fsync, "disk flush at teardown"),
     sys!(SYS_timerfd_settime, "power-button press deadline"),
@@ -219,7 +218,6 @@ const API: &[Sys] = &[
     sys!(SYS_fcntl, "non-blocking sockets"),
     sys!(SYS_shutdown, "closing connections"),
     sys!(SYS_getsockopt, "peer credentials (SO_PEERCRED)"),
-    sys!(SYS_unlink, "removing the API socket at exit"),
     sys!(SYS_unlinkat, "removing the API socket at exit"),
 ];
 
