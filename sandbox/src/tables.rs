@@ -75,6 +75,8 @@ const EVERY_THREAD: &[Sys] = &[
     sys!(SYS_gettid, "glibc's raise/abort"),
     sys!(SYS_tgkill, "glibc's abort (a panic in a no-unwind path)"),
     sys!(SYS_close, "dropping fds (eventfds, files, sockets)"),
+    sys!(SYS_fcntl, "EventFd::try_clone, O_NONBLOCK on stdin/stdout (console)"),
+    sys!(SYS_getrandom, "std's HashMap keys (RandomState) on any thread"),
 ];
 
 /// Starting a thread (std::thread::Builder::spawn) and the new thread's own set-up.
