@@ -75,8 +75,11 @@ const EVERY_THREAD: &[Sys] = &[
     sys!(SYS_gettid, "glibc's raise/abort"),
     sys!(SYS_tgkill, "glibc's abort (a panic in a no-unwind path)"),
     sys!(SYS_close, "dropping fds (eventfds, files, sockets)"),
-    sys!(SYS_fcntl, "EventFd::try_clone, O_NONBLOCK on stdin/stdout (console)"),
-    sys!(SYS_getrandom, "std's HashMap keys (RandomState) on any thread"),
+    sys!(
+        SYS_fcntl,
+        "EventFd::try_clone, O_NONBLOCK on the console fds"
+    ),
+    sys!(SYS_getrandom, "std HashMap keys (RandomState)"),
 ];
 
 /// Starting a thread (std::thread::Builder::spawn) and the new thread's own set-up.
