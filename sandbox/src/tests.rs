@@ -210,3 +210,15 @@ fn a_forbidden_call_from_a_vcpu_thread_kills_the_process() {
         "child ended with {status:?}"
     );
 }
+
+#[test]
+fn every_list_stays_small_and_workers_smallest() {
+    for kind in ThreadKind::ALL {
+        let n = allowed(kind).len();
+        eprintln!("{kind:?}: {n} system calls on {}", std::env::consts::ARCH);
+        assert!(n < 100, "{kind:?} allows {n} calls");
+    }
+    let n = |k| allowed(k).len();
+    assert!(n(ThreadKind::VirtioRng) < n(ThreadKind::Vcpu));
+    assert!(n(ThreadKind::Vcpu) < n(ThreadKind::Main));
+}
