@@ -20,11 +20,12 @@ pub enum Field {
     BootTimer,
     Pit,
     OnReset,
+    Seccomp,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 15] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -39,6 +40,7 @@ impl Field {
         Field::BootTimer,
         Field::Pit,
         Field::OnReset,
+        Field::Seccomp,
     ];
 
     /// The `polyvisor run` flag, e.g. `--memory`.
@@ -58,6 +60,7 @@ impl Field {
             Field::BootTimer => "--boot-timer",
             Field::Pit => "--pit",
             Field::OnReset => "--on-reset",
+            Field::Seccomp => "--seccomp",
         }
     }
 
@@ -76,7 +79,12 @@ impl Field {
             Field::Rng => Some("rng"),
             Field::Vsock => Some("vsock"),
             Field::Console => Some("serial"),
-            Field::ShutdownTimeout | Field::BootTimer | Field::Pit | Field::OnReset => None,
+            // A process setting in Cloud Hypervisor too (its --seccomp), not in VmConfig.
+            Field::ShutdownTimeout
+            | Field::BootTimer
+            | Field::Pit
+            | Field::OnReset
+            | Field::Seccomp => None,
         }
     }
 }
