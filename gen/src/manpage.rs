@@ -6,7 +6,7 @@
 use clap::CommandFactory;
 use clap_mangen::roff::{bold, roman, Roff};
 use vmm::cli::Cli;
-use vmm::manpage::{DISK_IMAGES, ENVIRONMENT, EXIT_STATUSES, MANAGEMENT_API, SIGNALS};
+use vmm::manpage::{DISK_IMAGES, ENVIRONMENT, EXIT_STATUSES, MANAGEMENT_API, SANDBOX, SIGNALS};
 
 /// Write the completion script for `shell` to `out`.
 pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
@@ -64,6 +64,7 @@ pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut roff = Roff::new();
     section(&mut roff, "DISK IMAGES", DISK_IMAGES);
     section(&mut roff, "MANAGEMENT API", MANAGEMENT_API);
+    section(&mut roff, "SANDBOX", SANDBOX);
     section(&mut roff, "EXIT STATUS", EXIT_STATUSES);
     section(&mut roff, "SIGNALS", SIGNALS);
     section(&mut roff, "ENVIRONMENT", ENVIRONMENT);
@@ -85,6 +86,7 @@ mod tests {
         for section in [
             "DISK IMAGES",
             "MANAGEMENT API",
+            "SANDBOX",
             "EXIT STATUS",
             "SIGNALS",
             "ENVIRONMENT",
@@ -120,6 +122,7 @@ mod tests {
             "console",
             "pit",
             "api\\-socket",
+            "seccomp",
         ] {
             assert!(
                 page.contains(&format!("\\-\\-{flag}")),

@@ -208,6 +208,17 @@ pub struct RunArgs {
     /// serves on until `vmm.shutdown` or a stop signal.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
+    /// Seccomp filters, one per thread kind (main, vCPU, each virtio device's worker,
+    /// console input and output), installed before the guest runs: `true` kills polyvisor
+    /// on a system call its thread has no business making (SIGSYS, logged by the kernel),
+    /// `log` lets the call through and has the kernel log it (audit/kmsg), `false` installs
+    /// none. `no_new_privs` is set in every case. See SECURITY.md.
+    #[arg(long, value_name = "true|log|false", default_value = "true", value_parser = parse_seccomp)]
+    pub seccomp: crate::seccomp::Mode,
+}
+
+fn parse_seccomp(s: &str) -> Result<crate::seccomp::Mode, String> {
+    s.parse()
 }
 
 pub use crate::host::DEFAULT_CMDLINE;
@@ -280,6 +291,7 @@ impl RunArgs {
             boot_timer: self.boot_timer,
             pit: self.pit,
             on_reset: self.on_reset,
+            seccomp: self.seccomp,
         };
         config.check_host_memory(&self.memory)?;
         Ok(config)
@@ -303,6 +315,7 @@ mod tests {
         let c = a.into_config().unwrap();
         assert_eq!(c.cpus, 1);
         assert_eq!(c.memory_bytes, 512 << 20);
+        assert_eq!(c.seccomp, crate::seccomp::Mode::Kill);
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
         assert_eq!(c.console, ConsoleMode::Tty);
         assert!(c.disks.is_empty() && c.nets.is_empty() && !c.rng && c.vsock.is_none());
@@ -343,6 +356,8 @@ mod tests {
             "--pit",
             "--on-reset",
             "restart",
+            "--seccomp",
+            "log",
         ])
         .unwrap()
         .command
@@ -358,6 +373,7 @@ mod tests {
         assert!(c.disks[0].readonly);
         assert_eq!(c.nets[0].tap, "tap0");
         assert!(c.rng);
+        assert_eq!(c.seccomp, crate::seccomp::Mode::Log);
         assert_eq!(c.vsock.as_ref().map(|v| v.cid), Some(3));
         assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(30));

@@ -84,6 +84,8 @@ pub struct Config {
     pub pit: bool,
     /// What a guest reset does.
     pub on_reset: crate::cli::OnReset,
+    /// The seccomp filters' mode (`--seccomp`).
+    pub seccomp: crate::seccomp::Mode,
 }
 
 /// A configuration error: the field (its flag, its API name), the value and what is wrong

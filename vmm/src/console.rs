@@ -140,9 +140,11 @@ impl ConsoleOutput {
         });
         let writer = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("console-out".into())
-                .spawn(move || write_out(&shared, dest))?
+            crate::seccomp::spawn(
+                "console-out".into(),
+                crate::seccomp::ThreadKind::ConsoleOut,
+                move || write_out(&shared, dest),
+            )?
         };
         Ok(Self {
             shared,

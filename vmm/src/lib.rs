@@ -19,6 +19,7 @@ pub mod manpage;
 pub mod nets;
 pub mod remote;
 pub mod run_control;
+pub mod seccomp;
 pub mod signals;
 pub mod terminal;
 pub mod unix_socket;

@@ -150,6 +150,10 @@ pub fn run(config: &Config) -> Result<RunOutcome, Error> {
 /// runs. Call it on the thread that owns the process's stop signals (see
 /// [`crate::signals::install`]).
 pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
+    // First, before any thread exists: every thread inherits no_new_privs, and each
+    // installs its seccomp filter (`--seccomp`) as it starts.
+    crate::seccomp::configure(config.seccomp)
+        .map_err(|e| io_err("setting up the sandbox")(std::io::Error::other(e)))?;
     // Before anything can put the terminal in raw mode: a stop signal from here on is
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
@@ -270,6 +274,9 @@ impl<V: Vm> Machine<V> {
                 pit: config.pit,
             })
             .map_err(|e| backend_error(e, config))?;
+        crate::seccomp::exclude_from_core_dumps(vm.memory()).map_err(io_err(
+            "keeping guest memory out of core dumps (MADV_DONTDUMP)",
+        ))?;
         let virtio = backends.attach(&mut vm, config)?;
         let mut request = BootRequest {
             kernel,
@@ -318,6 +325,11 @@ impl<V: Vm> Machine<V> {
             mut input,
             shutdown_timeout,
         } = self;
+        // The main thread's filter, before the guest runs (once per process: a restarted
+        // guest is built under it).
+        crate::seccomp::enter_main().map_err(|e| {
+            io_err("installing the main thread's seccomp filter")(std::io::Error::other(e))
+        })?;
         let mut threads = Vec::with_capacity(vcpus.len());
         let peers = vcpu_thread::Peers::new(vcpus.len());
         for (index, vcpu) in vcpus.into_iter().enumerate() {

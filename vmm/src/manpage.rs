@@ -41,6 +41,12 @@ pub const EXIT_STATUSES: &[(&str, &str)] = &[
         "Signal N stopped the VM without the guest powering off: 143 SIGTERM (after the power \
          button press and --shutdown-timeout), 130 SIGINT, 129 SIGHUP, 131 SIGQUIT.",
     ),
+    (
+        "159",
+        "Killed by SIGSYS (128+31): a polyvisor thread made a system call its seccomp filter \
+         forbids (--seccomp true). The kernel's log (audit type=1326) names the call and \
+         thread; this is a bug in the filters or an attack: report it (SECURITY.md).",
+    ),
 ];
 
 /// How polyvisor answers signals.
@@ -63,6 +69,27 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[(
     "POLYVISOR_LOG",
     "Log level: off, error, warn, info (default), debug or trace. --log-level overrides it.",
 )];
+
+/// The sandbox, for the man page's SANDBOX section.
+pub const SANDBOX: &[(&str, &str)] = &[
+    (
+        "--seccomp true",
+        "The default. Each thread (main, vcpuN, each virtio-* worker, console-in, console-out) \
+         installs an allow-list seccomp filter for its kind before the guest runs; any other \
+         system call kills the process (SIGSYS, exit 159). /proc/PID/task/*/status shows \
+         Seccomp: 2 for every thread.",
+    ),
+    (
+        "--seccomp log",
+        "The same filters, but a forbidden call is made and logged by the kernel (audit \
+         type=1326 in dmesg or the audit log): for finding what a new setup needs.",
+    ),
+    (
+        "--seccomp false",
+        "No filters. Every mode sets no_new_privs (NoNewPrivs: 1) and keeps guest RAM out of \
+         core dumps (MADV_DONTDUMP).",
+    ),
+];
 
 /// What `--disk` does with an image, for the man page's DISK IMAGES section.
 pub const DISK_IMAGES: &[(&str, &str)] = &[

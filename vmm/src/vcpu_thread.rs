@@ -288,9 +288,11 @@ pub fn spawn<V: Vcpu + 'static>(
     let peers = peers.clone();
     let kicker = vcpu.kicker();
     let steer = steering.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("vcpu{index}"))
-        .spawn(move || {
+    // The vCPU filter is in place before the thread's first KVM_RUN.
+    let handle = crate::seccomp::spawn(
+        format!("vcpu{index}"),
+        crate::seccomp::ThreadKind::Vcpu,
+        move || {
             let _report = ExitReport(steer.clone());
             loop {
                 match steer.wanted() {
@@ -340,7 +342,8 @@ pub fn spawn<V: Vcpu + 'static>(
                     Err(e) => control.request_exit(VmExitReason::Error(e.to_string())),
                 }
             }
-        })?;
+        },
+    )?;
     Ok(VcpuThread {
         handle,
         steering,

@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,23 @@ impl WorkerFds {
     }
 }
 
+/// What every worker thread runs first, with its thread name, before it touches a queue:
+/// the VMM puts the thread in its sandbox there (its seccomp filter), so this crate needs
+/// neither `unsafe` nor per-architecture tables. An error ends the thread without serving.
+pub type ThreadHook = fn(&str) -> io::Result<()>;
+
+static THREAD_HOOK: RwLock<Option<ThreadHook>> = RwLock::new(None);
+
+/// Set (or clear) the hook every worker started from now on runs first.
+pub fn set_thread_hook(hook: Option<ThreadHook>) {
+    *THREAD_HOOK.write().unwrap_or_else(|e| e.into_inner()) = hook;
+}
+
+fn run_thread_hook(name: &str) -> io::Result<()> {
+    let hook = *THREAD_HOOK.read().unwrap_or_else(|e| e.into_inner());
+    hook.map_or(Ok(()), |h| h(name))
+}
+
 /// How long [`Worker::stop`] waits for the thread before leaving it behind.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -277,6 +294,14 @@ impl<H: QueueHandler> Drop for Worker<H> {
 
 #[cfg_attr(feature = "fuzzing", allow(dead_code))]
 fn run<H: QueueHandler>(epoll: Arc<Epoll>, kick: &EventFd, mut handler: H) -> H {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("worker")
+        .to_string();
+    if let Err(e) = run_thread_hook(&name) {
+        log::error!("{name}: {e}; the device's worker does not start");
+        return handler;
+    }
     handler.attach(WorkerFds {
         epoll: epoll.clone(),
     });
@@ -363,6 +388,40 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn every_worker_runs_the_thread_hook_first_and_a_refusal_serves_nothing() {
+        static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        fn hook(name: &str) -> io::Result<()> {
+            SEEN.lock().unwrap().push(name.to_string());
+            if name == "refused-worker" {
+                Err(io::Error::other("no sandbox for it"))
+            } else {
+                Ok(())
+            }
+        }
+        // Other tests' workers run it too (it lets them through); it is never cleared, as
+        // they run in parallel.
+        set_thread_hook(Some(hook));
+        let pending = Arc::new(AtomicU64::new(5));
+        let passes = Arc::new(AtomicU64::new(0));
+        let counter = || Counter {
+            pending: pending.clone(),
+            passes: passes.clone(),
+        };
+        let refused = Worker::spawn("refused-worker", counter()).unwrap();
+        refused.kick();
+        wait_until(|| SEEN.lock().unwrap().iter().any(|n| n == "refused-worker"));
+        // The thread ended without a pass and hands its handler back.
+        assert!(refused.stop().is_some());
+        assert_eq!(passes.load(Ordering::SeqCst), 0);
+        assert_eq!(pending.load(Ordering::SeqCst), 5);
+        let worker = Worker::spawn("hooked-worker", counter()).unwrap();
+        worker.kick();
+        wait_until(|| pending.load(Ordering::SeqCst) == 0);
+        assert!(SEEN.lock().unwrap().iter().any(|n| n == "hooked-worker"));
+        worker.stop().unwrap();
     }
 
     #[test]

@@ -53,9 +53,11 @@ impl ApiServer {
             .stop
             .try_clone()
             .map_err(io_err("creating an eventfd"))?;
-        let thread = std::thread::Builder::new()
-            .name("api".into())
-            .spawn(move || server::serve(listener, stop, ctx))
+        // In its sandbox from its first instruction (`--seccomp`; the API's own list).
+        let thread =
+            crate::seccomp::spawn("api".into(), crate::seccomp::ThreadKind::Api, move || {
+                server::serve(listener, stop, ctx)
+            })
             .map_err(io_err("starting the API thread"))?;
         server.thread = Some(thread);
         Ok(server)
@@ -92,6 +94,12 @@ pub fn run(config: Option<Config>, socket: &Path) -> Result<RunOutcome, Error> {
     // Decided before the API thread starts: a vm.create that arrives at once is booted
     // only by vm.boot.
     let boot_now = config.is_some();
+    // no_new_privs and the sandbox's mode before the API thread starts (it installs its
+    // filter as its first act): `run --seccomp`, or the default for a VMM started without
+    // a VM (a VmConfig has no such field; Cloud Hypervisor's --seccomp is a process flag).
+    let mode = config.as_ref().map(|c| c.seccomp).unwrap_or_default();
+    crate::seccomp::configure(mode)
+        .map_err(|e| io_err("setting up the sandbox")(std::io::Error::other(e)))?;
     let ctx = Context {
         requests: Arc::new(RunControl::new().map_err(io_err("creating an eventfd"))?),
         config: Arc::new(Mutex::new(config)),

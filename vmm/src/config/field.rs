@@ -22,11 +22,12 @@ pub enum Field {
     OnReset,
     ApiSocket,
     ConfigFile,
+    Seccomp,
 }
 
 impl Field {
     /// Every field, in `--help` order.
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 17] = [
         Field::Kernel,
         Field::Initrd,
         Field::Cmdline,
@@ -43,6 +44,7 @@ impl Field {
         Field::OnReset,
         Field::ApiSocket,
         Field::ConfigFile,
+        Field::Seccomp,
     ];
 
     /// The `polyvisor run` flag, e.g. `--memory`.
@@ -64,6 +66,7 @@ impl Field {
             Field::OnReset => "--on-reset",
             Field::ApiSocket => "--api-socket",
             Field::ConfigFile => "--config",
+            Field::Seccomp => "--seccomp",
         }
     }
 
@@ -82,12 +85,14 @@ impl Field {
             Field::Rng => Some("rng"),
             Field::Vsock => Some("vsock"),
             Field::Console => Some("serial"),
+            // A process setting in Cloud Hypervisor too (its --seccomp), not in VmConfig.
             Field::ShutdownTimeout
             | Field::BootTimer
             | Field::Pit
             | Field::OnReset
             | Field::ApiSocket
-            | Field::ConfigFile => None,
+            | Field::ConfigFile
+            | Field::Seccomp => None,
         }
     }
 }
