@@ -208,8 +208,8 @@ pub struct RunArgs {
     /// serves on until `vmm.shutdown` or a stop signal.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
-    /// Seccomp filters, one per thread kind (main, vCPU, each virtio device's worker,
-    /// console input and output), installed before the guest runs: `true` kills polyvisor
+    /// Seccomp filters, one per thread kind (main with console input, vCPU, each virtio
+    /// device's worker, console output, the management API), installed before the guest runs: `true` kills polyvisor
     /// on a system call its thread has no business making (SIGSYS, logged by the kernel),
     /// `log` lets the call through and has the kernel log it (audit/kmsg), `false` installs
     /// none. `no_new_privs` is set in every case. See SECURITY.md.

@@ -74,7 +74,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[(
 pub const SANDBOX: &[(&str, &str)] = &[
     (
         "--seccomp true",
-        "The default. Each thread (main, vcpuN, each virtio-* worker, console-in, console-out) \
+        "The default. Each thread (main, vcpuN, each virtio-* worker, console-out, api) \
          installs an allow-list seccomp filter for its kind before the guest runs; any other \
          system call kills the process (SIGSYS, exit 159). /proc/PID/task/*/status shows \
          Seccomp: 2 for every thread.",
