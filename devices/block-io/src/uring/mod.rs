@@ -44,15 +44,19 @@ pub enum Direction {
     Write,
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-mod ring;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub use ring::Ring;
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-mod unavailable;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub use unavailable::Ring;
+// One decision, here in the host syscall crate: the `io-uring` crate ships bindings for
+// x86_64 and aarch64 hosts only (s390x would need bindgen at build time), so elsewhere the
+// ring is one that is never available. `devices` sees the same `Ring` either way and stays
+// architecture-blind.
+cfg_if::cfg_if! {
+    if #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))] {
+        mod ring;
+        pub use ring::Ring;
+    } else {
+        mod unavailable;
+        pub use unavailable::Ring;
+    }
+}
 
 #[cfg(test)]
 mod tests;
