@@ -105,6 +105,15 @@ pub struct VirtioTransport {
     pub device: Arc<Mutex<dyn BusDevice>>,
 }
 
+/// Where a hotplugged device went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hotplugged {
+    /// What [`Vm::unplug_virtio_device`] takes it out by.
+    pub slot: u32,
+    /// Its address on its bus as the guest names it (s390x: the CCW bus id `0.0.0004`).
+    pub address: String,
+}
+
 /// A hypervisor on this host (an open `/dev/kvm`).
 pub trait Hypervisor: Sized + Send + Sync {
     type Vm: Vm;
@@ -167,6 +176,31 @@ pub trait Vm: Send + Sync {
                 "virtio device type {} (no virtio transport on this architecture yet)",
                 device.device_type()
             ),
+        })
+    }
+    /// Plug a virtio device into the running guest (after [`Vm::create_vcpus`], from the
+    /// main thread while the vCPUs run). The backend announces it the way its bus does
+    /// (s390x: a new subchannel and a channel report word, as QEMU's virtio-ccw hotplug)
+    /// and says where it is. A backend whose transport cannot announce a device to a
+    /// running guest refuses with [`Error::Unsupported`] (the default: virtio-mmio has no
+    /// bus the guest enumerates again; its devices are found once, from the DSDT or FDT).
+    fn hotplug_virtio_device(&self, device: Box<dyn VirtioDevice>) -> Result<Hotplugged> {
+        Err(Error::Unsupported {
+            arch: std::env::consts::ARCH,
+            what: format!(
+                "hotplugging virtio device type {} (virtio-mmio cannot announce a device to \
+                 a running guest; there is no virtio-pci yet)",
+                device.device_type()
+            ),
+        })
+    }
+    /// Take a device [`Vm::hotplug_virtio_device`] plugged (by its [`Hotplugged::slot`])
+    /// out of the running guest: the guest is told it is gone, the device is reset (its
+    /// worker threads stopped, what was in flight finished) and dropped.
+    fn unplug_virtio_device(&self, slot: u32) -> Result<()> {
+        Err(Error::Unsupported {
+            arch: std::env::consts::ARCH,
+            what: format!("unplugging device slot {slot} (no hotplug on this transport)"),
         })
     }
     /// Load the kernel, initrd and command line, and write the firmware tables.
