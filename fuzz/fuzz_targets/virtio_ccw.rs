@@ -185,7 +185,7 @@ fuzz_target!(|input: Input| {
         w.apply(&mem);
     }
     let Device { device, host } = Device::new(input.kind);
-    let mut css = ChannelSubsystem::new(mem.clone(), Arc::new(NullSink));
+    let css = ChannelSubsystem::new(mem.clone(), Arc::new(NullSink));
     let m = mem.clone();
     css.add_device(move |sch| Box::new(VirtioCcw::new(device, m, sch)));
     for op in input.ops.iter().take(128) {

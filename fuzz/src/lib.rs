@@ -135,6 +135,7 @@ pub struct NullSink;
 
 impl IoInterruptSink for NullSink {
     fn inject(&self, _irq: IoInterrupt) {}
+    fn channel_report_pending(&self) {}
 }
 
 /// Instruction operands at absolute addresses (no DAT, no prefixing).

@@ -14,6 +14,7 @@ pub mod cpu_orders;
 pub mod intercept;
 pub mod ipl;
 pub mod kvm;
+pub mod machine_check;
 pub mod pgste;
 
 #[cfg(target_arch = "s390x")]

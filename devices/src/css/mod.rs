@@ -10,20 +10,31 @@
 //! Locking: a subchannel's state and the device behind it have separate locks. Device code
 //! (a virtio notification, ...) may take the state lock to signal the driver; state-lock
 //! holders never take the device lock, so `SSCH` releases the state between accepting the
-//! ORB and running the channel program.
+//! ORB and running the channel program. The table of subchannels is read-mostly (an
+//! `RwLock` held only to clone a slot's `Arc`): hotplug ([`ChannelSubsystem::plug`],
+//! [`ChannelSubsystem::unplug`]) changes it while vCPUs run I/O instructions, and an
+//! instruction already under way on an unplugged subchannel finishes on its own `Arc`.
+//!
+//! Hotplug is announced as QEMU announces it: a channel report word (CRW) for the
+//! subchannel, "installed parameters initialized", and a channel-report-pending machine
+//! check ([`IoInterruptSink::channel_report_pending`]) when none is outstanding; the guest
+//! then fetches the reports with `STCRW` until it gets cc 1 (which re-arms the machine
+//! check) and looks at the subchannel with `STSCH` to see whether it came or went.
 
 pub mod blocks;
 pub mod ccw;
 pub mod chsc;
+pub mod crw;
 pub mod subchannel;
 #[cfg(test)]
 pub(crate) mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub use blocks::{Ccw, Irb, Orb, Pmcw, Schib, Scsw, SubchannelId};
 pub use ccw::{CcwDevice, CcwError, ChannelProgram, DataStream};
+pub use crw::Crw;
 pub use subchannel::{
     cc, Completion, IoInterrupt, IoInterruptSink, Subchannel, SubchannelState, VIRTUAL_CSSID,
 };
@@ -100,13 +111,30 @@ impl Slot {
 pub struct ChannelSubsystem {
     mem: GuestMemory,
     sink: Arc<dyn IoInterruptSink>,
-    slots: Vec<Slot>,
+    /// Indexed by subchannel number; `None` where a device was unplugged (the number is
+    /// reused by the next plug).
+    slots: RwLock<Vec<Option<Arc<Slot>>>>,
+    /// Channel reports the guest has not fetched yet.
+    crws: Mutex<crw::Reports>,
     /// I/O instructions served, and how many of them were STSCH (the subchannel scan).
     served: AtomicU64,
     stsch: AtomicU64,
     /// Virtio notifications that reached [`ChannelSubsystem::notify`] (the DIAG 0x500
     /// intercept: those KVM did not signal through an ioeventfd itself).
     notifies: AtomicU64,
+}
+
+/// What stays in a slot an instruction still holds after its device was unplugged: it
+/// rejects every command (the guest sees the subchannel gone at its next `STSCH`).
+struct Gone;
+
+impl CcwDevice for Gone {
+    fn sense_id(&self) -> [u8; 8] {
+        [0; 8]
+    }
+    fn execute(&mut self, _cmd: u8, _data: &mut DataStream<'_>) -> Result<(), CcwError> {
+        Err(CcwError::CommandReject)
+    }
 }
 
 fn check<T>(r: Result<T, AccessFault>) -> Result<T, IoOutcome> {
@@ -118,7 +146,8 @@ impl ChannelSubsystem {
         Self {
             mem,
             sink,
-            slots: Vec::new(),
+            slots: RwLock::new(Vec::new()),
+            crws: Mutex::new(crw::Reports::default()),
             served: AtomicU64::new(0),
             stsch: AtomicU64::new(0),
             notifies: AtomicU64::new(0),
@@ -139,27 +168,81 @@ impl ChannelSubsystem {
     }
 
     /// Add a device on the next free subchannel (device number = subchannel number);
-    /// `make` builds it around its subchannel.
+    /// `make` builds it around its subchannel. Before the guest runs: nothing is
+    /// announced (the guest finds it by its scan).
     pub fn add_device(
-        &mut self,
+        &self,
         make: impl FnOnce(Arc<Subchannel>) -> Box<dyn CcwDevice>,
     ) -> Option<SubchannelId> {
-        let number = u16::try_from(self.slots.len()).ok()?;
+        let mut slots = self.slots_mut();
+        let free = slots.iter().position(Option::is_none);
+        let number = u16::try_from(free.unwrap_or(slots.len())).ok()?;
         let subchannel = Arc::new(Subchannel::new(0, number, self.sink.clone()));
-        let device = make(subchannel.clone());
-        self.slots.push(Slot {
+        let id = subchannel.id();
+        let slot = Some(Arc::new(Slot {
+            device: Mutex::new(make(subchannel.clone())),
             subchannel,
-            device: Mutex::new(device),
-        });
-        Some(self.slots[number as usize].subchannel.id())
+        }));
+        match free {
+            Some(i) => slots[i] = slot,
+            None => slots.push(slot),
+        }
+        Some(id)
     }
 
+    /// Hotplug: [`ChannelSubsystem::add_device`] while the guest runs, announced with a
+    /// channel report.
+    pub fn plug(
+        &self,
+        make: impl FnOnce(Arc<Subchannel>) -> Box<dyn CcwDevice>,
+    ) -> Option<SubchannelId> {
+        let id = self.add_device(make)?;
+        self.report(Crw::subchannel_installed(id.number));
+        Some(id)
+    }
+
+    /// Hot-unplug the device on subchannel `number`, announced with a channel report; the
+    /// device comes back for the caller to drop (an instruction still running on it holds
+    /// its own reference until it ends). `None`: there is no device there.
+    pub fn unplug(&self, number: u16) -> Option<Box<dyn CcwDevice>> {
+        let slot = self.slots_mut().get_mut(usize::from(number))?.take()?;
+        self.report(Crw::subchannel_installed(number));
+        // Nothing the guest does can reach the slot from here on but an instruction that
+        // already holds it; its interrupts name a subchannel the guest finds gone.
+        let device = match Arc::try_unwrap(slot) {
+            Ok(slot) => slot.device.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(shared) => {
+                let mut guard = shared.device();
+                std::mem::replace(&mut *guard, Box::new(Gone))
+            }
+        };
+        Some(device)
+    }
+
+    /// Queue `crw` for `STCRW` and raise the machine check when none is outstanding.
+    fn report(&self, crw: Crw) {
+        let raise = self
+            .crws
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue(crw);
+        if raise {
+            self.sink.channel_report_pending();
+        }
+    }
+
+    fn slots_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Option<Arc<Slot>>>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many subchannels hold a device.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        slots.iter().flatten().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     pub fn memory(&self) -> &GuestMemory {
@@ -168,7 +251,7 @@ impl ChannelSubsystem {
 
     /// The subchannel GR1 names: `Err(Program)` for an invalid identifier, `Ok(None)` for
     /// one that is not there (condition code 3).
-    fn slot(&self, gr1: u64) -> Result<Option<&Slot>, IoOutcome> {
+    fn slot(&self, gr1: u64) -> Result<Option<Arc<Slot>>, IoOutcome> {
         let id = SubchannelId::decode(gr1 as u32).ok_or(IoOutcome::Program(pgm::OPERAND))?;
         if gr1 >> 32 != 0 {
             return Err(IoOutcome::Program(pgm::OPERAND));
@@ -176,7 +259,8 @@ impl ChannelSubsystem {
         if (id.cssid != 0 && id.cssid != VIRTUAL_CSSID) || id.ssid != 0 {
             return Ok(None);
         }
-        Ok(self.slots.get(usize::from(id.number)))
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        Ok(slots.get(usize::from(id.number)).cloned().flatten())
     }
 
     /// Execute `op` with GR1 = `gr1` and second operand at `addr`.
@@ -191,7 +275,7 @@ impl ChannelSubsystem {
             IoOp::Ssch => self.ssch(gr1, addr, mem),
             IoOp::Tsch => self.tsch(gr1, addr, mem),
             IoOp::Csch | IoOp::Hsch | IoOp::Rsch | IoOp::Xsch => self.control(op, gr1),
-            IoOp::Stcrw => Self::stcrw(addr, mem),
+            IoOp::Stcrw => self.stcrw(addr, mem),
             IoOp::Chsc => Self::chsc(addr, mem),
             // KVM dequeues the interrupt for TPI itself; reaching here means none is pending.
             IoOp::Tpi => Ok(IoOutcome::Cc(0)),
@@ -332,13 +416,26 @@ impl ChannelSubsystem {
         }))
     }
 
-    /// STORE CHANNEL REPORT WORD: no reports are ever pending (cc 1, zeros stored).
-    fn stcrw(addr: u64, mem: &mut dyn OperandMemory) -> Result<IoOutcome, IoOutcome> {
+    /// STORE CHANNEL REPORT WORD: the oldest report (cc 0), or zeros and cc 1 when none
+    /// is pending, which re-arms the machine check for the next report. A report survives
+    /// a store that faults.
+    fn stcrw(&self, addr: u64, mem: &mut dyn OperandMemory) -> Result<IoOutcome, IoOutcome> {
         if addr & 3 != 0 {
             return Err(IoOutcome::Program(pgm::SPECIFICATION));
         }
-        check(mem.write(addr, &[0; 4]))?;
-        Ok(IoOutcome::Cc(1))
+        let mut crws = self.crws.lock().unwrap_or_else(|p| p.into_inner());
+        let next = crws.peek();
+        check(mem.write(addr, &next.map_or(0, Crw::word).to_be_bytes()))?;
+        Ok(IoOutcome::Cc(match next {
+            Some(_) => {
+                crws.pop();
+                cc::OK
+            }
+            None => {
+                crws.rearm();
+                1
+            }
+        }))
     }
 
     fn chsc(addr: u64, mem: &mut dyn OperandMemory) -> Result<IoOutcome, IoOutcome> {

@@ -73,6 +73,9 @@ impl IoInterrupt {
 /// Where pending I/O interrupts go (KVM's floating interrupt queue on s390x hosts).
 pub trait IoInterruptSink: Send + Sync {
     fn inject(&self, irq: IoInterrupt);
+    /// Make a channel-report-pending machine check pending (floating; the guest then
+    /// fetches the reports with `STCRW`).
+    fn channel_report_pending(&self);
 }
 
 /// How a channel program ended, as the subchannel records it.

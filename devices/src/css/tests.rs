@@ -2,6 +2,7 @@
 //! The channel subsystem driven like a guest drives it: I/O instructions on operands in
 //! guest memory, channel programs, interrupts; byte-exact, on every target.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress};
@@ -12,13 +13,18 @@ pub(crate) fn memory() -> GuestMemory {
     GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
 }
 
-/// Interrupts made pending, in order.
+mod hotplug;
+
+/// Interrupts made pending, in order, and channel-report machine checks raised.
 #[derive(Default)]
-pub(crate) struct Recorder(pub Mutex<Vec<IoInterrupt>>);
+pub(crate) struct Recorder(pub Mutex<Vec<IoInterrupt>>, pub AtomicU32);
 
 impl IoInterruptSink for Recorder {
     fn inject(&self, irq: IoInterrupt) {
         self.0.lock().unwrap().push(irq);
+    }
+    fn channel_report_pending(&self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -47,7 +53,7 @@ impl OperandMemory for Flat<'_> {
 /// A control unit with a write command (0x01, data kept) and a read command (0x02, data
 /// 0, 1, 2, ...); everything else is rejected.
 #[derive(Default)]
-struct Tape {
+pub(crate) struct Tape {
     written: Arc<Mutex<Vec<u8>>>,
     disabled: Arc<Mutex<u32>>,
 }
@@ -76,7 +82,7 @@ impl CcwDevice for Tape {
     }
 }
 
-struct Machine {
+pub(crate) struct Machine {
     mem: GuestMemory,
     irqs: Arc<Recorder>,
     css: ChannelSubsystem,
@@ -91,10 +97,10 @@ const IRB_AT: u64 = 0x1200;
 const CCW_AT: u64 = 0x2000;
 const DATA_AT: u64 = 0x3000;
 
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let mem = memory();
     let irqs = Arc::new(Recorder::default());
-    let mut css = ChannelSubsystem::new(mem.clone(), irqs.clone());
+    let css = ChannelSubsystem::new(mem.clone(), irqs.clone());
     let tape = Tape::default();
     let (written, disabled) = (tape.written.clone(), tape.disabled.clone());
     let id = css.add_device(|_| Box::new(tape)).unwrap();
@@ -490,7 +496,11 @@ fn clear_halt_resume_cancel() {
 #[test]
 fn alerts_are_unsolicited_interrupts_when_enabled_and_idle() {
     let m = machine();
-    let sch = m.css.slots[0].subchannel.clone();
+    let sch = m.css.slots.read().unwrap()[0]
+        .as_ref()
+        .unwrap()
+        .subchannel
+        .clone();
     sch.alert();
     assert!(m.irqs.take().is_empty(), "disabled: no status");
     m.enable(true);

@@ -146,3 +146,16 @@ impl AdapterRoutes for DeviceRoutes {
         }
     }
 }
+
+impl Drop for DeviceRoutes {
+    /// The device is gone (hot-unplugged, or the VM ends): its routes and irqfds go too,
+    /// so a later device's GSIs are the only ones KVM knows.
+    fn drop(&mut self) {
+        self.clear();
+        for (gsi, event) in self.gsis.iter().zip(&self.events) {
+            if let Err(e) = self.routing.vm.unregister_irqfd(&**event, *gsi) {
+                log::warn!("virtio-ccw: KVM_IRQFD deassign (GSI {gsi}): {e}");
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! and the vCPUs (SIE intercepts are served in [`vcpu`]).
 
 mod adapter_routes;
+mod hotplug;
 mod vcpu;
 
 use std::collections::VecDeque;
@@ -10,8 +11,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arch::{
-    BootRequest, Error, GuestMemory, Hypervisor, MemoryLayout, Platform, RamRange, Result,
-    VirtioTransport, Vm, VmConfig,
+    BootRequest, Error, GuestMemory, Hotplugged, Hypervisor, MemoryLayout, Platform, RamRange,
+    Result, VirtioTransport, Vm, VmConfig,
 };
 use devices::virtio::VirtioDevice;
 use devices::{ConsoleInput, InterruptLine, PowerButton};
@@ -22,10 +23,10 @@ use crate::cpu_orders::CpuState;
 use crate::ipl;
 use crate::kvm::bindings::*;
 use crate::kvm::ioctls::{Kvm, VcpuInjector, VmFd};
+use crate::machine_check;
 use devices::css::{ChannelSubsystem, IoInterrupt, IoInterruptSink, SubchannelId};
 use devices::log_limit::LogLimit;
 use devices::sclp::{self, Sclp, SclpConsole};
-use devices::virtio::ccw::VirtioCcw;
 pub use vcpu::KvmS390Vcpu;
 
 /// Memory slots must start and end on a segment (1 MiB) boundary, in the guest and in the
@@ -135,7 +136,10 @@ impl Hypervisor for KvmS390 {
         )));
         Ok(KvmS390Vm {
             sclp,
-            css: Some(ChannelSubsystem::new(memory.clone(), sink)),
+            css: Arc::new(ChannelSubsystem::new(memory.clone(), sink)),
+            started: false,
+            css_support: false,
+            queue_events: Mutex::default(),
             vm,
             memory,
             layout: MemoryLayout {
@@ -152,7 +156,7 @@ impl Hypervisor for KvmS390 {
             mmap_size: self.mmap_size,
             console: Mutex::new(None),
             entry: None,
-            adapter_routing: None,
+            adapter_routing: Mutex::new(None),
         })
     }
 }
@@ -260,6 +264,19 @@ impl IoInterruptSink for KvmIoSink {
     fn inject(&self, irq: IoInterrupt) {
         inject_io(&self.vm, irq);
     }
+
+    /// A floating `KVM_S390_MCHK` (parm: the CR14 submask, parm64: the MCIC), as QEMU's
+    /// `kvm_s390_crw_mchk`.
+    fn channel_report_pending(&self) {
+        let irq = KvmS390Interrupt {
+            type_: machine_check::KVM_S390_MCHK,
+            parm: machine_check::CR14_CHANNEL_REPORT,
+            parm64: machine_check::channel_report_mcic(),
+        };
+        if let Err(e) = self.vm.inject_floating(&irq) {
+            IO_INTERRUPT.warn(format_args!("channel-report machine check: {e}"));
+        }
+    }
 }
 
 /// Make an I/O interrupt pending in KVM (`KVM_S390_INTERRUPT` with a `KVM_S390_INT_IO`
@@ -296,8 +313,15 @@ static SERVICE_SIGNAL: LogLimit = LogLimit::new("service signal");
 /// A KVM VM on s390x.
 pub struct KvmS390Vm {
     vm: Arc<VmFd>,
-    /// The channel subsystem until the vCPUs take it over.
-    css: Option<ChannelSubsystem>,
+    /// The channel subsystem, shared with the vCPUs once they exist.
+    css: Arc<ChannelSubsystem>,
+    /// The vCPUs exist (devices added from here on are hotplugged).
+    started: bool,
+    /// Channel I/O reaches userspace (`KVM_CAP_S390_CSS_SUPPORT` enabled): without it
+    /// KVM answers every I/O instruction itself and nothing can be hotplugged.
+    css_support: bool,
+    /// Each device's kick `EventFd`s by subchannel number, to unbind them at unplug.
+    queue_events: Mutex<std::collections::BTreeMap<u16, Vec<Arc<EventFd>>>>,
     memory: GuestMemory,
     layout: MemoryLayout,
     platform: Platform,
@@ -309,7 +333,7 @@ pub struct KvmS390Vm {
     /// The SCLP, shared with the vCPUs (SERVC), the console input and the power button.
     sclp: Arc<Mutex<Sclp>>,
     /// KVM adapter routes for virtio-ccw, set up with the first device (`Err`: not here).
-    adapter_routing: Option<std::result::Result<Arc<adapter_routes::AdapterRouting>, ()>>,
+    adapter_routing: Mutex<Option<std::result::Result<Arc<adapter_routes::AdapterRouting>, ()>>>,
 }
 
 impl Vm for KvmS390Vm {
@@ -347,34 +371,19 @@ impl Vm for KvmS390Vm {
         &mut self,
         device: Box<dyn VirtioDevice>,
     ) -> Result<Option<VirtioTransport>> {
-        let kind = device.device_type();
-        let queues = device.queue_max_sizes().len();
-        let routes = self.adapter_routes(queues);
-        let css = self
-            .css
-            .as_mut()
-            .ok_or_else(|| Error::Config("virtio device added after the vCPUs".into()))?;
-        let mem = self.memory.clone();
-        let mut events = Vec::new();
-        let id = css
-            .add_device(|sch| {
-                let ccw = VirtioCcw::new(device, mem, sch);
-                events = ccw.queue_events();
-                Box::new(match routes {
-                    Some(r) => ccw.with_adapter_routes(Box::new(r)),
-                    None => ccw,
-                })
-            })
-            .ok_or_else(|| Error::Config("no free subchannel".into()))?;
-        let notifies = bind_ccw_notifies(&self.vm, id, &events);
-        // Short lines: under Hercules they end up on a 3215 console that cuts long ones.
-        log::info!(
-            "virtio-ccw: device type {kind} on subchannel 0.{}.{:04x}",
-            id.ssid,
-            id.number
-        );
-        log::info!("virtio-ccw: notifies {notifies}");
+        if self.started {
+            return Err(Error::Config("virtio device added after the vCPUs".into()));
+        }
+        self.attach_ccw(device, false)?;
         Ok(None)
+    }
+
+    fn hotplug_virtio_device(&self, device: Box<dyn VirtioDevice>) -> Result<Hotplugged> {
+        self.hotplug(device)
+    }
+
+    fn unplug_virtio_device(&self, slot: u32) -> Result<()> {
+        self.unplug(slot)
     }
 
     fn load(&mut self, request: &mut BootRequest) -> Result<()> {
@@ -421,26 +430,32 @@ impl Vm for KvmS390Vm {
             });
             fds.push(fd);
         }
-        let css = self
-            .css
-            .take()
-            .ok_or_else(|| Error::Config("create_vcpus twice".into()))?;
-        if !css.is_empty() {
-            // Channel I/O now reaches userspace (without it KVM answers cc 3 itself, which
-            // is all a machine without devices needs).
-            for (cap, name) in [
-                (KVM_CAP_S390_CSS_SUPPORT, "KVM_CAP_S390_CSS_SUPPORT"),
-                (KVM_CAP_S390_MEM_OP, "KVM_CAP_S390_MEM_OP"),
-            ] {
-                if self.vm.check_extension(cap) <= 0 {
-                    return Err(Error::MissingCapability(name));
-                }
-            }
-            // A vCPU capability that switches the whole VM (as QEMU enables it).
-            fds[0]
-                .enable_cap(KVM_CAP_S390_CSS_SUPPORT)
-                .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_CSS_SUPPORT)", e))?;
+        if self.started {
+            return Err(Error::Config("create_vcpus twice".into()));
         }
+        // Channel I/O reaches userspace from now on (without it KVM answers cc 3 itself):
+        // needed by the devices there are, and by any a hotplug adds later.
+        let missing = [
+            (KVM_CAP_S390_CSS_SUPPORT, "KVM_CAP_S390_CSS_SUPPORT"),
+            (KVM_CAP_S390_MEM_OP, "KVM_CAP_S390_MEM_OP"),
+        ]
+        .into_iter()
+        .find(|(cap, _)| self.vm.check_extension(*cap) <= 0);
+        match missing {
+            Some((_, name)) if !self.css.is_empty() => {
+                return Err(Error::MissingCapability(name));
+            }
+            Some((_, name)) => log::info!("virtio-ccw: no hotplug: the host lacks {name}"),
+            None => {
+                // A vCPU capability that switches the whole VM (as QEMU enables it).
+                fds[0]
+                    .enable_cap(KVM_CAP_S390_CSS_SUPPORT)
+                    .map_err(|e| Error::hv("KVM_ENABLE_CAP(KVM_CAP_S390_CSS_SUPPORT)", e))?;
+                self.css_support = true;
+            }
+        }
+        self.started = true;
+        let css = self.css.clone();
         let console = self
             .console
             .lock()
@@ -467,9 +482,12 @@ impl Vm for KvmS390Vm {
 impl KvmS390Vm {
     /// KVM adapter routes for a device's `queues` (the FLIC is set up for the first
     /// device); `None`, said once in the log, where KVM cannot route them.
-    fn adapter_routes(&mut self, queues: usize) -> Option<adapter_routes::DeviceRoutes> {
-        let routing = self
+    fn adapter_routes(&self, queues: usize) -> Option<adapter_routes::DeviceRoutes> {
+        let mut routing = self
             .adapter_routing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let routing = routing
             .get_or_insert_with(|| {
                 let r = adapter_routes::AdapterRouting::new(self.vm.clone());
                 match &r {
@@ -594,7 +612,7 @@ struct Machine {
     sclp: Arc<Mutex<Sclp>>,
     console: Mutex<Box<dyn Write + Send>>,
     cpus: Vec<CpuSlot>,
-    css: ChannelSubsystem,
+    css: Arc<ChannelSubsystem>,
     /// KVM_S390_NORMAL_RESET is there (KVM_CAP_S390_VCPU_RESETS).
     normal_reset: bool,
 }

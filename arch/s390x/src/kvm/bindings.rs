@@ -103,6 +103,8 @@ pub const KVM_CAP_S390_VCPU_RESETS: u32 = 179;
 // kvm_ioeventfd.flags.
 pub const KVM_IOEVENTFD_FLAG_DATAMATCH: u32 = 1 << 0;
 pub const KVM_IOEVENTFD_FLAG_DEASSIGN: u32 = 1 << 2;
+/// `KVM_IRQFD` flag: remove the irqfd instead of adding it.
+pub const KVM_IRQFD_FLAG_DEASSIGN: u32 = 1 << 0;
 /// The address is a subchannel identifier: the eventfd is signalled by the virtio-ccw
 /// notification hypercall (DIAG 0x500, GR1 = 3, GR2 = the subchannel, GR3 = the queue).
 pub const KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY: u32 = 1 << 3;

@@ -138,13 +138,33 @@ impl VmFd {
         schid: u32,
         queue: u16,
     ) -> io::Result<()> {
+        self.ccw_ioeventfd(event, schid, queue, 0)
+    }
+
+    /// Undo [`VmFd::register_ccw_ioeventfd`] (the same arguments, `KVM_IOEVENTFD_FLAG_DEASSIGN`).
+    pub fn unregister_ccw_ioeventfd(
+        &self,
+        event: &impl AsRawFd,
+        schid: u32,
+        queue: u16,
+    ) -> io::Result<()> {
+        self.ccw_ioeventfd(event, schid, queue, KVM_IOEVENTFD_FLAG_DEASSIGN)
+    }
+
+    fn ccw_ioeventfd(
+        &self,
+        event: &impl AsRawFd,
+        schid: u32,
+        queue: u16,
+        extra: u32,
+    ) -> io::Result<()> {
         let args = KvmIoeventfd {
             datamatch: u64::from(queue),
             addr: u64::from(schid),
             // The kernel compares GR3, a doubleword, with the datamatch.
             len: 8,
             fd: event.as_raw_fd(),
-            flags: KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY | KVM_IOEVENTFD_FLAG_DATAMATCH,
+            flags: KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY | KVM_IOEVENTFD_FLAG_DATAMATCH | extra,
             pad: [0; 36],
         };
         ioctl_write(self.fd.as_raw_fd(), KVM_IOEVENTFD, &args).map(|_| ())
@@ -158,10 +178,19 @@ impl VmFd {
 
     /// `KVM_IRQFD`: a write to `event` raises GSI `gsi` (whatever its route says).
     pub fn register_irqfd(&self, event: &impl AsRawFd, gsi: u32) -> io::Result<()> {
+        self.irqfd(event, gsi, 0)
+    }
+
+    /// Undo [`VmFd::register_irqfd`] (`KVM_IRQFD_FLAG_DEASSIGN`).
+    pub fn unregister_irqfd(&self, event: &impl AsRawFd, gsi: u32) -> io::Result<()> {
+        self.irqfd(event, gsi, KVM_IRQFD_FLAG_DEASSIGN)
+    }
+
+    fn irqfd(&self, event: &impl AsRawFd, gsi: u32, flags: u32) -> io::Result<()> {
         let args = KvmIrqfd {
             fd: event.as_raw_fd() as u32,
             gsi,
-            flags: 0,
+            flags,
             resamplefd: 0,
             pad: [0; 16],
         };

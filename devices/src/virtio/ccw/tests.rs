@@ -106,7 +106,7 @@ impl Guest {
     fn build(routes: Option<Box<dyn AdapterRoutes>>) -> Self {
         let mem = memory();
         let irqs = Arc::new(Recorder::default());
-        let mut css = ChannelSubsystem::new(mem.clone(), irqs.clone());
+        let css = ChannelSubsystem::new(mem.clone(), irqs.clone());
         let seen = Arc::new(Mutex::new(Seen::default()));
         let dev = Fake(seen.clone());
         let m = mem.clone();

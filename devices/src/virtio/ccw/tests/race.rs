@@ -56,7 +56,7 @@ impl XorShift {
 fn rng_guest() -> Guest {
     let mem = memory();
     let irqs = Arc::new(Recorder::default());
-    let mut css = ChannelSubsystem::new(mem.clone(), irqs.clone());
+    let css = ChannelSubsystem::new(mem.clone(), irqs.clone());
     let m = mem.clone();
     css.add_device(move |sch| {
         let rng = Rng::with_source(Box::new(CountingSource(0x40)));
