@@ -88,6 +88,10 @@ enum Op {
     },
     Memory(MemWrite),
     HostPacket(Vec<u8>),
+    /// Hot-unplug subchannel 0 (its device dropped, a channel report queued).
+    Unplug,
+    /// Hotplug a fresh device of the input's kind on the first free subchannel.
+    Plug,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -184,10 +188,11 @@ fuzz_target!(|input: Input| {
     for w in &input.memory {
         w.apply(&mem);
     }
-    let Device { device, host } = Device::new(input.kind);
+    let Device { device, mut host } = Device::new(input.kind);
     let css = ChannelSubsystem::new(mem.clone(), Arc::new(NullSink));
     let m = mem.clone();
     css.add_device(move |sch| Box::new(VirtioCcw::new(device, m, sch)));
+    let mut plugged = 0;
     for op in input.ops.iter().take(128) {
         match op {
             Op::Io { op, gr1, addr } => {
@@ -211,6 +216,15 @@ fuzz_target!(|input: Input| {
                 host.send(p);
                 css.notify(SCH0, 0);
             }
+            Op::Unplug => drop(css.unplug(0)),
+            Op::Plug if plugged < 4 => {
+                plugged += 1;
+                let fresh = Device::new(input.kind);
+                host = fresh.host;
+                let (device, m) = (fresh.device, mem.clone());
+                css.plug(move |sch| Box::new(VirtioCcw::new(device, m, sch)));
+            }
+            Op::Plug => {}
         }
     }
 });
