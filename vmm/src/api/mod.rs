@@ -7,10 +7,11 @@
 //! out in its event loop ([`crate::signals::wait_for_exit`] while a VM runs,
 //! [`crate::signals::wait_idle`] while none does) and answers.
 
+mod devices;
 pub mod http;
 pub mod routes;
 pub mod server;
-mod vm_config;
+pub(crate) mod vm_config;
 pub mod vm_create;
 
 use std::os::unix::fs::PermissionsExt;
@@ -159,10 +160,14 @@ fn serve_vmm(ctx: &Context, boot_now: bool) -> Result<RunOutcome, Error> {
                     *ctx.boot_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     Ok(Answer::Done)
                 }
+                // Plugging in needs a running (or paused) VM, as every other such call
+                // (Cloud Hypervisor would add the device to the configuration instead).
                 VmCommand::Pause
                 | VmCommand::Resume
                 | VmCommand::PowerButton
                 | VmCommand::Counters
+                | VmCommand::AddDevice(_)
+                | VmCommand::RemoveDevice(_)
                 | VmCommand::Stop(StopKind::Shutdown | StopKind::Reboot) => {
                     Err(CommandError::NotRunning)
                 }
