@@ -74,14 +74,18 @@ pub struct RemoteArgs {
 
     /// ping (vmm.ping), info (vm.info), counters (vm.counters), create FILE (vm.create
     /// with the VmConfig JSON in FILE), boot, pause, resume, power-button, shutdown,
-    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
+    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown), add-disk DISK, add-net NET,
+    /// add-vsock VSOCK (vm.add-*: plug a device into the running VM; the options in
+    /// --disk, --net, --vsock syntax, e.g. `add-disk path=data.img,readonly=on`),
+    /// remove-device ID (vm.remove-device: a device added so).
     #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(
         crate::remote::COMMANDS.iter().map(|(c, _, _)| *c)))]
     pub command: String,
 
-    /// The VmConfig JSON file `create` sends.
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    /// `create`'s VmConfig JSON file; `add-disk`, `add-net`, `add-vsock`'s options;
+    /// `remove-device`'s device id.
+    #[arg(value_name = "ARG")]
+    pub argument: Option<String>,
 }
 
 /// Commands that left the binary: the man page and completion generators live in
