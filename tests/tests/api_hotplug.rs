@@ -112,6 +112,7 @@ fn hotplug_reaches_the_backend_under_seccomp_and_answers_as_cloud_hypervisor() {
     // vm.info: nothing was added.
     let info = get(&sock, "vm.info").json();
     assert_eq!(info["config"]["disks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(info["config"]["disks"][0]["id"], "root");
     assert!(info["config"]["vsock"].is_null(), "{info}");
 
     // `polyvisor remote`, in ch-remote's style.
@@ -135,6 +136,35 @@ fn hotplug_reaches_the_backend_under_seccomp_and_answers_as_cloud_hypervisor() {
     assert_eq!(vmm.wait(Duration::from_secs(30)), Some(0));
     let stderr = vmm.stderr();
     assert!(!stderr.contains("seccomp"), "{stderr}");
+}
+
+/// A tap plugged in: created and addressed on the main thread under its filter (inside a
+/// network namespace of the test's own, so no host interface is touched), then refused by
+/// the backend and closed again.
+#[test]
+fn a_tap_is_opened_under_seccomp_and_released_after_the_refusal() {
+    let netns = std::process::Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::path::Path::new("/dev/net/tun").exists();
+    if !netns {
+        eprintln!("skipped: needs `unshare --net` (root) and /dev/net/tun");
+        return;
+    }
+    let Some(mut vmm) = Vmm::start_under(&["unshare", "--net"], &["--seccomp", "true"]) else {
+        return;
+    };
+    let net = json!({"tap": "pvhp0", "ip": "192.168.77.1", "mask": "255.255.255.0"}).to_string();
+    for _ in 0..2 {
+        // Twice: the tap was let go after the first refusal (else: busy).
+        let r = call(&vmm.socket, "PUT", "vm.add-net", Some(&net));
+        assert_eq!(r.status, 501, "{r:?}\n{}", vmm.stderr());
+        assert!(r.error().contains("virtio-mmio"), "{r:?}");
+    }
+    assert_eq!(vmm.state(), "Running");
+    assert_eq!(put(&vmm.socket, "vmm.shutdown").status, 204);
+    assert_eq!(vmm.wait(Duration::from_secs(30)), Some(0));
 }
 
 #[test]

@@ -206,7 +206,8 @@ pub struct RunArgs {
     /// Serve the management API (Cloud Hypervisor's REST API: HTTP/1.1 and JSON) on the
     /// Unix socket PATH while the guest runs: `polyvisor remote`, ch-remote or curl
     /// `--unix-socket` can ping, inspect, pause, resume, press the power button, shut down,
-    /// reboot or delete the VM (docs/api.md). PATH is created with mode 0600 (a stale
+    /// reboot or delete the VM, and plug disks, taps and a vsock in and out where the
+    /// backend can hotplug (s390x; docs/api.md). PATH is created with mode 0600 (a stale
     /// socket is replaced, anything else there is refused) and removed at exit. A guest
     /// that powers off still ends the run; after `vm.shutdown` or `vm.delete` polyvisor
     /// serves on until `vmm.shutdown` or a stop signal.

@@ -37,6 +37,24 @@ pub fn device_ids(config: &Config) -> Vec<(Field, String)> {
     ids
 }
 
+/// `config` with every device's id written in (as [`device_ids`] names them): what
+/// `vm.info` shows, as Cloud Hypervisor's does.
+pub fn with_ids(config: &Config) -> Config {
+    let mut named = config.clone();
+    let ids = device_ids(config);
+    let mut ids = ids.into_iter().map(|(_, id)| Some(id));
+    for d in &mut named.disks {
+        d.id = ids.next().flatten();
+    }
+    for n in &mut named.nets {
+        n.id = ids.next().flatten();
+    }
+    if let Some(v) = &mut named.vsock {
+        v.id = ids.next().flatten();
+    }
+    named
+}
+
 /// The id a new device of `config` gets: `asked` if no other device has it (else the
 /// error names it), otherwise the first free `_{prefix}N` from the number of devices of
 /// its kind.

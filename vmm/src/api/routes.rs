@@ -322,7 +322,8 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
             };
             match ctx.requests.request(VmCommand::State, ANSWER_TIMEOUT) {
                 Ok(Answer::State(state)) => json(&Info {
-                    config: super::vm_config::to_json(&config),
+                    // With every device's id, as Cloud Hypervisor shows them.
+                    config: super::vm_config::to_json(&crate::hotplug::with_ids(&config)),
                     state: state.name(),
                     memory_actual_size: config.memory_bytes,
                 }),

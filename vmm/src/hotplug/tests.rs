@@ -312,6 +312,12 @@ fn ids_and_configuration_edits() {
     ]);
     let ids: Vec<_> = device_ids(&cfg).into_iter().map(|(_, id)| id).collect();
     assert_eq!(ids, ["root", "_disk1", "_net0", "_vsock0"]);
+    let named = with_ids(&cfg);
+    assert_eq!(named.disks[0].id.as_deref(), Some("root"));
+    assert_eq!(named.disks[1].id.as_deref(), Some("_disk1"));
+    assert_eq!(named.nets[0].id.as_deref(), Some("_net0"));
+    assert_eq!(named.vsock.as_ref().unwrap().id.as_deref(), Some("_vsock0"));
+    assert_eq!(device_ids(&named), device_ids(&cfg));
     assert_eq!(new_id(&cfg, None, Field::Disk, "disk").unwrap(), "_disk2");
     assert_eq!(new_id(&cfg, None, Field::Net, "net").unwrap(), "_net1");
     assert_eq!(new_id(&cfg, Some("x"), Field::Net, "net").unwrap(), "x");

@@ -182,6 +182,7 @@ fn devices_are_plugged_in_and_out_through_the_api() {
             rc.serve(&mut |c| match c {
                 VmCommand::AddDevice(d) => hotplug.add(&vm, d),
                 VmCommand::RemoveDevice(id) => hotplug.remove(&vm, &id),
+                VmCommand::State => Ok(Answer::State(VmState::Running)),
                 _ => Ok(Answer::Done),
             });
             std::thread::sleep(Duration::from_millis(1));
@@ -229,10 +230,13 @@ fn devices_are_plugged_in_and_out_through_the_api() {
     );
     assert_eq!(body(&r), serde_json::json!({"id": "vs", "bdf": "0.0.0001"}));
     // vm.info's configuration holds both, under Cloud Hypervisor's names.
-    let info = {
-        let config = ctx.config().unwrap();
-        crate::api::vm_config::to_json(&config)
-    };
+    let r = handle(&request("GET", "vm.info", ""), &ctx);
+    assert_eq!(r.status, 200);
+    let info = body(&r)["config"].clone();
+    assert_eq!(
+        info["disks"][0]["id"], "_disk0",
+        "boot-time devices are named too"
+    );
     assert_eq!(info["disks"][1]["path"], data.display().to_string());
     assert_eq!(info["disks"][1]["id"], "_disk1");
     assert_eq!(info["vsock"]["id"], "vs");
