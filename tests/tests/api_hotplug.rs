@@ -143,13 +143,7 @@ fn hotplug_reaches_the_backend_under_seccomp_and_answers_as_cloud_hypervisor() {
 /// the backend and closed again.
 #[test]
 fn a_tap_is_opened_under_seccomp_and_released_after_the_refusal() {
-    let netns = std::process::Command::new("unshare")
-        .args(["--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-        && std::path::Path::new("/dev/net/tun").exists();
-    if !netns {
-        eprintln!("skipped: needs `unshare --net` (root) and /dev/net/tun");
+    if !polyvisor_tests::runner::can_unshare_net("a_tap_is_opened_under_seccomp") {
         return;
     }
     let Some(mut vmm) = Vmm::start_under(&["unshare", "--net"], &["--seccomp", "true"]) else {

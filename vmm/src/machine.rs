@@ -452,34 +452,47 @@ impl<V: Vm> Machine<V> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    /// A backend without a virtio transport (s390x until virtio-ccw): the trait's default.
-    struct NoVirtio;
+    /// The [`Vm`] methods the unit tests' fake backends never reach (no memory, no
+    /// guest, no vCPUs): inside an `impl Vm for ...`.
+    macro_rules! unreached_vm_methods {
+        () => {
+            type Vcpu = arch::unsupported::Never;
+            fn memory(&self) -> &arch::GuestMemory {
+                unimplemented!()
+            }
+            fn layout(&self) -> &arch::MemoryLayout {
+                unimplemented!()
+            }
+            fn platform(&self) -> &arch::Platform {
+                unimplemented!()
+            }
+            fn interrupt_line(
+                &self,
+                _irq: u32,
+            ) -> arch::Result<std::sync::Arc<dyn devices::InterruptLine>> {
+                unimplemented!()
+            }
+            fn load(&mut self, _request: &mut arch::BootRequest) -> arch::Result<()> {
+                unimplemented!()
+            }
+            fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
+                unimplemented!()
+            }
+        };
+    }
+    pub(crate) use unreached_vm_methods;
+
+    /// A backend without a virtio transport (s390x until virtio-ccw), nor hotplug: the
+    /// trait's defaults.
+    pub(crate) struct NoVirtio;
 
     impl Vm for NoVirtio {
-        type Vcpu = arch::unsupported::Never;
-        fn memory(&self) -> &arch::GuestMemory {
-            unimplemented!()
-        }
-        fn layout(&self) -> &arch::MemoryLayout {
-            unimplemented!()
-        }
-        fn platform(&self) -> &arch::Platform {
-            unimplemented!()
-        }
-        fn interrupt_line(&self, _irq: u32) -> arch::Result<Arc<dyn devices::InterruptLine>> {
-            unimplemented!()
-        }
-        fn load(&mut self, _request: &mut BootRequest) -> arch::Result<()> {
-            unimplemented!()
-        }
-        fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
-            unimplemented!()
-        }
+        unreached_vm_methods!();
     }
 
     fn config(args: &[&str]) -> Config {

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use arch::{BootRequest, Hotplugged, Vm};
+use arch::{Hotplugged, Vm};
 use devices::virtio::VirtioDevice;
 
 use super::*;
 use crate::cli::{Cli, Command};
 use crate::config::{DiskConfig, VsockConfig};
+use crate::machine::tests::{unreached_vm_methods, NoVirtio};
 use clap::Parser;
 
 /// A backend that hotplugs (as s390x virtio-ccw does): it keeps the devices it was given,
@@ -36,25 +37,7 @@ impl FakeVm {
 }
 
 impl Vm for FakeVm {
-    type Vcpu = arch::unsupported::Never;
-    fn memory(&self) -> &arch::GuestMemory {
-        unimplemented!()
-    }
-    fn layout(&self) -> &arch::MemoryLayout {
-        unimplemented!()
-    }
-    fn platform(&self) -> &arch::Platform {
-        unimplemented!()
-    }
-    fn interrupt_line(&self, _irq: u32) -> arch::Result<Arc<dyn devices::InterruptLine>> {
-        unimplemented!()
-    }
-    fn load(&mut self, _request: &mut BootRequest) -> arch::Result<()> {
-        unimplemented!()
-    }
-    fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
-        unimplemented!()
-    }
+    unreached_vm_methods!();
     fn add_virtio_device(
         &mut self,
         device: Box<dyn VirtioDevice>,
@@ -87,31 +70,6 @@ impl Vm for FakeVm {
             .ok_or_else(|| arch::Error::Config(format!("no device in slot {slot}")))?;
         plugged.remove(at);
         Ok(())
-    }
-}
-
-/// A backend without hotplug: the trait's defaults (virtio-mmio, x86_64 and aarch64).
-struct NoHotplug;
-
-impl Vm for NoHotplug {
-    type Vcpu = arch::unsupported::Never;
-    fn memory(&self) -> &arch::GuestMemory {
-        unimplemented!()
-    }
-    fn layout(&self) -> &arch::MemoryLayout {
-        unimplemented!()
-    }
-    fn platform(&self) -> &arch::Platform {
-        unimplemented!()
-    }
-    fn interrupt_line(&self, _irq: u32) -> arch::Result<Arc<dyn devices::InterruptLine>> {
-        unimplemented!()
-    }
-    fn load(&mut self, _request: &mut BootRequest) -> arch::Result<()> {
-        unimplemented!()
-    }
-    fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
-        unimplemented!()
     }
 }
 
@@ -253,7 +211,7 @@ fn a_full_transport_or_a_backend_without_hotplug_changes_nothing() {
         line,
         format!("--disk path={}: all 0 device slots are in use", a.display())
     );
-    match hp.add(&NoHotplug, disk(&a, None)) {
+    match hp.add(&NoVirtio, disk(&a, None)) {
         Err(CommandError::Unsupported(why)) => {
             assert!(why.contains("virtio-mmio cannot announce"), "{why}")
         }
