@@ -17,7 +17,7 @@ use devices::virtio::VirtioDevice;
 use crate::backends::HostBackends;
 use crate::config::{Config, Field};
 use crate::machine::Error;
-use crate::run_control::{Added, Answer, CommandError, DeviceConfig};
+use crate::run_control::{Added, Answer, CommandError, DeviceConfig, RunControl};
 
 /// Every device's id in `config`, with the field it belongs to.
 pub fn device_ids(config: &Config) -> Vec<(Field, String)> {
@@ -83,7 +83,7 @@ fn new_id(
 }
 
 /// Add `device` (its `id` set) to `config`: after the others of its kind.
-pub fn add_to_config(config: &mut Config, device: &DeviceConfig) {
+fn add_to_config(config: &mut Config, device: &DeviceConfig) {
     match device {
         DeviceConfig::Disk(d) => config.disks.push(d.clone()),
         DeviceConfig::Net(n) => config.nets.push(n.clone()),
@@ -123,20 +123,33 @@ pub fn remove_from_config(
 }
 
 /// The devices plugged into one boot of a VM, and the run's configuration and host side
-/// they join.
+/// they join; each change is published through `steering` (to `vm.info`, and to what
+/// `vm.boot` boots after `vm.shutdown`).
 pub struct Hotplug<'a> {
     config: &'a mut Config,
     backends: &'a mut HostBackends,
+    steering: Option<&'a RunControl>,
     /// What this boot's backend plugged in: id and slot.
     plugged: Vec<(String, u32)>,
 }
 
 impl<'a> Hotplug<'a> {
-    pub fn new(config: &'a mut Config, backends: &'a mut HostBackends) -> Self {
+    pub fn new(
+        config: &'a mut Config,
+        backends: &'a mut HostBackends,
+        steering: Option<&'a RunControl>,
+    ) -> Self {
         Self {
             config,
             backends,
+            steering,
             plugged: Vec::new(),
+        }
+    }
+
+    fn publish(&self) {
+        if let Some(s) = self.steering {
+            s.publish(self.config);
         }
     }
 
@@ -218,10 +231,10 @@ impl<'a> Hotplug<'a> {
             Host::Vsock(v) => self.backends.vsock = Some(v),
         }
         self.plugged.push((id.clone(), plugged.slot));
+        self.publish();
         Ok(Answer::Added(Added {
             id,
             bdf: plugged.address,
-            device,
         }))
     }
 
@@ -243,6 +256,7 @@ impl<'a> Hotplug<'a> {
             })?;
         self.plugged.remove(at);
         remove_from_config(self.config, Some(self.backends), id);
+        self.publish();
         log::info!("management API: unplugged {id:?}");
         Ok(Answer::Done)
     }

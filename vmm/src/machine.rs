@@ -220,7 +220,7 @@ pub fn run_on<H: Hypervisor>(
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     let machine = Machine::build::<H>(config, console_out, backends)?;
-    machine.run(steering, Hotplug::new(config, backends))
+    machine.run(steering, Hotplug::new(config, backends, steering))
 }
 
 /// A machine built from a [`Config`] and not running yet: the VM with its memory and

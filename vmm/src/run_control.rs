@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::config::{DiskConfig, NetConfig, VsockConfig};
+use crate::config::{Config, DiskConfig, NetConfig, VsockConfig};
 
 /// A device to plug into a running VM (`vm.add-disk`, `vm.add-net`, `vm.add-vsock`): the
 /// same configuration `--disk`, `--net` and `--vsock` give; its host side is opened by the
@@ -96,8 +96,6 @@ pub struct Added {
     pub id: String,
     /// Where the backend put it, as the guest names it (s390x: the CCW bus id `0.0.0004`).
     pub bdf: String,
-    /// Its configuration as the VM's configuration now holds it (with `id` set).
-    pub device: DeviceConfig,
 }
 
 /// Why a request was not carried out.
@@ -138,10 +136,15 @@ pub enum CommandError {
 
 type Reply = Sender<Result<Answer, CommandError>>;
 
+/// The VM's configuration as the management API shows it (`None`: no VM created).
+pub type SharedConfig = Arc<Mutex<Option<Config>>>;
+
 /// The queue of requests to a running VM and the `EventFd` that announces them.
 pub struct RunControl {
     queue: Mutex<VecDeque<(VmCommand, Reply)>>,
     event: EventFd,
+    /// Where the main thread publishes a configuration a request changed (hotplug).
+    published: Option<SharedConfig>,
 }
 
 impl RunControl {
@@ -149,7 +152,26 @@ impl RunControl {
         Ok(Self {
             queue: Mutex::new(VecDeque::new()),
             event: EventFd::new(EFD_NONBLOCK)?,
+            published: None,
         })
+    }
+
+    /// Publish the VM's configuration to `shared` whenever a request changes it
+    /// ([`RunControl::publish`]).
+    pub fn publishing_to(mut self, shared: SharedConfig) -> Self {
+        self.published = Some(shared);
+        self
+    }
+
+    /// The main thread's side: the VM's configuration is now `config` (a device was plugged
+    /// in or out). Published before the request is answered, so whoever asked sees it; a
+    /// VM deleted meanwhile stays deleted.
+    pub fn publish(&self, config: &Config) {
+        if let Some(shared) = &self.published {
+            if let Some(current) = shared.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                *current = config.clone();
+            }
+        }
     }
 
     /// Ask for `command` and wait (up to `timeout`) for the event loop's answer.
@@ -212,7 +234,6 @@ impl RunControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn requests_are_answered_by_the_loop() {

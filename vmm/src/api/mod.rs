@@ -101,9 +101,13 @@ pub fn run(config: Option<Config>, socket: &Path) -> Result<RunOutcome, Error> {
     let mode = config.as_ref().map(|c| c.seccomp).unwrap_or_default();
     crate::seccomp::configure(mode)
         .map_err(|e| io_err("setting up the sandbox")(std::io::Error::other(e)))?;
+    let shared: crate::run_control::SharedConfig = Arc::new(Mutex::new(config));
+    let requests = RunControl::new()
+        .map_err(io_err("creating an eventfd"))?
+        .publishing_to(shared.clone());
     let ctx = Context {
-        requests: Arc::new(RunControl::new().map_err(io_err("creating an eventfd"))?),
-        config: Arc::new(Mutex::new(config)),
+        requests: Arc::new(requests),
+        config: shared,
         boot_error: Arc::default(),
     };
     let server = ApiServer::start(socket, ctx.clone())?;

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::http::{Request, Response};
 use crate::config::Config;
-use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
+use crate::run_control::{
+    Answer, CommandError, RunControl, SharedConfig, StopKind, VmCommand, VmState,
+};
 
 /// Where every endpoint lives.
 pub const ROOT: &str = "/api/v1/";
@@ -24,8 +26,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Context {
     pub requests: Arc<RunControl>,
-    /// The VM's configuration; `None` before `vm.create` or after `vm.delete`.
-    pub config: Arc<Mutex<Option<Config>>>,
+    /// The VM's configuration; `None` before `vm.create` or after `vm.delete`. The main
+    /// thread publishes to it through `requests` (hotplug).
+    pub config: SharedConfig,
     /// Why the last `vm.boot` failed, if it did.
     pub boot_error: Arc<Mutex<Option<String>>>,
 }
@@ -201,20 +204,11 @@ fn add_device(name: &str, body: &serde_json::Value, ctx: &Context) -> Response {
         .requests
         .request(VmCommand::AddDevice(device), ANSWER_TIMEOUT)
     {
-        Ok(Answer::Added(added)) => {
-            if let Some(config) = ctx
-                .config
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                crate::hotplug::add_to_config(config, &added.device);
-            }
-            json(&PciDeviceInfo {
-                id: added.id,
-                bdf: added.bdf,
-            })
-        }
+        // The main thread published the configuration with the device before answering.
+        Ok(Answer::Added(added)) => json(&PciDeviceInfo {
+            id: added.id,
+            bdf: added.bdf,
+        }),
         Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),
         Err(e) => refused(&e),
     }
@@ -228,19 +222,10 @@ fn remove_device(body: &serde_json::Value, ctx: &Context) -> Response {
     };
     match ctx
         .requests
-        .request(VmCommand::RemoveDevice(id.clone()), ANSWER_TIMEOUT)
+        .request(VmCommand::RemoveDevice(id), ANSWER_TIMEOUT)
     {
-        Ok(Answer::Done) => {
-            if let Some(config) = ctx
-                .config
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                crate::hotplug::remove_from_config(config, None, &id);
-            }
-            Response::no_content()
-        }
+        // The main thread published the configuration without it before answering.
+        Ok(Answer::Done) => Response::no_content(),
         Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),
         Err(e) => refused(&e),
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arch::{Hotplugged, Vm};
 use devices::virtio::VirtioDevice;
@@ -135,7 +135,7 @@ fn disks_plug_in_with_ids_join_the_configuration_and_leave_it() {
     let mut cfg = config(&["--disk", &format!("path={}", boot.display())]);
     let mut backends = HostBackends::open(&cfg).unwrap();
     let vm = FakeVm::new(3);
-    let mut hp = Hotplug::new(&mut cfg, &mut backends);
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, None);
 
     // No id: Cloud Hypervisor's name after the boot disk (_disk0).
     let first = added(hp.add(&vm, disk(&a, None)));
@@ -192,7 +192,7 @@ fn disks_plug_in_with_ids_join_the_configuration_and_leave_it() {
     backends.attach(&mut reboot, &cfg).unwrap();
     assert_eq!(reboot.at_boot, vec![2, 2], "a reboot attaches both disks");
     // After that boot, the disk plugged in is a boot-time one.
-    let mut hp = Hotplug::new(&mut cfg, &mut backends);
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, None);
     assert_eq!(
         hp.remove(&reboot, "data"),
         Err(CommandError::NotHotplugged("data".into()))
@@ -205,7 +205,7 @@ fn a_full_transport_or_a_backend_without_hotplug_changes_nothing() {
     let a = image(dir.as_path(), "a.img");
     let mut cfg = config(&[]);
     let mut backends = HostBackends::default();
-    let mut hp = Hotplug::new(&mut cfg, &mut backends);
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, None);
     let line = bad(hp.add(&FakeVm::new(0), disk(&a, None)));
     assert_eq!(
         line,
@@ -243,7 +243,7 @@ fn one_vsock_its_socket_living_as_long_as_the_device() {
     let mut cfg = config(&[]);
     let mut backends = HostBackends::default();
     let vm = FakeVm::new(4);
-    let mut hp = Hotplug::new(&mut cfg, &mut backends);
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, None);
     let a = added(hp.add(&vm, vsock(&sock, 3)));
     assert_eq!(a.id, "_vsock0");
     assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
@@ -289,4 +289,23 @@ fn ids_and_configuration_edits() {
     assert!(cfg.vsock.is_none());
     assert!(remove_from_config(&mut cfg, None, "root"));
     assert_eq!(cfg.disks.len(), 1);
+}
+
+#[test]
+fn changes_are_published_to_the_api_unless_the_vm_is_deleted() {
+    let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/pv-hotplug").unwrap();
+    let a = image(dir.as_path(), "a.img");
+    let mut cfg = config(&[]);
+    let shared: crate::run_control::SharedConfig = Arc::new(Mutex::new(Some(cfg.clone())));
+    let rc = RunControl::new().unwrap().publishing_to(shared.clone());
+    let mut backends = HostBackends::default();
+    let vm = FakeVm::new(2);
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, Some(&rc));
+    added(hp.add(&vm, disk(&a, Some("d"))));
+    let seen = shared.lock().unwrap().clone().unwrap();
+    assert_eq!(seen.disks[0].id.as_deref(), Some("d"));
+    // vm.delete meanwhile: nothing is brought back.
+    *shared.lock().unwrap() = None;
+    assert_eq!(hp.remove(&vm, "d"), Ok(Answer::Done));
+    assert!(shared.lock().unwrap().is_none());
 }

@@ -167,9 +167,10 @@ fn devices_are_plugged_in_and_out_through_the_api() {
     boot_config
         .disks
         .push(crate::config::parse_disk(&format!("path={}", boot.display())).unwrap());
+    let shared: SharedConfig = Arc::new(Mutex::new(Some(boot_config.clone())));
     let ctx = Context {
-        requests: Arc::new(RunControl::new().unwrap()),
-        config: Arc::new(Mutex::new(Some(boot_config.clone()))),
+        requests: Arc::new(RunControl::new().unwrap().publishing_to(shared.clone())),
+        config: shared,
         boot_error: Arc::default(),
     };
     let rc = ctx.requests.clone();
@@ -177,7 +178,7 @@ fn devices_are_plugged_in_and_out_through_the_api() {
         let mut run_config = boot_config;
         let mut backends = HostBackends::open(&run_config).unwrap();
         let vm = FakeVm::new(8);
-        let mut hotplug = Hotplug::new(&mut run_config, &mut backends);
+        let mut hotplug = Hotplug::new(&mut run_config, &mut backends, Some(&*rc));
         while Arc::strong_count(&rc) > 1 {
             rc.serve(&mut |c| match c {
                 VmCommand::AddDevice(d) => hotplug.add(&vm, d),
