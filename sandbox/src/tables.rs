@@ -222,6 +222,55 @@ const REBUILD: &[Sys] = &[
     ),
 ];
 
+/// What the main thread needs to plug a device into the running guest (`vm.add-disk`,
+/// `vm.add-net`, `vm.add-vsock`, `vm.remove-device`, vmm/src/hotplug.rs): open its host
+/// side as `--disk`, `--net`, `--vsock` do, and let the backend wire it to the VM.
+const HOTPLUG: &[Sys] = &[
+    sys!(
+        SYS_openat,
+        "hotplug: the disk image (O_DIRECT too), /dev/net/tun for a tap"
+    ),
+    sys!(
+        SYS_newfstatat,
+        "hotplug: the image's checks and identity, a vsock path's stale check"
+    ),
+    sys!(
+        SYS_statx,
+        "hotplug: the image's checks and identity (std's metadata)"
+    ),
+    sys!(SYS_fstat, "hotplug: the opened image's type and size"),
+    sys!(SYS_lseek, "hotplug: a block device image's size"),
+    sys!(
+        SYS_fcntl,
+        "hotplug: the image's OFD lock (F_OFD_SETLK), clearing O_NONBLOCK"
+    ),
+    sys!(
+        SYS_ioctl,
+        "hotplug: BLKSSZGET (direct=on), TUNSETIFF/TUNSETOFFLOAD/TUNSETVNETHDRSZ, \
+                     SIOCSIFADDR/SIOCSIFNETMASK/SIOCSIFFLAGS on a tap; the backend's \
+                     KVM_IOEVENTFD, KVM_IRQFD, KVM_SET_GSI_ROUTING and \
+                     KVM_S390_INTERRUPT (s390x: the channel report word) on the VM fd"
+    ),
+    sys!(
+        SYS_socket,
+        "hotplug: the vsock listening socket, a tap's address (AF_INET ioctl socket)"
+    ),
+    sys!(SYS_bind, "hotplug: the vsock listening socket"),
+    sys!(SYS_listen, "hotplug: the vsock listening socket"),
+    sys!(
+        SYS_connect,
+        "hotplug: is an existing vsock socket path stale?"
+    ),
+    sys!(
+        SYS_unlinkat,
+        "hotplug: a stale vsock socket; the socket of a vsock taken out"
+    ),
+    sys!(
+        SYS_eventfd2,
+        "hotplug: the new device's ioeventfds and irqfds"
+    ),
+];
+
 const MAIN: &[Sys] = &[
     sys!(SYS_epoll_pwait, "the event loop (signals::wait_for_exit)"),
     sys!(SYS_read, "signalfd, eventfds"),
@@ -334,11 +383,20 @@ pub fn allowed(kind: ThreadKind) -> Vec<Sys> {
     let mut parts: Vec<&[Sys]> = vec![EVERY_THREAD];
     let mut extra = Vec::new();
     match kind {
-        // The main thread starts the other threads, and on `--on-reset restart` builds a
-        // new machine and starts its threads after its own filter is in place: a thread
-        // inherits its parent's filter, so the main list holds every other kind's.
+        // The main thread starts the other threads, plugs devices in (HOTPLUG), and on
+        // `--on-reset restart` builds a new machine and starts its threads after its own
+        // filter is in place: a thread inherits its parent's filter, so the main list
+        // holds every other kind's.
         Main => {
-            parts.extend([MAIN, REBUILD, SPAWN_THREAD, CONSOLE_IN, CONSOLE_OUT, API]);
+            parts.extend([
+                MAIN,
+                REBUILD,
+                HOTPLUG,
+                SPAWN_THREAD,
+                CONSOLE_IN,
+                CONSOLE_OUT,
+                API,
+            ]);
             for other in [Vcpu, ConsoleIn, ConsoleOut, Api] {
                 extra.extend(allowed(other));
             }

@@ -417,6 +417,23 @@ pub fn kvm_available(file: &str) -> bool {
     false
 }
 
+/// Whether this process may make network namespaces with taps in them (root, `unshare
+/// --net`, /dev/net/tun); says why not otherwise (the tap tests then return).
+pub fn can_unshare_net(test: &str) -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Path::new("/dev/net/tun").exists();
+    if !ok {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {test}: needs `unshare --net` (root) and /dev/net/tun"
+        );
+    }
+    ok
+}
+
 /// First line of a test that runs a guest: returns from the test (skipped, said once per
 /// test file on stderr) when the host has no `/dev/kvm`.
 #[macro_export]

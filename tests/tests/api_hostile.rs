@@ -58,11 +58,11 @@ fn bad_requests_get_a_clear_error_and_the_vm_runs_on() {
         &call(
             &sock,
             "PUT",
-            "vm.add-disk",
-            Some(r#"{"path":"/tmp/d.img"}"#),
+            "vm.add-pmem",
+            Some(r#"{"file":"/tmp/d.img"}"#),
         ),
         501,
-        "vm.add-disk",
+        "vm.add-pmem",
     );
     refused(
         &call(&sock, "PUT", "vm.snapshot", Some("{}")),

@@ -8,6 +8,7 @@
 mod cli_common;
 use cli_common::*;
 
+use polyvisor_tests::runner::can_unshare_net;
 use polyvisor_tests::{Polyvisor, RunOutput, TempDir};
 
 // ---- --vsock: bad values and sockets are one line naming --vsock, exit 2 ----
@@ -73,19 +74,6 @@ fn vsock_bad_values() {
 // ---- --net: every bad tap or value is one line naming --net and the tap, exit 2 ----
 // Taps are made only inside a network namespace of the test's own (`unshare --net`), so
 // no host interface is touched.
-
-/// Whether this process may make network namespaces (root); says why not otherwise.
-fn can_unshare_net(test: &str) -> bool {
-    let ok = std::process::Command::new("unshare")
-        .args(["--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-        && std::path::Path::new("/dev/net/tun").exists();
-    if !ok {
-        eprintln!("skipped {test}: needs `unshare --net` (root) and /dev/net/tun");
-    }
-    ok
-}
 
 /// `unshare --net polyvisor run --kernel <good kernel> <args...>`.
 fn run_in_netns(args: &[&str]) -> RunOutput {

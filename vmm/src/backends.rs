@@ -3,7 +3,7 @@
 //! opened once per run before any guest runs (so every bad `--disk`, `--net` or `--vsock`
 //! is refused before the kernel is even opened) and held across every boot that
 //! `--on-reset restart` makes; each boot gets fresh devices over the same host objects.
-//! The management API will add to and remove from the same set.
+//! The management API adds to and removes from the same set (vmm/src/hotplug.rs).
 
 use arch::{VirtioTransport, Vm};
 use devices::virtio::{Rng, VirtioDevice};

@@ -74,14 +74,18 @@ pub struct RemoteArgs {
 
     /// ping (vmm.ping), info (vm.info), counters (vm.counters), create FILE (vm.create
     /// with the VmConfig JSON in FILE), boot, pause, resume, power-button, shutdown,
-    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown).
+    /// reboot, delete (vm.*), shutdown-vmm (vmm.shutdown), add-disk DISK, add-net NET,
+    /// add-vsock VSOCK (vm.add-*: plug a device into the running VM; the options in
+    /// --disk, --net, --vsock syntax, e.g. `add-disk path=data.img,readonly=on`),
+    /// remove-device ID (vm.remove-device: a device added so).
     #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(
         crate::remote::COMMANDS.iter().map(|(c, _, _)| *c)))]
     pub command: String,
 
-    /// The VmConfig JSON file `create` sends.
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    /// `create`'s VmConfig JSON file; `add-disk`, `add-net`, `add-vsock`'s options;
+    /// `remove-device`'s device id.
+    #[arg(value_name = "ARG")]
+    pub argument: Option<String>,
 }
 
 /// Commands that left the binary: the man page and completion generators live in
@@ -202,7 +206,8 @@ pub struct RunArgs {
     /// Serve the management API (Cloud Hypervisor's REST API: HTTP/1.1 and JSON) on the
     /// Unix socket PATH while the guest runs: `polyvisor remote`, ch-remote or curl
     /// `--unix-socket` can ping, inspect, pause, resume, press the power button, shut down,
-    /// reboot or delete the VM (docs/api.md). PATH is created with mode 0600 (a stale
+    /// reboot or delete the VM, and plug disks, taps and a vsock in and out where the
+    /// backend can hotplug (s390x; docs/api.md). PATH is created with mode 0600 (a stale
     /// socket is replaced, anything else there is refused) and removed at exit. A guest
     /// that powers off still ends the run; after `vm.shutdown` or `vm.delete` polyvisor
     /// serves on until `vmm.shutdown` or a stop signal.

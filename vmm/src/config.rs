@@ -32,7 +32,8 @@ pub struct DiskConfig {
     pub direct: bool,
     /// What the guest reads as the disk's serial (`GET_ID`), 1 to 20 bytes.
     pub serial: Option<String>,
-    /// A name for the disk in the VMM's messages (and, later, its API).
+    /// A name for the disk in the VMM's messages and its id in the management API
+    /// (without it, `_diskN`).
     pub id: Option<String>,
 }
 
@@ -44,7 +45,8 @@ pub const MAX_SERIAL_LEN: usize = 20;
 pub struct VsockConfig {
     pub cid: u64,
     pub socket: PathBuf,
-    /// A name for the device in the VMM's messages.
+    /// A name for the device in the VMM's messages and its id in the management API
+    /// (without it, `_vsock0`).
     pub id: Option<String>,
 }
 
@@ -57,7 +59,8 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
     /// The host side's IPv4 address and netmask, set on the tap (CAP_NET_ADMIN).
     pub ip: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
-    /// A name for the device in the VMM's messages (and, later, its API).
+    /// A name for the device in the VMM's messages and its id in the management API
+    /// (without it, `_netN`).
     pub id: Option<String>,
 }
 

@@ -46,10 +46,21 @@ fn input(message: String) -> Error {
     }
 }
 
-/// Open every `--disk` in order. Refuses, naming the file: one image given twice when
-/// either is read-write (the same file by any path: device and inode, or the block
-/// device's number), two disks with one `id=`, and whatever [`DiskImage::open`] refuses.
+/// Open every `--disk` in order. Refuses, naming the file: what [`check`] refuses, and
+/// whatever [`DiskImage::open`] refuses.
 pub fn open(disks: &[DiskConfig]) -> Result<Vec<OpenDisk>, Error> {
+    check(disks)?;
+    disks
+        .iter()
+        .enumerate()
+        .map(|(i, disk)| open_one(disk, disk.id.clone().unwrap_or_else(|| format!("disk{i}"))))
+        .collect()
+}
+
+/// Check a VM's disks together before any is opened (the last one may be a disk to plug in
+/// beside the others): one image given twice when either is read-write (the same file by
+/// any path: device and inode, or the block device's number), two disks with one `id=`.
+pub fn check(disks: &[DiskConfig]) -> Result<(), Error> {
     let mut seen: Vec<(FileIdentity, &DiskConfig)> = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
         if let Some(id) = &disk.id {
@@ -57,7 +68,7 @@ pub fn open(disks: &[DiskConfig]) -> Result<Vec<OpenDisk>, Error> {
                 return Err(input(format!("id={id}: two disks have this id")));
             }
         }
-        // A file that cannot be looked at is reported by the open below.
+        // A file that cannot be looked at is reported by the open.
         let Ok(identity) = FileIdentity::of_path(&disk.path) else {
             continue;
         };
@@ -73,32 +84,31 @@ pub fn open(disks: &[DiskConfig]) -> Result<Vec<OpenDisk>, Error> {
         }
         seen.push((identity, disk));
     }
-    disks
-        .iter()
-        .enumerate()
-        .map(|(i, disk)| {
-            let image = DiskImage::open(
-                &disk.path,
-                &ImageOptions {
-                    readonly: disk.readonly,
-                    direct: disk.direct,
-                },
-            )
-            .map_err(|e| input(e.to_string()))?;
-            log::debug!(
-                "--disk {:?}: {} bytes{}{}",
-                disk.path,
-                devices::virtio::block::IoBackend::capacity(&image),
-                if disk.readonly { ", read-only" } else { "" },
-                if disk.direct { ", O_DIRECT" } else { "" }
-            );
-            Ok(OpenDisk {
-                image: Arc::new(image),
-                config: disk.clone(),
-                name: disk.id.clone().unwrap_or_else(|| format!("disk{i}")),
-            })
-        })
-        .collect()
+    Ok(())
+}
+
+/// Open, check and lock one disk's image; `name` is how the VMM's messages name it.
+pub fn open_one(disk: &DiskConfig, name: String) -> Result<OpenDisk, Error> {
+    let image = DiskImage::open(
+        &disk.path,
+        &ImageOptions {
+            readonly: disk.readonly,
+            direct: disk.direct,
+        },
+    )
+    .map_err(|e| input(e.to_string()))?;
+    log::debug!(
+        "--disk {:?}: {} bytes{}{}",
+        disk.path,
+        devices::virtio::block::IoBackend::capacity(&image),
+        if disk.readonly { ", read-only" } else { "" },
+        if disk.direct { ", O_DIRECT" } else { "" }
+    );
+    Ok(OpenDisk {
+        image: Arc::new(image),
+        config: disk.clone(),
+        name,
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod console_input;
 pub mod device_manager;
 pub mod disks;
 pub mod host;
+pub mod hotplug;
 pub mod logger;
 pub mod machine;
 pub mod manpage;

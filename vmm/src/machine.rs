@@ -12,6 +12,7 @@ use crate::config::{format_size, Config, ConfigError, Field};
 use crate::console;
 use crate::device_manager::{self, Devices};
 use crate::host::Host;
+use crate::hotplug::Hotplug;
 use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
 use crate::vcpu_thread::{self, Buses};
 
@@ -158,21 +159,23 @@ pub fn run_with(config: &Config, steering: Option<&RunControl>) -> Result<RunOut
     // noted and ends the run through the path that restores the terminal.
     crate::signals::install().map_err(io_err("installing the stop-signal handlers"))?;
     vcpu_thread::install_kick_handler().map_err(io_err("installing the vCPU signal handler"))?;
-    // Opened once: every boot of the guest uses the same images, taps and socket.
-    let backends = HostBackends::open(config)?;
+    // Opened once: every boot of the guest uses the same images, taps and socket. The
+    // management API adds devices to (and removes them from) both, for every later boot.
+    let mut config = config.clone();
+    let mut backends = HostBackends::open(&config)?;
     // One console output for every boot of the guest (a restart appends to the same file).
-    let console_out = console_output(config)?;
+    let console_out = console_output(&config)?;
     // Requests still queued when the VM ends are left to the caller (the management API
     // serves on, or refuses them as it ends).
-    let result = run_boots(config, &console_out, &backends, steering);
+    let result = run_boots(&mut config, &console_out, &mut backends, steering);
     console_out.finish();
     result
 }
 
 fn run_boots(
-    config: &Config,
+    config: &mut Config,
     console_out: &console::ConsoleOutput,
-    backends: &HostBackends,
+    backends: &mut HostBackends,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
     loop {
@@ -208,14 +211,16 @@ fn console_output(config: &Config) -> Result<console::ConsoleOutput, Error> {
 /// One boot of the guest on a given backend, its console output going to `console_out`,
 /// its devices' host side `backends` (from [`HostBackends::open`] of `config`):
 /// [`Machine::build`], then [`Machine::run`]. The stop-signal and kick handlers must be
-/// installed ([`run`] does).
+/// installed ([`run`] does). Devices `steering` plugs in (or takes out) join (or leave)
+/// `config` and `backends`, for the boots that follow.
 pub fn run_on<H: Hypervisor>(
-    config: &Config,
+    config: &mut Config,
     console_out: &console::ConsoleOutput,
-    backends: &HostBackends,
+    backends: &mut HostBackends,
     steering: Option<&RunControl>,
 ) -> Result<RunOutcome, Error> {
-    Machine::build::<H>(config, console_out, backends)?.run(steering)
+    let machine = Machine::build::<H>(config, console_out, backends)?;
+    machine.run(steering, Hotplug::new(config, backends, steering))
 }
 
 /// A machine built from a [`Config`] and not running yet: the VM with its memory and
@@ -314,8 +319,13 @@ impl<V: Vm> Machine<V> {
     }
 
     /// Run the machine until the guest powers off, resets or panics, a stop signal arrives
-    /// or a vCPU fails; `steering` pauses and resumes it meanwhile.
-    pub fn run(self, steering: Option<&RunControl>) -> Result<RunOutcome, Error> {
+    /// or a vCPU fails; `steering` pauses and resumes it meanwhile, and plugs devices in
+    /// and out through `hotplug`.
+    pub fn run(
+        self,
+        steering: Option<&RunControl>,
+        mut hotplug: Hotplug,
+    ) -> Result<RunOutcome, Error> {
         let Self {
             vm,
             vcpus,
@@ -347,6 +357,10 @@ impl<V: Vm> Machine<V> {
         let mut api_stop = None;
         let mut handle = |command: VmCommand| -> Result<Answer, CommandError> {
             match (command, paused) {
+                // Paused or not, as Cloud Hypervisor: a paused guest finds the device
+                // announced when it resumes.
+                (VmCommand::AddDevice(device), _) => hotplug.add(&vm, device),
+                (VmCommand::RemoveDevice(id), _) => hotplug.remove(&vm, &id),
                 (VmCommand::State, _) => Ok(Answer::State(if paused {
                     VmState::Paused
                 } else {
@@ -438,34 +452,47 @@ impl<V: Vm> Machine<V> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    /// A backend without a virtio transport (s390x until virtio-ccw): the trait's default.
-    struct NoVirtio;
+    /// The [`Vm`] methods the unit tests' fake backends never reach (no memory, no
+    /// guest, no vCPUs): inside an `impl Vm for ...`.
+    macro_rules! unreached_vm_methods {
+        () => {
+            type Vcpu = arch::unsupported::Never;
+            fn memory(&self) -> &arch::GuestMemory {
+                unimplemented!()
+            }
+            fn layout(&self) -> &arch::MemoryLayout {
+                unimplemented!()
+            }
+            fn platform(&self) -> &arch::Platform {
+                unimplemented!()
+            }
+            fn interrupt_line(
+                &self,
+                _irq: u32,
+            ) -> arch::Result<std::sync::Arc<dyn devices::InterruptLine>> {
+                unimplemented!()
+            }
+            fn load(&mut self, _request: &mut arch::BootRequest) -> arch::Result<()> {
+                unimplemented!()
+            }
+            fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
+                unimplemented!()
+            }
+        };
+    }
+    pub(crate) use unreached_vm_methods;
+
+    /// A backend without a virtio transport (s390x until virtio-ccw), nor hotplug: the
+    /// trait's defaults.
+    pub(crate) struct NoVirtio;
 
     impl Vm for NoVirtio {
-        type Vcpu = arch::unsupported::Never;
-        fn memory(&self) -> &arch::GuestMemory {
-            unimplemented!()
-        }
-        fn layout(&self) -> &arch::MemoryLayout {
-            unimplemented!()
-        }
-        fn platform(&self) -> &arch::Platform {
-            unimplemented!()
-        }
-        fn interrupt_line(&self, _irq: u32) -> arch::Result<Arc<dyn devices::InterruptLine>> {
-            unimplemented!()
-        }
-        fn load(&mut self, _request: &mut BootRequest) -> arch::Result<()> {
-            unimplemented!()
-        }
-        fn create_vcpus(&mut self) -> arch::Result<Vec<Self::Vcpu>> {
-            unimplemented!()
-        }
+        unreached_vm_methods!();
     }
 
     fn config(args: &[&str]) -> Config {

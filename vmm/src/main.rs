@@ -74,23 +74,12 @@ fn main() -> ExitCode {
             return exit_status(outcome);
         }
         Some(Command::Remote(remote)) => {
-            let body = match (remote.command.as_str(), &remote.file) {
-                ("create", Some(file)) => match std::fs::read_to_string(file) {
-                    Ok(text) => Some(text),
-                    Err(e) => {
-                        log::error!("remote create {file:?}: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
-                ("create", None) => {
-                    log::error!("remote create: needs FILE, a VmConfig JSON file");
+            let body = match vmm::remote::body(&remote.command, remote.argument.as_deref()) {
+                Ok(body) => body,
+                Err(e) => {
+                    log::error!("remote {}: {e}", remote.command);
                     return ExitCode::from(2);
                 }
-                (cmd, Some(file)) => {
-                    log::error!("remote {cmd}: takes no FILE (got {file:?})");
-                    return ExitCode::from(2);
-                }
-                (_, None) => None,
             };
             return match vmm::remote::call(&remote.api_socket, &remote.command, body.as_deref()) {
                 Ok(body) => {

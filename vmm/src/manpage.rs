@@ -140,14 +140,27 @@ pub const MANAGEMENT_API: &[(&str, &str)] = &[
         "Cloud Hypervisor's REST API: HTTP/1.1 over the Unix socket --api-socket PATH (mode \
          0600), JSON bodies, paths under /api/v1/. Served: vmm.ping, vmm.shutdown, \
          vm.create, vm.info, vm.counters, vm.boot, vm.pause, vm.resume, vm.power-button, \
-         vm.shutdown, vm.reboot, vm.delete. Cloud Hypervisor's other calls (hotplug, \
-         snapshot, migration, resize) answer 501 naming the call. `polyvisor --api-socket \
-         PATH` starts with no VM: vm.create (Cloud Hypervisor's VmConfig) then vm.boot.",
+         vm.shutdown, vm.reboot, vm.delete, vm.add-disk, vm.add-net, vm.add-vsock, \
+         vm.remove-device. Cloud Hypervisor's other calls (other devices, snapshot, \
+         migration, resize) answer 501 naming the call. `polyvisor --api-socket PATH` starts \
+         with no VM: vm.create (Cloud Hypervisor's VmConfig) then vm.boot.",
+    ),
+    (
+        "Hotplug",
+        "vm.add-disk, vm.add-net, vm.add-vsock (Cloud Hypervisor's DiskConfig, NetConfig, \
+         VsockConfig) plug a device into the running or paused VM where the backend can: \
+         s390x (virtio-ccw). x86_64 and aarch64 answer 501: virtio-mmio cannot announce a \
+         device to a running guest. The host side is opened as --disk, --net, --vsock open \
+         theirs (errors: 400 naming the flag and value); the answer is {\"id\", \"bdf\"}, bdf \
+         being the CCW bus id on s390x. The device stays in the VM's configuration \
+         (vm.info, reboots); vm.remove-device {\"id\"} takes out one plugged in since the \
+         VM booted (404 for an unknown id, 501 for a boot-time device).",
     ),
     (
         "Errors",
         "A JSON array of messages: 404 no VM or unknown path, 405 wrong state or verb, 400 \
-         malformed HTTP or JSON or a VmConfig field Polyvisor cannot honour (named), 408 a request not complete within 5 s, 413 a body over \
+         malformed HTTP or JSON or a VmConfig field Polyvisor cannot honour (named) or a device that \
+         cannot be added as asked, 501 a call the backend cannot carry out, 408 a request not complete within 5 s, 413 a body over \
          256 KiB, 500 the VMM failed, 503 more than 64 connections.",
     ),
     (
@@ -158,8 +171,10 @@ pub const MANAGEMENT_API: &[(&str, &str)] = &[
     (
         "polyvisor remote",
         "polyvisor remote --api-socket PATH ping|info|counters|create FILE|boot|pause|resume|\
-         power-button|shutdown|reboot|delete|shutdown-vmm prints the JSON answer (nothing \
-         for 204); an error is one line, exit 1.",
+         power-button|shutdown|reboot|delete|shutdown-vmm|add-disk DISK|add-net NET|\
+         add-vsock VSOCK|remove-device ID prints the JSON answer (nothing for 204); DISK, NET \
+         and VSOCK take the --disk, --net, --vsock syntax (add-disk \
+         path=data.img,readonly=on); an error is one line, exit 1 (a usage error 2).",
     ),
 ];
 

@@ -42,9 +42,20 @@ fn input(net: &NetConfig, message: impl std::fmt::Display) -> Error {
 }
 
 /// Attach every `--net` tap in order and give the host side its address. Refuses, naming
-/// the tap: the same tap twice, two devices with one `id=` or one MAC, a tap that cannot be
-/// opened or created (and why), an address that cannot be set.
+/// the tap: what [`check`] refuses, a tap that cannot be opened or created (and why), an
+/// address that cannot be set.
 pub fn open(nets: &[NetConfig]) -> Result<Vec<OpenNet>, Error> {
+    check(nets)?;
+    nets.iter()
+        .enumerate()
+        .map(|(i, net)| open_one(net, net.id.clone().unwrap_or_else(|| format!("net{i}"))))
+        .collect()
+}
+
+/// Check a VM's networks together before any tap is touched (the last one may be a device
+/// to plug in beside the others): the same tap twice, two devices with one `id=` or one
+/// guest MAC address.
+pub fn check(nets: &[NetConfig]) -> Result<(), Error> {
     for (i, net) in nets.iter().enumerate() {
         let earlier = &nets[..i];
         if earlier.iter().any(|n| n.tap == net.tap) {
@@ -55,43 +66,51 @@ pub fn open(nets: &[NetConfig]) -> Result<Vec<OpenNet>, Error> {
                 return Err(input(net, format!("id={id}: two devices have this id")));
             }
         }
-    }
-    let mut open: Vec<OpenNet> = Vec::with_capacity(nets.len());
-    for (i, net) in nets.iter().enumerate() {
-        let mac = net.mac.unwrap_or_else(|| default_mac(&net.tap));
-        if let Some(other) = open.iter().find(|o| o.mac == mac) {
+        let mac = mac_of(net);
+        if let Some(other) = earlier.iter().find(|o| mac_of(o) == mac) {
             return Err(input(
                 net,
                 format!(
-                    "the guest address {} is also {}'s",
+                    "the guest address {} is also tap={}'s",
                     format_mac(mac),
-                    other.flag_value()
+                    other.tap
                 ),
             ));
         }
-        let tap = tap::Tap::open(&net.tap).map_err(|e| input(net, e))?;
-        if let Some((ip, mask)) = net.ip {
-            tap.set_ipv4(ip, mask)
-                .map_err(|e| input(net, format!("setting the host address {ip}/{mask}: {e}")))?;
-        }
-        if net.ip.is_some() || tap.created() {
-            tap.set_up()
-                .map_err(|e| input(net, format!("bringing the tap up: {e}")))?;
-        }
-        log::debug!(
-            "--net tap={}: {} tap, guest address {}",
-            net.tap,
-            if tap.created() { "created" } else { "existing" },
-            format_mac(mac)
-        );
-        open.push(OpenNet {
-            tap: Arc::new(tap),
-            config: net.clone(),
-            mac,
-            name: net.id.clone().unwrap_or_else(|| format!("net{i}")),
-        });
     }
-    Ok(open)
+    Ok(())
+}
+
+/// The guest's address: `mac=` or [`default_mac`] of the tap's name.
+fn mac_of(net: &NetConfig) -> [u8; 6] {
+    net.mac.unwrap_or_else(|| default_mac(&net.tap))
+}
+
+/// Attach (or create) one tap and give the host side its address; `name` is how the
+/// VMM's messages name the device.
+pub fn open_one(net: &NetConfig, name: String) -> Result<OpenNet, Error> {
+    let mac = mac_of(net);
+    let tap = tap::Tap::open(&net.tap).map_err(|e| input(net, e))?;
+    if let Some((ip, mask)) = net.ip {
+        tap.set_ipv4(ip, mask)
+            .map_err(|e| input(net, format!("setting the host address {ip}/{mask}: {e}")))?;
+    }
+    if net.ip.is_some() || tap.created() {
+        tap.set_up()
+            .map_err(|e| input(net, format!("bringing the tap up: {e}")))?;
+    }
+    log::debug!(
+        "--net tap={}: {} tap, guest address {}",
+        net.tap,
+        if tap.created() { "created" } else { "existing" },
+        format_mac(mac)
+    );
+    Ok(OpenNet {
+        tap: Arc::new(tap),
+        config: net.clone(),
+        mac,
+        name,
+    })
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -136,6 +155,15 @@ mod tests {
         };
         let line = message(open(&[id("pvx0"), id("pvx1")]));
         assert!(line.contains("id=a"), "{line}");
+        let mac = |t: &str| NetConfig {
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            ..net(t)
+        };
+        let line = message(open(&[mac("pvx0"), mac("pvx1")]));
+        assert!(
+            line.contains("tap=pvx1") && line.contains("02:00:00:00:00:01 is also tap=pvx0"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -26,7 +26,44 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("reboot", "PUT", "vm.reboot"),
     ("delete", "PUT", "vm.delete"),
     ("shutdown-vmm", "PUT", "vmm.shutdown"),
+    ("add-disk", "PUT", "vm.add-disk"),
+    ("add-net", "PUT", "vm.add-net"),
+    ("add-vsock", "PUT", "vm.add-vsock"),
+    ("remove-device", "PUT", "vm.remove-device"),
 ];
+
+/// The body `command` sends, from its argument (ch-remote's): `create FILE` sends the
+/// `VmConfig` in FILE; `add-disk`, `add-net`, `add-vsock` take the `--disk`, `--net`,
+/// `--vsock` syntax (parsed here, by the flags' parsers, and sent as Cloud Hypervisor's
+/// `DiskConfig`, `NetConfig`, `VsockConfig`); `remove-device ID` sends `{"id": ID}`. The
+/// other commands take no argument. A usage error is one line naming the argument.
+pub fn body(command: &str, argument: Option<&str>) -> Result<Option<String>, String> {
+    use crate::api::vm_config::{disk_json, net_json, vsock_json};
+    use crate::config::{parse_disk, parse_net, parse_vsock};
+    let needs = |what: &str| format!("needs {what}");
+    let option = |flag: &str, value: &str, why: String| format!("{value:?} ({flag} syntax): {why}");
+    let value = match (command, argument) {
+        ("create", Some(file)) => {
+            return std::fs::read_to_string(file)
+                .map(Some)
+                .map_err(|e| format!("{file:?}: {e}"))
+        }
+        ("create", None) => return Err(needs("FILE, a VmConfig JSON file")),
+        ("add-disk", Some(v)) => disk_json(&parse_disk(v).map_err(|why| option("--disk", v, why))?),
+        ("add-disk", None) => return Err(needs("path=IMAGE[,readonly=on,...] (--disk syntax)")),
+        ("add-net", Some(v)) => net_json(&parse_net(v).map_err(|why| option("--net", v, why))?),
+        ("add-net", None) => return Err(needs("tap=NAME[,mac=...,...] (--net syntax)")),
+        ("add-vsock", Some(v)) => {
+            vsock_json(&parse_vsock(v).map_err(|why| option("--vsock", v, why))?)
+        }
+        ("add-vsock", None) => return Err(needs("cid=N,socket=PATH (--vsock syntax)")),
+        ("remove-device", Some(id)) => serde_json::json!({ "id": id }),
+        ("remove-device", None) => return Err(needs("ID, the device's id")),
+        (_, Some(extra)) => return Err(format!("takes no argument (got {extra:?})")),
+        (_, None) => return Ok(None),
+    };
+    Ok(Some(value.to_string()))
+}
 
 /// Why a call failed: one line.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +162,37 @@ mod tests {
         assert_eq!((s, b.as_str()), (200, "{}"));
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse_answer(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn arguments_become_bodies() {
+        let json = |c: &str, a: &str| -> serde_json::Value {
+            serde_json::from_str(&body(c, Some(a)).unwrap().unwrap()).unwrap()
+        };
+        assert_eq!(
+            json("add-disk", "path=/x.img,readonly=on,id=d"),
+            serde_json::json!({"path": "/x.img", "readonly": true, "direct": false, "id": "d"})
+        );
+        assert_eq!(
+            json("add-net", "tap=t0,mac=02:00:00:00:00:01"),
+            serde_json::json!({"tap": "t0", "mac": "02:00:00:00:00:01"})
+        );
+        assert_eq!(
+            json("add-vsock", "cid=3,socket=/v"),
+            serde_json::json!({"cid": 3, "socket": "/v"})
+        );
+        assert_eq!(
+            json("remove-device", "_disk1"),
+            serde_json::json!({"id": "_disk1"})
+        );
+        let e = body("add-disk", Some("readonly=on")).unwrap_err();
+        assert_eq!(e, "\"readonly=on\" (--disk syntax): path= is required");
+        assert!(body("add-net", None).unwrap_err().starts_with("needs tap="));
+        assert!(body("remove-device", None).is_err());
+        assert!(body("pause", Some("x"))
+            .unwrap_err()
+            .contains("takes no argument"));
+        assert_eq!(body("pause", None), Ok(None));
     }
 
     #[test]

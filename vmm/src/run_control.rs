@@ -5,13 +5,25 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::config::{Config, DiskConfig, NetConfig, VsockConfig};
+
+/// A device to plug into a running VM (`vm.add-disk`, `vm.add-net`, `vm.add-vsock`): the
+/// same configuration `--disk`, `--net` and `--vsock` give; its host side is opened by the
+/// main thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceConfig {
+    Disk(DiskConfig),
+    Net(NetConfig),
+    Vsock(VsockConfig),
+}
+
 /// What may be asked of a running VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmCommand {
     /// Stop every vCPU outside the guest (devices and timers go on).
     Pause,
@@ -28,6 +40,10 @@ pub enum VmCommand {
     Stop(StopKind),
     /// Boot the configured VM (when none runs).
     Boot,
+    /// Plug a device into the running (or paused) VM; answered with [`Answer::Added`].
+    AddDevice(DeviceConfig),
+    /// Unplug the device with this id from the running (or paused) VM.
+    RemoveDevice(String),
 }
 
 /// How a [`VmCommand::Stop`] ends the VM.
@@ -70,6 +86,16 @@ pub enum Answer {
     Done,
     State(VmState),
     Counters(Counters),
+    Added(Added),
+}
+
+/// A device [`VmCommand::AddDevice`] plugged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// Its id (the one asked for, or `_diskN`, `_netN`, `_vsockN`).
+    pub id: String,
+    /// Where the backend put it, as the guest names it (s390x: the CCW bus id `0.0.0004`).
+    pub bdf: String,
 }
 
 /// Why a request was not carried out.
@@ -89,14 +115,36 @@ pub enum CommandError {
     DidNotResume(String),
     #[error("no answer within {0:?}")]
     NoAnswer(Duration),
+    /// A device that cannot be added as asked (a bad or busy file, tap or socket, an id
+    /// taken, a full transport): the message names the flag and value.
+    #[error("{0}")]
+    BadDevice(String),
+    /// The backend cannot do it (no hotplug on its transport): its reason.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the VM has no device with id {0:?}")]
+    NoSuchDevice(String),
+    #[error(
+        "{0:?} was attached at boot: only devices added while the VM runs (vm.add-disk, \
+         vm.add-net, vm.add-vsock) can be removed yet"
+    )]
+    NotHotplugged(String),
+    /// The VMM failed carrying it out.
+    #[error("{0}")]
+    Failed(String),
 }
 
 type Reply = Sender<Result<Answer, CommandError>>;
+
+/// The VM's configuration as the management API shows it (`None`: no VM created).
+pub type SharedConfig = Arc<Mutex<Option<Config>>>;
 
 /// The queue of requests to a running VM and the `EventFd` that announces them.
 pub struct RunControl {
     queue: Mutex<VecDeque<(VmCommand, Reply)>>,
     event: EventFd,
+    /// Where the main thread publishes a configuration a request changed (hotplug).
+    published: Option<SharedConfig>,
 }
 
 impl RunControl {
@@ -104,7 +152,26 @@ impl RunControl {
         Ok(Self {
             queue: Mutex::new(VecDeque::new()),
             event: EventFd::new(EFD_NONBLOCK)?,
+            published: None,
         })
+    }
+
+    /// Publish the VM's configuration to `shared` whenever a request changes it
+    /// ([`RunControl::publish`]).
+    pub fn publishing_to(mut self, shared: SharedConfig) -> Self {
+        self.published = Some(shared);
+        self
+    }
+
+    /// The main thread's side: the VM's configuration is now `config` (a device was plugged
+    /// in or out). Published before the request is answered, so whoever asked sees it; a
+    /// VM deleted meanwhile stays deleted.
+    pub fn publish(&self, config: &Config) {
+        if let Some(shared) = &self.published {
+            if let Some(current) = shared.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                *current = config.clone();
+            }
+        }
     }
 
     /// Ask for `command` and wait (up to `timeout`) for the event loop's answer.
@@ -147,8 +214,9 @@ impl RunControl {
             let Some((command, reply)) = next else {
                 return;
             };
+            let ends = matches!(command, VmCommand::Stop(_) | VmCommand::Boot);
             let _ = reply.send(handle(command));
-            if matches!(command, VmCommand::Stop(_) | VmCommand::Boot) {
+            if ends {
                 // What follows is for whatever serves next (the VM is ending, or about to
                 // start): leave it queued, and announced.
                 let _ = self.event.write(1);
@@ -166,7 +234,6 @@ impl RunControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn requests_are_answered_by_the_loop() {

@@ -121,6 +121,11 @@ pub struct Vmm {
 impl Vmm {
     /// Start it and wait (bounded) until the guest counts. `None` without /dev/kvm.
     pub fn start(extra: &[&str]) -> Option<Vmm> {
+        Self::start_under(&[], extra)
+    }
+
+    /// [`Vmm::start`] under a wrapper command (`unshare --net`), which must exec polyvisor.
+    pub fn start_under(wrapper: &[&str], extra: &[&str]) -> Option<Vmm> {
         if !polyvisor_tests::runner::kvm_available(file!()) {
             return None;
         }
@@ -129,7 +134,15 @@ impl Vmm {
         let socket = dir.path().join("api.sock");
         let console = dir.path().join("console.log");
         let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(polyvisor_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(polyvisor_bin());
+                c
+            }
+            None => Command::new(polyvisor_bin()),
+        };
+        let child = command
             .arg("run")
             .arg("--kernel")
             .arg(&kernel)

@@ -7,10 +7,11 @@
 //! out in its event loop ([`crate::signals::wait_for_exit`] while a VM runs,
 //! [`crate::signals::wait_idle`] while none does) and answers.
 
+mod devices;
 pub mod http;
 pub mod routes;
 pub mod server;
-mod vm_config;
+pub(crate) mod vm_config;
 pub mod vm_create;
 
 use std::os::unix::fs::PermissionsExt;
@@ -100,9 +101,13 @@ pub fn run(config: Option<Config>, socket: &Path) -> Result<RunOutcome, Error> {
     let mode = config.as_ref().map(|c| c.seccomp).unwrap_or_default();
     crate::seccomp::configure(mode)
         .map_err(|e| io_err("setting up the sandbox")(std::io::Error::other(e)))?;
+    let shared: crate::run_control::SharedConfig = Arc::new(Mutex::new(config));
+    let requests = RunControl::new()
+        .map_err(io_err("creating an eventfd"))?
+        .publishing_to(shared.clone());
     let ctx = Context {
-        requests: Arc::new(RunControl::new().map_err(io_err("creating an eventfd"))?),
-        config: Arc::new(Mutex::new(config)),
+        requests: Arc::new(requests),
+        config: shared,
         boot_error: Arc::default(),
     };
     let server = ApiServer::start(socket, ctx.clone())?;
@@ -159,10 +164,14 @@ fn serve_vmm(ctx: &Context, boot_now: bool) -> Result<RunOutcome, Error> {
                     *ctx.boot_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     Ok(Answer::Done)
                 }
+                // Plugging in needs a running (or paused) VM, as every other such call
+                // (Cloud Hypervisor would add the device to the configuration instead).
                 VmCommand::Pause
                 | VmCommand::Resume
                 | VmCommand::PowerButton
                 | VmCommand::Counters
+                | VmCommand::AddDevice(_)
+                | VmCommand::RemoveDevice(_)
                 | VmCommand::Stop(StopKind::Shutdown | StopKind::Reboot) => {
                     Err(CommandError::NotRunning)
                 }

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::http::{Request, Response};
 use crate::config::Config;
-use crate::run_control::{Answer, CommandError, RunControl, StopKind, VmCommand, VmState};
+use crate::run_control::{
+    Answer, CommandError, RunControl, SharedConfig, StopKind, VmCommand, VmState,
+};
 
 /// Where every endpoint lives.
 pub const ROOT: &str = "/api/v1/";
@@ -24,8 +26,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Context {
     pub requests: Arc<RunControl>,
-    /// The VM's configuration; `None` before `vm.create` or after `vm.delete`.
-    pub config: Arc<Mutex<Option<Config>>>,
+    /// The VM's configuration; `None` before `vm.create` or after `vm.delete`. The main
+    /// thread publishes to it through `requests` (hotplug).
+    pub config: SharedConfig,
     /// Why the last `vm.boot` failed, if it did.
     pub boot_error: Arc<Mutex<Option<String>>>,
 }
@@ -41,11 +44,14 @@ impl Context {
 }
 
 /// What an endpoint does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Action {
     Ping,
     Info,
     Create,
+    /// `vm.add-disk`, `vm.add-net`, `vm.add-vsock` (by the endpoint's name).
+    AddDevice,
+    RemoveDevice,
     Command(VmCommand),
 }
 
@@ -83,6 +89,10 @@ const SUPPORTED: &[(&str, &str, Action)] = &[
         "PUT",
         Action::Command(VmCommand::Stop(StopKind::Delete)),
     ),
+    ("vm.add-disk", "PUT", Action::AddDevice),
+    ("vm.add-net", "PUT", Action::AddDevice),
+    ("vm.add-vsock", "PUT", Action::AddDevice),
+    ("vm.remove-device", "PUT", Action::RemoveDevice),
 ];
 
 /// Cloud Hypervisor's other endpoints (its `vmm/src/api/http/mod.rs` routes), with their
@@ -90,14 +100,10 @@ const SUPPORTED: &[(&str, &str, Action)] = &[
 pub const NOT_YET: &[(&str, &str)] = &[
     ("vm.add-device", "PUT"),
     ("vm.add-user-device", "PUT"),
-    ("vm.add-disk", "PUT"),
     ("vm.add-fs", "PUT"),
     ("vm.add-generic-vhost-user", "PUT"),
-    ("vm.add-net", "PUT"),
     ("vm.add-pmem", "PUT"),
     ("vm.add-vdpa", "PUT"),
-    ("vm.add-vsock", "PUT"),
-    ("vm.remove-device", "PUT"),
     ("vm.resize", "PUT"),
     ("vm.resize-disk", "PUT"),
     ("vm.resize-zone", "PUT"),
@@ -114,16 +120,21 @@ pub fn supported() -> impl Iterator<Item = &'static str> {
     SUPPORTED.iter().map(|(name, _, _)| *name)
 }
 
-/// The status a refused command is answered with: 404 when there is no VM, 405 when the
-/// VM is not in a state for it (Cloud Hypervisor's OpenAPI file), 500 when the VMM failed.
+/// The status a refused command is answered with: 404 when there is no VM (or no such
+/// device), 405 when the VM is not in a state for it (Cloud Hypervisor's OpenAPI file),
+/// 400 for a device that cannot be added as asked, 501 for what the backend (or
+/// Polyvisor) cannot do yet, 500 when the VMM failed.
 fn status(e: &CommandError) -> u16 {
     match e {
-        CommandError::NotCreated => 404,
+        CommandError::NotCreated | CommandError::NoSuchDevice(_) => 404,
         CommandError::NotRunning | CommandError::AlreadyIn(_) => 405,
+        CommandError::BadDevice(_) => 400,
+        CommandError::Unsupported(_) | CommandError::NotHotplugged(_) => 501,
         CommandError::NoPowerButton
         | CommandError::DidNotPause(_)
         | CommandError::DidNotResume(_)
-        | CommandError::NoAnswer(_) => 500,
+        | CommandError::NoAnswer(_)
+        | CommandError::Failed(_) => 500,
     }
 }
 
@@ -172,6 +183,54 @@ fn create(body: &serde_json::Value, ctx: &Context) -> Response {
     Response::no_content()
 }
 
+/// Cloud Hypervisor's `PciDeviceInfo`: a device-adding call's answer. `bdf` is where the
+/// backend put the device as the guest names it (s390x: the CCW bus id, not a PCI
+/// address).
+#[derive(Serialize)]
+struct PciDeviceInfo {
+    id: String,
+    bdf: String,
+}
+
+/// `vm.add-disk`, `vm.add-net`, `vm.add-vsock`: the main thread plugs the device in; the
+/// VM's configuration (what `vm.info` shows, what `vm.boot` boots again) then holds it.
+fn add_device(name: &str, body: &serde_json::Value, ctx: &Context) -> Response {
+    let current = ctx.config();
+    let device = match super::devices::device(name, body, current.as_ref()) {
+        Ok(d) => d,
+        Err(message) => return Response::error(400, &message),
+    };
+    match ctx
+        .requests
+        .request(VmCommand::AddDevice(device), ANSWER_TIMEOUT)
+    {
+        // The main thread published the configuration with the device before answering.
+        Ok(Answer::Added(added)) => json(&PciDeviceInfo {
+            id: added.id,
+            bdf: added.bdf,
+        }),
+        Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),
+        Err(e) => refused(&e),
+    }
+}
+
+/// `vm.remove-device`: the main thread unplugs it; the configuration no longer holds it.
+fn remove_device(body: &serde_json::Value, ctx: &Context) -> Response {
+    let id = match super::devices::remove_id(body) {
+        Ok(id) => id,
+        Err(message) => return Response::error(400, &message),
+    };
+    match ctx
+        .requests
+        .request(VmCommand::RemoveDevice(id), ANSWER_TIMEOUT)
+    {
+        // The main thread published the configuration without it before answering.
+        Ok(Answer::Done) => Response::no_content(),
+        Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),
+        Err(e) => refused(&e),
+    }
+}
+
 /// `vm.boot`: asked of the main thread, then its state, which it answers only once the
 /// VM runs or its boot failed (requests are served in order).
 fn boot(ctx: &Context) -> Response {
@@ -217,7 +276,7 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
         r.allow = Some(verb);
         return r;
     }
-    // Only vm.create takes a body; one that is given to another call must still be JSON.
+    // Only vm.create and the device calls take a body; one that is given to another call must still be JSON.
     let body = if request.body.is_empty() {
         serde_json::Value::Null
     } else {
@@ -234,7 +293,7 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
             &format!("{name} is not supported by Polyvisor yet (see docs/api.md)"),
         );
     };
-    match *action {
+    match action {
         Action::Ping => json(&Ping {
             build_version: concat!(env!("CARGO_PKG_VERSION"), "-", env!("POLYVISOR_COMMIT")),
             version: env!("CARGO_PKG_VERSION"),
@@ -248,7 +307,8 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
             };
             match ctx.requests.request(VmCommand::State, ANSWER_TIMEOUT) {
                 Ok(Answer::State(state)) => json(&Info {
-                    config: super::vm_config::to_json(&config),
+                    // With every device's id, as Cloud Hypervisor shows them.
+                    config: super::vm_config::to_json(&crate::hotplug::with_ids(&config)),
                     state: state.name(),
                     memory_actual_size: config.memory_bytes,
                 }),
@@ -256,8 +316,10 @@ pub fn handle(request: &Request, ctx: &Context) -> Response {
                 Err(e) => refused(&e),
             }
         }
+        Action::AddDevice => add_device(name, &body, ctx),
+        Action::RemoveDevice => remove_device(&body, ctx),
         Action::Command(VmCommand::Boot) => boot(ctx),
-        Action::Command(command) => match ctx.requests.request(command, ANSWER_TIMEOUT) {
+        Action::Command(command) => match ctx.requests.request(command.clone(), ANSWER_TIMEOUT) {
             Ok(Answer::Done) => Response::no_content(),
             Ok(Answer::Counters(counters)) => json(&counters),
             Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),

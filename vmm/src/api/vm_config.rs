@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Config, ConsoleMode};
+use crate::config::{Config, ConsoleMode, DiskConfig, NetConfig, VsockConfig};
 
 fn path(p: &std::path::Path) -> Value {
     Value::String(p.display().to_string())
@@ -18,47 +18,8 @@ pub fn to_json(config: &Config) -> Value {
     if let Some(initrd) = &config.initrd {
         payload.insert("initramfs".into(), path(initrd));
     }
-    let disks: Vec<Value> = config
-        .disks
-        .iter()
-        .map(|d| {
-            let mut disk = Map::new();
-            disk.insert("path".into(), path(&d.path));
-            disk.insert("readonly".into(), Value::Bool(d.readonly));
-            disk.insert("direct".into(), Value::Bool(d.direct));
-            if let Some(serial) = &d.serial {
-                disk.insert("serial".into(), Value::String(serial.clone()));
-            }
-            if let Some(id) = &d.id {
-                disk.insert("id".into(), Value::String(id.clone()));
-            }
-            Value::Object(disk)
-        })
-        .collect();
-    let nets: Vec<Value> = config
-        .nets
-        .iter()
-        .map(|n| {
-            let mut net = Map::new();
-            net.insert("tap".into(), Value::String(n.tap.clone()));
-            if let Some(m) = n.mac {
-                let mac = m
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":");
-                net.insert("mac".into(), Value::String(mac));
-            }
-            if let Some((ip, mask)) = n.ip {
-                net.insert("ip".into(), Value::String(ip.to_string()));
-                net.insert("mask".into(), Value::String(mask.to_string()));
-            }
-            if let Some(id) = &n.id {
-                net.insert("id".into(), Value::String(id.clone()));
-            }
-            Value::Object(net)
-        })
-        .collect();
+    let disks: Vec<Value> = config.disks.iter().map(disk_json).collect();
+    let nets: Vec<Value> = config.nets.iter().map(net_json).collect();
     let serial = match &config.console {
         ConsoleMode::Tty => json!({ "mode": "Tty" }),
         ConsoleMode::File { path: p, .. } => json!({ "mode": "File", "file": path(p) }),
@@ -81,16 +42,53 @@ pub fn to_json(config: &Config) -> Value {
         vm.insert("rng".into(), json!({ "src": "/dev/urandom" }));
     }
     if let Some(v) = &config.vsock {
-        let mut vsock = Map::new();
-        vsock.insert("cid".into(), json!(v.cid));
-        vsock.insert("socket".into(), path(&v.socket));
-        if let Some(id) = &v.id {
-            vsock.insert("id".into(), Value::String(id.clone()));
-        }
-        vm.insert("vsock".into(), Value::Object(vsock));
+        vm.insert("vsock".into(), vsock_json(v));
     }
     vm.insert("serial".into(), serial);
     // Polyvisor's console is the serial port (ttyS0, ttysclp0): no virtio-console.
     vm.insert("console".into(), json!({ "mode": "Off" }));
     Value::Object(vm)
+}
+
+/// A `--disk` as Cloud Hypervisor's `DiskConfig`.
+pub fn disk_json(d: &DiskConfig) -> Value {
+    let mut disk = Map::new();
+    disk.insert("path".into(), path(&d.path));
+    disk.insert("readonly".into(), Value::Bool(d.readonly));
+    disk.insert("direct".into(), Value::Bool(d.direct));
+    if let Some(serial) = &d.serial {
+        disk.insert("serial".into(), Value::String(serial.clone()));
+    }
+    if let Some(id) = &d.id {
+        disk.insert("id".into(), Value::String(id.clone()));
+    }
+    Value::Object(disk)
+}
+
+/// A `--net` as Cloud Hypervisor's `NetConfig`.
+pub fn net_json(n: &NetConfig) -> Value {
+    let mut net = Map::new();
+    net.insert("tap".into(), Value::String(n.tap.clone()));
+    if let Some(m) = n.mac {
+        net.insert("mac".into(), Value::String(crate::nets::format_mac(m)));
+    }
+    if let Some((ip, mask)) = n.ip {
+        net.insert("ip".into(), Value::String(ip.to_string()));
+        net.insert("mask".into(), Value::String(mask.to_string()));
+    }
+    if let Some(id) = &n.id {
+        net.insert("id".into(), Value::String(id.clone()));
+    }
+    Value::Object(net)
+}
+
+/// A `--vsock` as Cloud Hypervisor's `VsockConfig`.
+pub fn vsock_json(v: &VsockConfig) -> Value {
+    let mut vsock = Map::new();
+    vsock.insert("cid".into(), json!(v.cid));
+    vsock.insert("socket".into(), path(&v.socket));
+    if let Some(id) = &v.id {
+        vsock.insert("id".into(), Value::String(id.clone()));
+    }
+    Value::Object(vsock)
 }

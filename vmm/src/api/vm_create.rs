@@ -171,60 +171,15 @@ pub fn to_args(config: &Value) -> Result<Vec<String>, FieldError> {
     }
 
     for (i, disk) in list("disks", vm.get("disks"))?.iter().enumerate() {
-        let at = format!("disks[{i}]");
-        let mut d = Fields::new(&at, disk)?;
-        let path = d
-            .string("path")?
-            .ok_or_else(|| refuse(format!("{at}.path"), "required"))?;
-        let mut value = format!("path={path}");
-        for key in ["readonly", "direct"] {
-            if d.bool(key)? {
-                value.push_str(&format!(",{key}=on"));
-            }
-        }
-        for key in ["serial", "id"] {
-            if let Some(v) = d.string(key)? {
-                value.push_str(&format!(",{key}={v}"));
-            }
-        }
-        d.rest_at_default(&[
-            ("num_queues", json!(1)),
-            ("queue_size", json!(128)),
-            ("pci_segment", json!(0)),
-            ("sparse", json!(true)),
-            ("image_type", json!("Raw")),
-        ])?;
-        push(&mut args, "--disk", value);
+        push(
+            &mut args,
+            "--disk",
+            disk_option(&format!("disks[{i}]"), disk)?,
+        );
     }
-
     for (i, net) in list("net", vm.get("net"))?.iter().enumerate() {
-        let at = format!("net[{i}]");
-        let mut n = Fields::new(&at, net)?;
         // Without a tap, Cloud Hypervisor creates one; Polyvisor names it pvtapN.
-        let tap = n.string("tap")?.unwrap_or_else(|| format!("pvtap{i}"));
-        let mut value = format!("tap={tap}");
-        if let Some(mac) = n.string("mac")? {
-            value.push_str(&format!(",mac={mac}"));
-        }
-        let mask = n.string("mask")?;
-        if let Some(ip) = n.string("ip")? {
-            let mask = mask.unwrap_or_else(|| "255.255.255.0".into());
-            value.push_str(&format!(",ip={ip},mask={mask}"));
-        } else if mask.is_some() {
-            return Err(refuse(format!("{at}.mask"), "given without ip"));
-        }
-        if let Some(id) = n.string("id")? {
-            value.push_str(&format!(",id={id}"));
-        }
-        n.rest_at_default(&[
-            ("num_queues", json!(2)),
-            ("queue_size", json!(256)),
-            ("pci_segment", json!(0)),
-            ("vhost_mode", json!("Client")),
-            ("offload_tso", json!(true)),
-            ("offload_ufo", json!(true)),
-            ("offload_csum", json!(true)),
-        ])?;
+        let value = net_option(&format!("net[{i}]"), net, || format!("pvtap{i}"))?;
         push(&mut args, "--net", value);
     }
 
@@ -245,19 +200,7 @@ pub fn to_args(config: &Value) -> Result<Vec<String>, FieldError> {
     }
 
     if let Some(vsock) = vm.get("vsock") {
-        let mut v = Fields::new("vsock", vsock)?;
-        let cid = v
-            .number("cid")?
-            .ok_or_else(|| refuse("vsock.cid", "required"))?;
-        let socket = v
-            .string("socket")?
-            .ok_or_else(|| refuse("vsock.socket", "required"))?;
-        let mut value = format!("cid={cid},socket={socket}");
-        if let Some(id) = v.string("id")? {
-            value.push_str(&format!(",id={id}"));
-        }
-        v.rest_at_default(&[("pci_segment", json!(0))])?;
-        push(&mut args, "--vsock", value);
+        push(&mut args, "--vsock", vsock_option("vsock", vsock)?);
     }
 
     if let Some(serial) = vm.get("serial") {
@@ -296,6 +239,88 @@ pub fn to_args(config: &Value) -> Result<Vec<String>, FieldError> {
     }
     vm.rest_at_default(&[])?;
     Ok(args)
+}
+
+/// A `DiskConfig` object (at `at` in its document) as a `--disk` value.
+pub fn disk_option(at: &str, disk: &Value) -> Result<String, FieldError> {
+    use serde_json::json;
+    let mut d = Fields::new(at, disk)?;
+    let path = d
+        .string("path")?
+        .ok_or_else(|| refuse(format!("{at}.path"), "required"))?;
+    let mut value = format!("path={path}");
+    for key in ["readonly", "direct"] {
+        if d.bool(key)? {
+            value.push_str(&format!(",{key}=on"));
+        }
+    }
+    for key in ["serial", "id"] {
+        if let Some(v) = d.string(key)? {
+            value.push_str(&format!(",{key}={v}"));
+        }
+    }
+    d.rest_at_default(&[
+        ("num_queues", json!(1)),
+        ("queue_size", json!(128)),
+        ("pci_segment", json!(0)),
+        ("sparse", json!(true)),
+        ("image_type", json!("Raw")),
+    ])?;
+    Ok(value)
+}
+
+/// A `NetConfig` object (at `at`) as a `--net` value; `default_tap` names the tap when
+/// the object has none.
+pub fn net_option(
+    at: &str,
+    net: &Value,
+    default_tap: impl FnOnce() -> String,
+) -> Result<String, FieldError> {
+    use serde_json::json;
+    let mut n = Fields::new(at, net)?;
+    let tap = n.string("tap")?.unwrap_or_else(default_tap);
+    let mut value = format!("tap={tap}");
+    if let Some(mac) = n.string("mac")? {
+        value.push_str(&format!(",mac={mac}"));
+    }
+    let mask = n.string("mask")?;
+    if let Some(ip) = n.string("ip")? {
+        let mask = mask.unwrap_or_else(|| "255.255.255.0".into());
+        value.push_str(&format!(",ip={ip},mask={mask}"));
+    } else if mask.is_some() {
+        return Err(refuse(format!("{at}.mask"), "given without ip"));
+    }
+    if let Some(id) = n.string("id")? {
+        value.push_str(&format!(",id={id}"));
+    }
+    n.rest_at_default(&[
+        ("num_queues", json!(2)),
+        ("queue_size", json!(256)),
+        ("pci_segment", json!(0)),
+        ("vhost_mode", json!("Client")),
+        ("offload_tso", json!(true)),
+        ("offload_ufo", json!(true)),
+        ("offload_csum", json!(true)),
+    ])?;
+    Ok(value)
+}
+
+/// A `VsockConfig` object (at `at`) as a `--vsock` value.
+pub fn vsock_option(at: &str, vsock: &Value) -> Result<String, FieldError> {
+    use serde_json::json;
+    let mut v = Fields::new(at, vsock)?;
+    let cid = v
+        .number("cid")?
+        .ok_or_else(|| refuse(format!("{at}.cid"), "required"))?;
+    let socket = v
+        .string("socket")?
+        .ok_or_else(|| refuse(format!("{at}.socket"), "required"))?;
+    let mut value = format!("cid={cid},socket={socket}");
+    if let Some(id) = v.string("id")? {
+        value.push_str(&format!(",id={id}"));
+    }
+    v.rest_at_default(&[("pci_segment", json!(0))])?;
+    Ok(value)
 }
 
 /// Why a `VmConfig` was refused: one line naming the field (its `VmConfig` path, or the

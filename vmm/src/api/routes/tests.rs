@@ -33,7 +33,7 @@ fn context(
     let (rc, log) = (ctx.requests.clone(), seen.clone());
     std::thread::spawn(move || loop {
         rc.serve(&mut |c| {
-            log.lock().unwrap().push(c);
+            log.lock().unwrap().push(c.clone());
             answer(c)
         });
         std::thread::sleep(Duration::from_millis(1));
@@ -127,9 +127,22 @@ fn bad_requests_never_reach_the_main_thread() {
         405
     );
     assert_eq!(
-        status("PUT", "/api/v1/vm.add-disk", "{\"path\":\"/d\"}"),
+        status("PUT", "/api/v1/vm.add-pmem", "{\"file\":\"/d\"}"),
         501
     );
+    // Device bodies are checked before the main thread is asked.
+    assert_eq!(status("PUT", "/api/v1/vm.add-disk", "{\"path\":"), 400);
+    assert_eq!(status("PUT", "/api/v1/vm.add-disk", ""), 400);
+    assert_eq!(
+        status("PUT", "/api/v1/vm.add-disk", "{\"readonly\":true}"),
+        400
+    );
+    assert_eq!(
+        status("PUT", "/api/v1/vm.add-net", "{\"tap\":\"t\",\"bogus\":1}"),
+        400
+    );
+    assert_eq!(status("PUT", "/api/v1/vm.add-vsock", "{\"cid\":3}"), 400);
+    assert_eq!(status("PUT", "/api/v1/vm.remove-device", "{}"), 400);
     let r = handle(&request("GET", "vm.pause", ""), &ctx);
     assert_eq!(r.allow, Some("PUT"));
     assert!(seen.lock().unwrap().is_empty());
@@ -137,4 +150,111 @@ fn bad_requests_never_reach_the_main_thread() {
     *ctx.config.lock().unwrap() = None;
     assert_eq!(status("GET", "/api/v1/vm.info", ""), 404);
     assert!(seen.lock().unwrap().is_empty());
+}
+
+/// The API thread and a main thread that plugs devices into a backend that hotplugs (the
+/// fake of `hotplug::tests`), as `Machine::run` does.
+#[test]
+fn devices_are_plugged_in_and_out_through_the_api() {
+    use crate::backends::HostBackends;
+    use crate::hotplug::tests::{image, FakeVm};
+    use crate::hotplug::Hotplug;
+
+    let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/pv-api-hotplug").unwrap();
+    let boot = image(dir.as_path(), "boot.img");
+    let data = image(dir.as_path(), "data.img");
+    let mut boot_config = config();
+    boot_config
+        .disks
+        .push(crate::config::parse_disk(&format!("path={}", boot.display())).unwrap());
+    let shared: SharedConfig = Arc::new(Mutex::new(Some(boot_config.clone())));
+    let ctx = Context {
+        requests: Arc::new(RunControl::new().unwrap().publishing_to(shared.clone())),
+        config: shared,
+        boot_error: Arc::default(),
+    };
+    let rc = ctx.requests.clone();
+    let main = std::thread::spawn(move || {
+        let mut run_config = boot_config;
+        let mut backends = HostBackends::open(&run_config).unwrap();
+        let vm = FakeVm::new(8);
+        let mut hotplug = Hotplug::new(&mut run_config, &mut backends, Some(&*rc));
+        while Arc::strong_count(&rc) > 1 {
+            rc.serve(&mut |c| match c {
+                VmCommand::AddDevice(d) => hotplug.add(&vm, d),
+                VmCommand::RemoveDevice(id) => hotplug.remove(&vm, &id),
+                VmCommand::State => Ok(Answer::State(VmState::Running)),
+                _ => Ok(Answer::Done),
+            });
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(hotplug);
+        run_config
+    });
+    let put = |name: &str, body: serde_json::Value| {
+        handle(&request("PUT", name, &body.to_string()), &ctx)
+    };
+    let disk = serde_json::json!({"path": data, "readonly": false});
+    let r = put("vm.add-disk", disk.clone());
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        body(&r),
+        serde_json::json!({"id": "_disk1", "bdf": "0.0.0000"})
+    );
+    // The image is locked by the device: the same file again is refused, naming it.
+    let r = put(
+        "vm.add-disk",
+        serde_json::json!({"path": data, "id": "again"}),
+    );
+    assert_eq!(r.status, 400);
+    let why = body(&r)[0].as_str().unwrap().to_string();
+    assert!(
+        why.starts_with("--disk ") && why.contains("data.img"),
+        "{why}"
+    );
+    // Ids are unique among the VM's devices.
+    let r = put(
+        "vm.add-disk",
+        serde_json::json!({"path": boot, "readonly": true, "id": "_disk1"}),
+    );
+    assert_eq!(
+        (r.status, body(&r)[0].as_str()),
+        (
+            400,
+            Some("--disk id=_disk1: another device of the VM has this id")
+        )
+    );
+    let sock = dir.as_path().join("v.sock");
+    let r = put(
+        "vm.add-vsock",
+        serde_json::json!({"cid": 3, "socket": sock, "id": "vs"}),
+    );
+    assert_eq!(body(&r), serde_json::json!({"id": "vs", "bdf": "0.0.0001"}));
+    // vm.info's configuration holds both, under Cloud Hypervisor's names.
+    let r = handle(&request("GET", "vm.info", ""), &ctx);
+    assert_eq!(r.status, 200);
+    let info = body(&r)["config"].clone();
+    assert_eq!(
+        info["disks"][0]["id"], "_disk0",
+        "boot-time devices are named too"
+    );
+    assert_eq!(info["disks"][1]["path"], data.display().to_string());
+    assert_eq!(info["disks"][1]["id"], "_disk1");
+    assert_eq!(info["vsock"]["id"], "vs");
+    // Removing: unknown ids are 404, boot-time devices 501, plugged ones go.
+    let remove = |id: &str| put("vm.remove-device", serde_json::json!({ "id": id }));
+    assert_eq!(remove("nope").status, 404);
+    let r = remove("_disk0");
+    assert_eq!(r.status, 501);
+    assert!(body(&r)[0].as_str().unwrap().contains("attached at boot"));
+    assert_eq!(remove("_disk1").status, 204);
+    assert_eq!(remove("vs").status, 204);
+    assert_eq!(remove("vs").status, 404);
+    assert!(!sock.exists());
+    let api_config = ctx.config().unwrap();
+    drop(ctx);
+    let run_config = main.join().unwrap();
+    assert_eq!(api_config, run_config, "both threads' configurations agree");
+    assert_eq!(run_config.disks.len(), 1);
+    assert!(run_config.vsock.is_none());
 }
