@@ -10,7 +10,8 @@
 # and removes its socket. L1 prints `POLYVISOR-API result=pass|fail secs=S why=...`.
 # With hotplug (s390x, virtio-ccw): once L2 has found its boot devices, L1 adds a 4 MiB disk
 # with serial pv-hot (vm.add-disk); L2 finds it and reads its first bytes; vm.info lists it;
-# L1 removes it (vm.remove-device) and L2 sees it gone; vm.info no longer lists it.
+# L1 removes it (vm.remove-device) and L2 sees it gone; vm.info no longer lists it; then
+# L1 removes the disk the VM booted with (_disk0) and L2 sees vda go.
 
 # pv_mem_bytes SIZE: 256M / 1G / 1048576 as bytes.
 pv_mem_bytes() {
@@ -35,7 +36,7 @@ pv_api_files() {
         # L2 waits (up to 600 s) for the disk with serial pv-hot, prints its first 8 bytes,
         # then waits for it to go. No double quotes: this is inside pv.run="...".
         # shellcheck disable=SC2016 # expanded by L2's shell, not here
-        hot='i=0; until f=$(grep -lx pv-hot /sys/block/vd*/serial 2>/dev/null); do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 1; done; d=${f%/serial}; d=${d##*/}; echo PV-API-L2-HOTPLUG-ADDED $d $(head -c 8 /dev/$d); i=0; while [ -e /sys/block/$d ]; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 1; done; echo PV-API-L2-HOTPLUG-REMOVED $d'
+        hot='i=0; until f=$(grep -lx pv-hot /sys/block/vd*/serial 2>/dev/null); do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 1; done; d=${f%/serial}; d=${d##*/}; echo PV-API-L2-HOTPLUG-ADDED $d $(head -c 8 /dev/$d); i=0; while [ -e /sys/block/$d ]; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 1; done; echo PV-API-L2-HOTPLUG-REMOVED $d; i=0; while [ -e /sys/block/vda ]; do i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 1; done; echo PV-API-L2-BOOT-DISK-REMOVED'
         run="$run && $hot"
     fi
     # A user's command line; L2's /init runs pv.run and then waits for its power button.
@@ -97,7 +98,10 @@ if [ -n "$HOT" ]; then
     waitfor PV-API-L2-HOTPLUG-REMOVED || end fail "L2 did not see the disk go after vm.remove-device"
     a="$(r info)"
     echo "$a" | grep -q '/tmp/hot.img' && end fail "vm.info still lists the removed disk: $a"
-    echo "pv-l1: hotplug: disk $id added, read by L2, removed"
+    # The disk the VM booted with (vda, serial pv-api) can be taken out as well.
+    a="$(r remove-device _disk0)" || end fail "vm.remove-device _disk0 (attached at boot): $a"
+    waitfor PV-API-L2-BOOT-DISK-REMOVED || end fail "L2 did not see its boot-time disk go after vm.remove-device _disk0"
+    echo "pv-l1: hotplug: disk $id added, read by L2, removed; boot-time _disk0 removed"
 fi
 n=0
 while ! grep -q POLYVISOR-GUEST-WAITING "$OUT" && kill -0 "$pid" 2>/dev/null && [ "$n" -lt "$TMO" ]; do

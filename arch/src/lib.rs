@@ -194,8 +194,16 @@ pub trait Vm: Send + Sync {
             ),
         })
     }
-    /// Take a device [`Vm::hotplug_virtio_device`] plugged (by its [`Hotplugged::slot`])
-    /// out of the running guest: the guest is told it is gone, the device is reset (its
+    /// For each [`Vm::add_virtio_device`] so far, in order, the slot
+    /// [`Vm::unplug_virtio_device`] takes that device out by, where the backend can unplug
+    /// a device attached at boot (s390x: its subchannel number); empty (the default) where
+    /// it cannot.
+    fn attached_slots(&self) -> Vec<Option<u32>> {
+        Vec::new()
+    }
+    /// Take a device [`Vm::hotplug_virtio_device`] plugged (by its [`Hotplugged::slot`]),
+    /// or one attached at boot (by its [`Vm::attached_slots`] entry), out of the running
+    /// guest: the guest is told it is gone, the device is reset (its
     /// worker threads stopped, what was in flight finished) and dropped.
     fn unplug_virtio_device(&self, slot: u32) -> Result<()> {
         Err(Error::Unsupported {

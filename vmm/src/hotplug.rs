@@ -122,6 +122,35 @@ pub fn remove_from_config(
     true
 }
 
+/// The devices a boot attached (in [`HostBackends::attach`]'s order: the disks, the
+/// networks, the rng when `config.rng`, the vsock when `vsock`), paired with the slots
+/// the backend reports for them (`slots`, in the same order): the ids and slots of those
+/// it can unplug. The rng has no id (Cloud Hypervisor's cannot be removed either).
+pub fn boot_devices(config: &Config, vsock: bool, slots: &[Option<u32>]) -> Vec<(String, u32)> {
+    let ids = device_ids(config);
+    let (disks, nets) = (config.disks.len(), config.nets.len());
+    let mut slots = slots.iter().copied();
+    let mut next = || slots.next().flatten();
+    let mut out = Vec::new();
+    let mut take = |id: &(Field, String), slot: Option<u32>| {
+        if let Some(slot) = slot {
+            out.push((id.1.clone(), slot));
+        }
+    };
+    for id in &ids[..disks + nets] {
+        take(id, next());
+    }
+    if config.rng {
+        next();
+    }
+    if vsock {
+        if let Some(id) = ids.get(disks + nets) {
+            take(id, next());
+        }
+    }
+    out
+}
+
 /// The devices plugged into one boot of a VM, and the run's configuration and host side
 /// they join; each change is published through `steering` (to `vm.info`, and to what
 /// `vm.boot` boots after `vm.shutdown`).
@@ -129,7 +158,8 @@ pub struct Hotplug<'a> {
     config: &'a mut Config,
     backends: &'a mut HostBackends,
     steering: Option<&'a RunControl>,
-    /// What this boot's backend plugged in: id and slot.
+    /// What this boot's backend can unplug (plugged in, or attached at boot where the
+    /// backend can take those out): id and slot.
     plugged: Vec<(String, u32)>,
 }
 
@@ -145,6 +175,20 @@ impl<'a> Hotplug<'a> {
             steering,
             plugged: Vec::new(),
         }
+    }
+
+    /// Take over the devices `vm` was booted with where its backend can unplug them
+    /// ([`arch::Vm::attached_slots`]), so `vm.remove-device` takes them out as it takes
+    /// out what was plugged in. Called once the machine is built from this configuration.
+    /// Their ids are written into the configuration: a positional `_diskN` would name
+    /// another disk once an earlier one is removed.
+    pub fn adopt_boot_devices<V: Vm>(&mut self, vm: &V) {
+        *self.config = with_ids(self.config);
+        self.plugged = boot_devices(
+            self.config,
+            self.backends.vsock.is_some(),
+            &vm.attached_slots(),
+        );
     }
 
     fn publish(&self) {
@@ -239,8 +283,8 @@ impl<'a> Hotplug<'a> {
     }
 
     /// Unplug the device `id` from `vm` and take it out of the configuration, closing its
-    /// host side (the image's lock released, the vsock socket removed). Only what this
-    /// boot plugged in can be taken out.
+    /// host side (the image's lock released, the vsock socket removed). What the backend
+    /// cannot unplug (a virtio-mmio device attached at boot) is refused.
     pub fn remove<V: Vm>(&mut self, vm: &V, id: &str) -> Result<Answer, CommandError> {
         let Some(at) = self.plugged.iter().position(|(p, _)| p == id) else {
             return Err(if device_ids(self.config).iter().any(|(_, d)| d == id) {

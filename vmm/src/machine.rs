@@ -335,6 +335,7 @@ impl<V: Vm> Machine<V> {
             mut input,
             shutdown_timeout,
         } = self;
+        hotplug.adopt_boot_devices(&vm);
         // The main thread's filter, before the guest runs (once per process: a restarted
         // guest is built under it).
         crate::seccomp::enter_main().map_err(|e| {

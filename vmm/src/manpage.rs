@@ -153,8 +153,9 @@ pub const MANAGEMENT_API: &[(&str, &str)] = &[
          device to a running guest. The host side is opened as --disk, --net, --vsock open \
          theirs (errors: 400 naming the flag and value); the answer is {\"id\", \"bdf\"}, bdf \
          being the CCW bus id on s390x. The device stays in the VM's configuration \
-         (vm.info, reboots); vm.remove-device {\"id\"} takes out one plugged in since the \
-         VM booted (404 for an unknown id, 501 for a boot-time device).",
+         (vm.info, reboots); vm.remove-device {\"id\"} takes a disk, net or vsock out, \
+         plugged in or attached at boot, on s390x (404 for an unknown id; 501 on x86_64 \
+         and aarch64).",
     ),
     (
         "Errors",

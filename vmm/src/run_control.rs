@@ -125,8 +125,8 @@ pub enum CommandError {
     #[error("the VM has no device with id {0:?}")]
     NoSuchDevice(String),
     #[error(
-        "{0:?} was attached at boot: only devices added while the VM runs (vm.add-disk, \
-         vm.add-net, vm.add-vsock) can be removed yet"
+        "{0:?} was attached at boot and this architecture's transport cannot take it out \
+         of a running guest (virtio-mmio has no unplug)"
     )]
     NotHotplugged(String),
     /// The VMM failed carrying it out.

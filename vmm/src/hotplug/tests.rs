@@ -20,6 +20,9 @@ pub struct FakeVm {
     pub at_boot: Vec<u32>,
     pub next_slot: Mutex<u32>,
     pub slots: usize,
+    /// Devices attached at boot can be unplugged too (as on s390x): they get slots.
+    pub boot_slots: bool,
+    pub attached: Vec<Option<u32>>,
 }
 
 impl FakeVm {
@@ -43,7 +46,16 @@ impl Vm for FakeVm {
         device: Box<dyn VirtioDevice>,
     ) -> arch::Result<Option<arch::VirtioTransport>> {
         self.at_boot.push(device.device_type());
+        if self.boot_slots {
+            let mut next = self.next_slot.lock().unwrap();
+            self.plugged.lock().unwrap().push((*next, device));
+            self.attached.push(Some(*next));
+            *next += 1;
+        }
         Ok(None)
+    }
+    fn attached_slots(&self) -> Vec<Option<u32>> {
+        self.attached.clone()
     }
     fn hotplug_virtio_device(&self, device: Box<dyn VirtioDevice>) -> arch::Result<Hotplugged> {
         let mut plugged = self.plugged.lock().unwrap();
@@ -167,7 +179,8 @@ fn disks_plug_in_with_ids_join_the_configuration_and_leave_it() {
     );
     assert_eq!(vm.plugged_types(), vec![2, 2]);
 
-    // Boot-time devices are not taken out (yet); unknown ids are not found.
+    // Boot-time devices are not taken out where the backend cannot (virtio-mmio: it
+    // reports no slots for them); unknown ids are not found.
     assert_eq!(
         hp.remove(&vm, "_disk0"),
         Err(CommandError::NotHotplugged("_disk0".into()))
@@ -308,4 +321,64 @@ fn changes_are_published_to_the_api_unless_the_vm_is_deleted() {
     *shared.lock().unwrap() = None;
     assert_eq!(hp.remove(&vm, "d"), Ok(Answer::Done));
     assert!(shared.lock().unwrap().is_none());
+}
+
+#[test]
+fn where_the_backend_can_devices_attached_at_boot_are_removed_too() {
+    let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/pv-hotplug").unwrap();
+    let (a, b) = (image(dir.as_path(), "a.img"), image(dir.as_path(), "b.img"));
+    let sock = dir.as_path().join("v.sock");
+    let mut cfg = config(&[
+        "--disk",
+        &format!("path={}", a.display()),
+        "--disk",
+        &format!("path={},id=data", b.display()),
+        "--rng",
+        "--vsock",
+        &format!("cid=3,socket={}", sock.display()),
+    ]);
+    let mut backends = HostBackends::open(&cfg).unwrap();
+    let mut vm = FakeVm {
+        boot_slots: true,
+        slots: 8,
+        ..Default::default()
+    };
+    backends.attach(&mut vm, &cfg).unwrap();
+    // Disks, then the rng, then the vsock, on slots 0..=3.
+    assert_eq!(vm.plugged_types(), vec![2, 2, 4, 19]);
+    assert_eq!(
+        boot_devices(&cfg, true, &vm.attached_slots()),
+        vec![
+            ("_disk0".to_string(), 0),
+            ("data".to_string(), 1),
+            ("_vsock0".to_string(), 3)
+        ]
+    );
+    let mut hp = Hotplug::new(&mut cfg, &mut backends, None);
+    hp.adopt_boot_devices(&vm);
+    assert!(!unlocked(&b));
+    assert_eq!(hp.remove(&vm, "data"), Ok(Answer::Done));
+    assert!(unlocked(&b), "the lock went with the device");
+    assert_eq!(hp.remove(&vm, "_vsock0"), Ok(Answer::Done));
+    assert!(!sock.exists(), "the socket went with the device");
+    assert_eq!(
+        vm.plugged_types(),
+        vec![2, 4],
+        "the rng stays (it has no id)"
+    );
+    assert_eq!(
+        hp.remove(&vm, "data"),
+        Err(CommandError::NoSuchDevice("data".into()))
+    );
+    // A device plugged in now takes a new slot and is removed by its id as well.
+    let c = image(dir.as_path(), "c.img");
+    let new = added(hp.add(&vm, disk(&c, None)));
+    assert_eq!(new.id, "_disk1");
+    // Ids stay with their devices: _disk1 is still the plugged one once _disk0 is gone.
+    assert_eq!(hp.remove(&vm, "_disk0"), Ok(Answer::Done));
+    assert_eq!(hp.config.disks[0].path, c);
+    assert_eq!(hp.remove(&vm, "_disk1"), Ok(Answer::Done));
+    assert_eq!(vm.plugged_types(), vec![4]);
+    drop(hp);
+    assert!(cfg.disks.is_empty() && cfg.vsock.is_none() && cfg.rng);
 }

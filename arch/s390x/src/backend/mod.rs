@@ -139,6 +139,7 @@ impl Hypervisor for KvmS390 {
             css: Arc::new(ChannelSubsystem::new(memory.clone(), sink)),
             started: false,
             css_support: false,
+            attached: Vec::new(),
             queue_events: Mutex::default(),
             vm,
             memory,
@@ -320,6 +321,8 @@ pub struct KvmS390Vm {
     /// Channel I/O reaches userspace (`KVM_CAP_S390_CSS_SUPPORT` enabled): without it
     /// KVM answers every I/O instruction itself and nothing can be hotplugged.
     css_support: bool,
+    /// The subchannel of each device attached before boot, in order.
+    attached: Vec<Option<u32>>,
     /// Each device's kick `EventFd`s by subchannel number, to unbind them at unplug.
     queue_events: Mutex<std::collections::BTreeMap<u16, Vec<Arc<EventFd>>>>,
     memory: GuestMemory,
@@ -374,8 +377,13 @@ impl Vm for KvmS390Vm {
         if self.started {
             return Err(Error::Config("virtio device added after the vCPUs".into()));
         }
-        self.attach_ccw(device, false)?;
+        let id = self.attach_ccw(device, false)?;
+        self.attached.push(Some(u32::from(id.number)));
         Ok(None)
+    }
+
+    fn attached_slots(&self) -> Vec<Option<u32>> {
+        self.attached.clone()
     }
 
     fn hotplug_virtio_device(&self, device: Box<dyn VirtioDevice>) -> Result<Hotplugged> {
