@@ -3,8 +3,9 @@
 //! x86_64, whose virtio-mmio cannot announce a device to a running guest: under the
 //! default `--seccomp true`, a well-formed request opens the device's host side on the main
 //! thread, reaches the backend's refusal and is answered 501 with its reason, the process
-//! alive and the host side closed again; bad requests are answered 400/404/405 as Cloud
-//! Hypervisor answers them. (Plugging in for real is s390x virtio-ccw's, tested with its
+//! alive and the host side closed again; bad requests are answered 400/404 as Cloud
+//! Hypervisor answers them, and a VM created and not booted takes devices into its
+//! configuration (204), as Cloud Hypervisor's does. (Plugging in for real is s390x virtio-ccw's, tested with its
 //! backend.)
 //!
 //! Needs an x86_64 host with /dev/kvm and a built polyvisor (`cargo build -p vmm`).
@@ -162,7 +163,7 @@ fn a_tap_is_opened_under_seccomp_and_released_after_the_refusal() {
 }
 
 #[test]
-fn hotplug_needs_a_running_vm() {
+fn a_created_vm_takes_devices_into_its_configuration() {
     if !polyvisor_tests::runner::kvm_available(file!()) {
         return;
     }
@@ -171,7 +172,12 @@ fn hotplug_needs_a_running_vm() {
     let data = images.write("data.img", &[0u8; 4096]);
     let disk = json!({"path": data}).to_string();
     let add = || call(&vmm.socket, "PUT", "vm.add-disk", Some(&disk));
+    let remove = |id: &str| {
+        let body = json!({ "id": id }).to_string();
+        call(&vmm.socket, "PUT", "vm.remove-device", Some(&body))
+    };
     assert_eq!(add().status, 404, "no VM");
+    assert_eq!(remove("x").status, 404, "no VM");
     let created = call(
         &vmm.socket,
         "PUT",
@@ -179,14 +185,33 @@ fn hotplug_needs_a_running_vm() {
         Some(&vmm.counting_vm_config()),
     );
     assert_eq!(created.status, 204, "{created:?}");
+    // As in Cloud Hypervisor: created, not booted, the device joins the configuration
+    // (204, nothing opened yet) with its id, and leaves it by id.
     let r = add();
-    assert_eq!(r.status, 405, "created, not running: {r:?}");
-    let r = call(
-        &vmm.socket,
-        "PUT",
-        "vm.remove-device",
-        Some("{\"id\":\"x\"}"),
+    assert_eq!(r.status, 204, "created, not running: {r:?}");
+    let info = get(&vmm.socket, "vm.info").json();
+    assert_eq!(info["config"]["disks"][0]["id"], "_disk0", "{info}");
+    let r = add();
+    assert_eq!(r.status, 400, "the same image twice: {r:?}");
+    assert!(r.error().contains("--disk"), "{r:?}");
+    assert_eq!(remove("x").status, 404);
+    assert_eq!(remove("_disk0").status, 204);
+    let info = get(&vmm.socket, "vm.info").json();
+    assert!(
+        info["config"]["disks"]
+            .as_array()
+            .is_none_or(|d| d.is_empty()),
+        "{info}"
     );
-    assert_eq!(r.status, 405, "{r:?}");
+    // Added again, it is there when the VM boots.
+    assert_eq!(add().status, 204);
+    assert_eq!(put(&vmm.socket, "vm.boot").status, 204);
+    assert_eq!(vmm.state(), "Running");
+    let info = get(&vmm.socket, "vm.info").json();
+    assert_eq!(info["config"]["disks"][0]["id"], "_disk0", "{info}");
+    assert!(
+        vmm.stderr().contains("virtio-blk") || info["config"]["disks"][0]["path"] == json!(data),
+        "{info}"
+    );
     assert_eq!(put(&vmm.socket, "vmm.shutdown").status, 204);
 }

@@ -151,6 +151,56 @@ pub fn boot_devices(config: &Config, vsock: bool, slots: &[Option<u32>]) -> Vec<
     out
 }
 
+/// `vm.add-*` on a VM created and not booted: as in Cloud Hypervisor, `device` joins the
+/// configuration only, with its id and the checks across the VM's devices (ids, the same
+/// image or tap twice, one vsock); its host side is opened at `vm.boot`, with the
+/// one-line errors `--disk`, `--net`, `--vsock` give.
+pub fn add_to_created(config: &mut Config, device: DeviceConfig) -> Result<Answer, CommandError> {
+    let bad = |e: Error| CommandError::BadDevice(e.to_string());
+    *config = with_ids(config);
+    let device = match device {
+        DeviceConfig::Disk(mut d) => {
+            d.id = Some(new_id(config, d.id.as_deref(), Field::Disk, "disk")?);
+            let mut all = config.disks.clone();
+            all.push(d.clone());
+            crate::disks::check(&all).map_err(bad)?;
+            DeviceConfig::Disk(d)
+        }
+        DeviceConfig::Net(mut n) => {
+            n.id = Some(new_id(config, n.id.as_deref(), Field::Net, "net")?);
+            let mut all = config.nets.clone();
+            all.push(n.clone());
+            crate::nets::check(&all).map_err(bad)?;
+            DeviceConfig::Net(n)
+        }
+        DeviceConfig::Vsock(mut v) => {
+            if let Some(other) = &config.vsock {
+                return Err(CommandError::BadDevice(format!(
+                    "--vsock socket={}: the VM has a vsock device already (socket={}; one \
+                     per VM)",
+                    v.socket.display(),
+                    other.socket.display()
+                )));
+            }
+            v.id = Some(new_id(config, v.id.as_deref(), Field::Vsock, "vsock")?);
+            DeviceConfig::Vsock(v)
+        }
+    };
+    add_to_config(config, &device);
+    Ok(Answer::Done)
+}
+
+/// `vm.remove-device` on a VM created and not booted: the device leaves the configuration
+/// (the others keep their ids).
+pub fn remove_from_created(config: &mut Config, id: &str) -> Result<Answer, CommandError> {
+    *config = with_ids(config);
+    if remove_from_config(config, None, id) {
+        Ok(Answer::Done)
+    } else {
+        Err(CommandError::NoSuchDevice(id.to_string()))
+    }
+}
+
 /// The devices plugged into one boot of a VM, and the run's configuration and host side
 /// they join; each change is published through `steering` (to `vm.info`, and to what
 /// `vm.boot` boots after `vm.shutdown`).

@@ -164,14 +164,18 @@ fn serve_vmm(ctx: &Context, boot_now: bool) -> Result<RunOutcome, Error> {
                     *ctx.boot_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     Ok(Answer::Done)
                 }
-                // Plugging in needs a running (or paused) VM, as every other such call
-                // (Cloud Hypervisor would add the device to the configuration instead).
+                // A VM created and not booted: as in Cloud Hypervisor, devices join or
+                // leave its configuration only (their host side is opened at vm.boot).
+                VmCommand::AddDevice(device) => {
+                    ctx.edit_config(|c| crate::hotplug::add_to_created(c, device))
+                }
+                VmCommand::RemoveDevice(id) => {
+                    ctx.edit_config(|c| crate::hotplug::remove_from_created(c, &id))
+                }
                 VmCommand::Pause
                 | VmCommand::Resume
                 | VmCommand::PowerButton
                 | VmCommand::Counters
-                | VmCommand::AddDevice(_)
-                | VmCommand::RemoveDevice(_)
                 | VmCommand::Stop(StopKind::Shutdown | StopKind::Reboot) => {
                     Err(CommandError::NotRunning)
                 }

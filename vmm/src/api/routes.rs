@@ -34,6 +34,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// Change the created VM's configuration with `edit` (`NotCreated` when there is
+    /// none); what `edit` refuses leaves it as it was.
+    pub fn edit_config(
+        &self,
+        edit: impl FnOnce(&mut Config) -> Result<Answer, CommandError>,
+    ) -> Result<Answer, CommandError> {
+        let mut guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let config = guard.as_mut().ok_or(CommandError::NotCreated)?;
+        let mut edited = config.clone();
+        let answer = edit(&mut edited)?;
+        *config = edited;
+        Ok(answer)
+    }
+
     /// The VM's configuration, if one is created.
     pub fn config(&self) -> Option<Config> {
         self.config
@@ -209,6 +223,9 @@ fn add_device(name: &str, body: &serde_json::Value, ctx: &Context) -> Response {
             id: added.id,
             bdf: added.bdf,
         }),
+        // A VM created and not booted: the device joined its configuration only (as in
+        // Cloud Hypervisor, which answers 204 then).
+        Ok(Answer::Done) => Response::no_content(),
         Ok(other) => Response::error(500, &format!("unexpected answer {other:?}")),
         Err(e) => refused(&e),
     }
