@@ -125,6 +125,14 @@ pv_cross_env() {
         [[ -n "${!linker:-}" ]] || export "$linker=$arch-linux-gnu-gcc"
         [[ -n "${!runner:-}" ]] || export "$runner=qemu-$arch-static -L /usr/$arch-linux-gnu"
     done
+    # aarch64 musl (cross/release's static binary): Rust brings musl's libc.a and crt
+    # objects (self-contained), the same cross gcc drives the link.
+    if [[ "$(uname -m)" != aarch64 ]]; then
+        [[ -n "${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-}" ]] ||
+            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
+        [[ -n "${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER:-}" ]] ||
+            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
+    fi
 }
 pv_cross_env
 
@@ -138,7 +146,8 @@ PV_VENDOR_FILTERER_VERSION=0.5.18
 # shellcheck disable=SC2034 # used by cross/setup
 PV_CARGO_FUZZ_VERSION=0.13.2
 # shellcheck disable=SC2034
-PV_VENDOR_PLATFORMS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu)
+PV_VENDOR_PLATFORMS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu s390x-unknown-linux-gnu
+    x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 PV_VENDOR_DIR="$PV_CACHE/vendor"
 # Arguments for `cargo build` (after the subcommand): crates-io replaced by the vendor tree,
 # no index or download (--offline), Cargo.lock exactly as committed (--frozen).

@@ -78,6 +78,7 @@ const EVERY_THREAD: &[Sys] = &[
     sys!(SYS_getpid, "glibc's raise/abort, log lines"),
     sys!(SYS_gettid, "glibc's raise/abort"),
     sys!(SYS_tgkill, "glibc's abort (a panic in a no-unwind path)"),
+    sys!(SYS_tkill, "musl's raise/abort (the static release build)"),
     sys!(SYS_close, "dropping fds (eventfds, files, sockets)"),
     sys!(
         SYS_fcntl,
@@ -282,6 +283,7 @@ const MAIN: &[Sys] = &[
         SYS_tgkill,
         "the SIGRTMIN kick that gets a vCPU out of KVM_RUN"
     ),
+    sys!(SYS_tkill, "the same kick through musl's pthread_kill"),
     sys!(SYS_unlinkat, "removing the vsock socket at exit"),
     sys!(SYS_fsync, "disk flush at teardown"),
     sys!(SYS_timerfd_settime, "power-button press deadline"),
@@ -347,6 +349,16 @@ fn legacy(kind: ThreadKind) -> Vec<Sys> {
         }
         ConsoleIn => v.push(sys!(SYS_poll, "waiting on stdin (glibc's poll)")),
         ConsoleOut => {}
+    }
+    // musl (the static release build) opens and stats paths with the legacy calls
+    // where they exist, and std has no statx path on musl.
+    if matches!(kind, Main | Api) {
+        v.push(sys!(SYS_open, "File::open on musl (kernel, initrd, disks)"));
+        v.push(sys!(SYS_stat, "std's metadata on musl"));
+        v.push(sys!(
+            SYS_lstat,
+            "std's symlink_metadata on musl (socket paths)"
+        ));
     }
     v
 }

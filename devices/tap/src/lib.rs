@@ -90,7 +90,7 @@ pub fn interface_flags(name: &str) -> io::Result<libc::c_short> {
     let mut req = ifreq(name);
     // SAFETY: SIOCGIFFLAGS writes one `struct ifreq` through the pointer, which points
     // to a local `ifreq` living across the call.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), sioc(libc::SIOCGIFFLAGS), &mut req) })?;
     // SAFETY: SIOCGIFFLAGS set the `ifru_flags` member; reading it is reading an
     // initialised `c_short`.
     Ok(unsafe { req.ifr_ifru.ifru_flags })
@@ -108,6 +108,14 @@ fn ifreq(name: &str) -> libc::ifreq {
         *dst = src as libc::c_char;
     }
     req
+}
+
+/// A socket ioctl's request number as `ioctl` takes it. `libc` gives the `SIOC*` numbers as
+/// `c_ulong`, while `ioctl`'s request parameter is `libc::Ioctl`: `c_ulong` on glibc,
+/// `c_int` on musl (the static release build). The numbers are below `0x9000`, so the
+/// conversion is exact on both (and a no-op on glibc).
+fn sioc(request: libc::c_ulong) -> libc::Ioctl {
+    request as libc::Ioctl
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
@@ -218,7 +226,7 @@ impl Tap {
             };
             // SAFETY: SIOCSIFADDR and SIOCSIFNETMASK read one `struct ifreq` through the
             // pointer, which points to a local `ifreq` living across the call.
-            check(unsafe { libc::ioctl(sock.as_raw_fd(), request, &req) })?;
+            check(unsafe { libc::ioctl(sock.as_raw_fd(), sioc(request), &req) })?;
         }
         Ok(())
     }
@@ -230,7 +238,7 @@ impl Tap {
         let mut req = ifreq(&self.name);
         req.ifr_ifru.ifru_flags = flags | IFF_UP;
         // SAFETY: SIOCSIFFLAGS reads one `struct ifreq` through the pointer, as above.
-        check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), sioc(libc::SIOCSIFFLAGS), &req) })
     }
 
     /// Write one packet (header and frame) gathered from `bufs`; see [`write_packet`].
