@@ -151,14 +151,12 @@ pub fn boot_devices(config: &Config, vsock: bool, slots: &[Option<u32>]) -> Vec<
     out
 }
 
-/// `vm.add-*` on a VM created and not booted: as in Cloud Hypervisor, `device` joins the
-/// configuration only, with its id and the checks across the VM's devices (ids, the same
-/// image or tap twice, one vsock); its host side is opened at `vm.boot`, with the
-/// one-line errors `--disk`, `--net`, `--vsock` give.
-pub fn add_to_created(config: &mut Config, device: DeviceConfig) -> Result<Answer, CommandError> {
+/// `device` as it joins `config`: its id given (the asked one if free, else the next
+/// `_diskN`...) and checked against the VM's other devices (ids, the same image or tap
+/// twice, one vsock per VM). Nothing is opened.
+fn admit(config: &Config, device: DeviceConfig) -> Result<DeviceConfig, CommandError> {
     let bad = |e: Error| CommandError::BadDevice(e.to_string());
-    *config = with_ids(config);
-    let device = match device {
+    Ok(match device {
         DeviceConfig::Disk(mut d) => {
             d.id = Some(new_id(config, d.id.as_deref(), Field::Disk, "disk")?);
             let mut all = config.disks.clone();
@@ -185,7 +183,15 @@ pub fn add_to_created(config: &mut Config, device: DeviceConfig) -> Result<Answe
             v.id = Some(new_id(config, v.id.as_deref(), Field::Vsock, "vsock")?);
             DeviceConfig::Vsock(v)
         }
-    };
+    })
+}
+
+/// `vm.add-*` on a VM created and not booted: as in Cloud Hypervisor, `device` joins the
+/// configuration only ([`admit`]); its host side is opened at `vm.boot`, with the
+/// one-line errors `--disk`, `--net`, `--vsock` give.
+pub fn add_to_created(config: &mut Config, device: DeviceConfig) -> Result<Answer, CommandError> {
+    *config = with_ids(config);
+    let device = admit(config, device)?;
     add_to_config(config, &device);
     Ok(Answer::Done)
 }
@@ -251,46 +257,27 @@ impl<'a> Hotplug<'a> {
     /// configuration. Nothing changes when it fails (what was opened is closed again).
     pub fn add<V: Vm>(&mut self, vm: &V, device: DeviceConfig) -> Result<Answer, CommandError> {
         let bad = |e: Error| CommandError::BadDevice(e.to_string());
-        let (field, what, device, host): (_, _, _, Host) = match device {
-            DeviceConfig::Disk(mut d) => {
-                let id = new_id(self.config, d.id.as_deref(), Field::Disk, "disk")?;
-                d.id = Some(id.clone());
-                let mut all = self.config.disks.clone();
-                all.push(d.clone());
-                crate::disks::check(&all).map_err(bad)?;
-                let open = crate::disks::open_one(&d, id).map_err(bad)?;
-                let value = format!("path={}", d.path.display());
-                (Field::Disk, value, DeviceConfig::Disk(d), Host::Disk(open))
+        let device = admit(self.config, device)?;
+        let (field, what, host) = match &device {
+            DeviceConfig::Disk(d) => {
+                let id = d.id.clone().unwrap_or_default();
+                let open = crate::disks::open_one(d, id).map_err(bad)?;
+                (
+                    Field::Disk,
+                    format!("path={}", d.path.display()),
+                    Host::Disk(open),
+                )
             }
-            DeviceConfig::Net(mut n) => {
-                let id = new_id(self.config, n.id.as_deref(), Field::Net, "net")?;
-                n.id = Some(id.clone());
-                let mut all = self.config.nets.clone();
-                all.push(n.clone());
-                crate::nets::check(&all).map_err(bad)?;
-                let open = crate::nets::open_one(&n, id).map_err(bad)?;
-                let value = open.flag_value();
-                (Field::Net, value, DeviceConfig::Net(n), Host::Net(open))
+            DeviceConfig::Net(n) => {
+                let id = n.id.clone().unwrap_or_default();
+                let open = crate::nets::open_one(n, id).map_err(bad)?;
+                (Field::Net, open.flag_value(), Host::Net(open))
             }
-            DeviceConfig::Vsock(mut v) => {
-                if let Some(other) = &self.config.vsock {
-                    return Err(CommandError::BadDevice(format!(
-                        "--vsock socket={}: the VM has a vsock device already (socket={}; \
-                         one per VM)",
-                        v.socket.display(),
-                        other.socket.display()
-                    )));
-                }
-                v.id = Some(new_id(self.config, v.id.as_deref(), Field::Vsock, "vsock")?);
-                let open = crate::vsock::open(Some(&v)).map_err(bad)?;
+            DeviceConfig::Vsock(v) => {
+                let open = crate::vsock::open(Some(v)).map_err(bad)?;
                 let open = open.ok_or_else(|| CommandError::Failed("no vsock opened".into()))?;
                 let value = format!("socket={}", v.socket.display());
-                (
-                    Field::Vsock,
-                    value,
-                    DeviceConfig::Vsock(v),
-                    Host::Vsock(open),
-                )
+                (Field::Vsock, value, Host::Vsock(open))
             }
         };
         let virtio: Box<dyn VirtioDevice> = match &host {
