@@ -103,6 +103,22 @@ pv_claim_target() {
     fi
 }
 
+# pv_static_bench ARCH TARGET_DIR: polyvisor-bench (the objects benchmark, issue 19) built
+# static and release for ARCH into TARGET_DIR, with the RUSTFLAGS the nested harness builds
+# polyvisor with there (so the two builds share their dependencies); prints its path.
+pv_static_bench() {
+    local arch="$1" dir="$2" triple flags
+    triple="$(pv_triple "$arch")"
+    flags="-C target-feature=+crt-static"
+    [[ "$arch" == s390x ]] && flags+=" -C link-arg=-Wl,--s390-pgste"
+    pv_cargo_path
+    pv_claim_target "$dir"
+    (cd "$PV_REPO" && CARGO_TARGET_DIR="$dir" RUSTFLAGS="$flags" pv_run "objects-bench-build-$arch" 1800 \
+        cargo build --release --target "$triple" -p polyvisor-bench --bin polyvisor-bench) \
+        || pv_die "cannot build polyvisor-bench for $triple (log: $PV_CACHE/logs/objects-bench-build-$arch.log)"
+    printf '%s\n' "$dir/$triple/release/polyvisor-bench"
+}
+
 pv_cargo_path() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
         PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"; export PATH

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::args::{number, value};
 use crate::guests::{self, Workload, MARK_BEGIN, MARK_END, MARK_EXIT, MARK_FIRST};
 use crate::runner::{self, MarkSource, MemProbe, RunResult};
 use crate::stats::{self, Figure};
@@ -65,18 +66,6 @@ struct Options {
     polyvisor: PathBuf,
     qemu: Option<PathBuf>,
     json: PathBuf,
-}
-
-fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str, String> {
-    *i += 1;
-    args.get(*i)
-        .map(String::as_str)
-        .ok_or_else(|| format!("{flag} needs a value"))
-}
-
-fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("{flag}: '{s}' is not a valid number"))
 }
 
 /// Entry point of the x86_64 binary; returns the exit code.

@@ -12,6 +12,7 @@ use kvm_ioctls::{Kvm, VcpuExit};
 
 use crate::elf::{pvh_image, PvhImage};
 use crate::guests::BOOT_TIMER;
+use crate::mapping::Mapping;
 
 /// Start of the 32-bit MMIO hole (as polyvisor's x86_64 layout).
 const MMIO_HOLE_START: u64 = 0xc000_0000;
@@ -35,45 +36,6 @@ fn flat(selector: u16, type_: u8) -> kvm_segment {
         avl: 0,
         unusable: 0,
         padding: 0,
-    }
-}
-
-struct Mapping {
-    host: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> Result<Self, String> {
-        // SAFETY: a fresh private anonymous mapping; the pointer is checked below and
-        // only used within `len` bytes while `self` lives.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "mmap {len} bytes: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(Self {
-            host: p.cast(),
-            len,
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.host.cast(), self.len) };
     }
 }
 
@@ -141,7 +103,7 @@ pub fn run(kernel: &[u8], memory: u64, objects: &Objects) -> Result<u8, String> 
     }
     let mut maps = Vec::new();
     for (slot, (gpa, len)) in ranges.iter().enumerate() {
-        let m = Mapping::new(*len as usize)?;
+        let m = Mapping::new(*len as usize, 1)?;
         let region = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: 0,
@@ -160,14 +122,7 @@ pub fn run(kernel: &[u8], memory: u64, objects: &Objects) -> Result<u8, String> 
             .iter()
             .find(|(gpa, m)| paddr >= *gpa && paddr + data.len() as u64 <= gpa + m.len as u64)
             .ok_or_else(|| format!("segment at {paddr:#x} is outside RAM"))?;
-        // SAFETY: the destination range was checked to lie inside the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                m.host.add((paddr - gpa) as usize),
-                data.len(),
-            );
-        }
+        m.write((paddr - gpa) as usize, data)?;
     }
     // Kept until the VM is dropped, as polyvisor keeps its interrupt lines.
     let mut irqfds = Vec::new();

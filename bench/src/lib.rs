@@ -8,11 +8,15 @@
 //! a markdown table of medians (min–max) with ratios, and a JSON file. Nothing here is a
 //! pass/fail check of a timing.
 //!
-//! Portable modules (guests, ELF reading, stats, smaps parsing, the process runner) build
-//! and unit-test on every target; the KVM floor and the driver are x86_64-only.
+//! Portable modules (guests, ELF reading, stats, smaps parsing, the process runner, guest
+//! RAM mappings) build and unit-test on every target; the KVM floor and the driver are
+//! x86_64-only; [`objects`] measures the aarch64 and s390x floors on those hosts.
 
+pub mod args;
 pub mod elf;
 pub mod guests;
+pub mod mapping;
+pub mod objects;
 pub mod runner;
 pub mod smaps;
 pub mod stats;
