@@ -22,9 +22,10 @@ These run on x86_64 hosts with /dev/kvm only.
 
 `objects` (aarch64 and s390x hosts with /dev/kvm) times a tiny guest that powers off at
 once, process start to exit, N times each (default 10), interleaved: polyvisor (when
---polyvisor is given) and floors that create polyvisor's objects, the irqchip only (the
-vGIC; s390x: user SIGP), nothing, and (s390x) the FLIC; one `objects:` line per peer and
-a markdown table. `objects-floor` is one such floor run (LIST: aarch64 vgic, irqfd=SPI;
+--polyvisor is given: as run, with --seccomp false, and --version alone) and floors that
+create polyvisor's objects, the irqchip only (the vGIC; s390x: user SIGP), nothing, and
+(s390x) the FLIC, and this binary's --help alone; one `objects:` line per peer and a
+markdown table. `objects-floor` is one such floor run (LIST: aarch64 vgic, irqfd=SPI;
 s390x user-sigp, css-support, flic; or bare).";
 
 fn main() -> ExitCode {

@@ -153,6 +153,11 @@ fn command(peer: &Peer, me: &Path, guest: &Path, o: &Options) -> Option<Command>
             c.arg("--version");
             Some(c)
         }
+        Kind::FloorExec => {
+            let mut c = Command::new(me);
+            c.arg("--help");
+            Some(c)
+        }
     }
 }
 

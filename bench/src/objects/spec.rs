@@ -78,6 +78,8 @@ pub enum Kind {
     /// `polyvisor --version`: loading and starting the binary, no VM (what polyvisor's
     /// start → exit owes to the executable itself).
     PolyvisorExec,
+    /// `polyvisor-bench --help`: the same for the floors' executable.
+    FloorExec,
 }
 
 /// One peer of the objects table.
@@ -133,6 +135,11 @@ pub fn peers(arch: &str) -> Option<Vec<Peer>> {
             kind: Kind::PolyvisorExec,
         },
     ];
+    let floor_exec = Peer {
+        key: "floor-exec",
+        name: "polyvisor-bench --help",
+        kind: Kind::FloorExec,
+    };
     match arch {
         "aarch64" => Some(vec![
             polyvisor[0],
@@ -145,6 +152,7 @@ pub fn peers(arch: &str) -> Option<Vec<Peer>> {
             ),
             floor("irqchip", "floor: vGIC only (irqchip)", "vgic"),
             floor("bare", "floor: bare", "bare"),
+            floor_exec,
         ]),
         "s390x" => Some(vec![
             polyvisor[0],
@@ -164,6 +172,7 @@ pub fn peers(arch: &str) -> Option<Vec<Peer>> {
                 "floor: polyvisor's + FLIC",
                 "user-sigp,css-support,flic",
             ),
+            floor_exec,
         ]),
         _ => None,
     }

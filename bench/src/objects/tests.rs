@@ -32,6 +32,7 @@ fn every_floor_of_every_peer_list_parses_and_the_ratios_have_their_floors() {
             "same",
             "irqchip",
             "bare",
+            "floor-exec",
         ] {
             assert!(peers.iter().any(|p| p.key == key), "{arch}: no {key}");
         }
