@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `--seccomp`: with the default every thread of a running polyvisor has a seccomp filter
 //! (`Seccomp: 2` in /proc/PID/task/*/status) and `no_new_privs`; with `false` none has a
-//! filter but `no_new_privs` stays. The guest brings its virtio-rng device up first, so
-//! the device's worker thread (`virtio-rng`, started on DRIVER_OK) is among the threads
-//! checked. Guest RAM is kept out of core dumps (`dd` in its mapping's VmFlags). (The
+//! filter but `no_new_privs` stays. The guest brings its virtio device (rng, or a disk)
+//! up first, so the device's worker thread (`virtio-rng`, `virtio-blk`, started on
+//! DRIVER_OK) is among the threads checked. Guest RAM is kept out of core dumps (`dd` in its mapping's VmFlags). (The
 //! sandbox crate's own tests show a forbidden call from a vCPU-filtered thread killing the
 //! process.)
 //!
@@ -22,8 +22,8 @@ use polyvisor_tests::TempDir;
 /// 64 MiB), so its mapping is found by size in /proc/PID/smaps.
 const MEMORY_MIB: u64 = 80;
 
-/// A guest that activates its virtio-rng device (slot 0, which starts the device's worker
-/// thread), says it is running, then spins forever.
+/// A guest that activates the virtio device in slot 0 (`--rng`, or `--disk` alone: which
+/// starts the device's worker thread), says it is running, then spins forever.
 fn spinning_guest() -> Vec<u8> {
     let mut a = pvh_asm();
     drive_to_ready(&mut a, &GUEST_QUEUE, &mut |_, _, _| {});
@@ -34,7 +34,8 @@ fn spinning_guest() -> Vec<u8> {
 }
 
 /// (thread name, Seccomp, NoNewPrivs) of every thread of a polyvisor running the spinning
-/// guest on 2 vCPUs with `extra` flags, stdin a pipe (read by the main thread's loop).
+/// guest on 2 vCPUs with `extra` flags (its device among them), stdin a pipe (read by the
+/// main thread's loop).
 fn threads_of_a_running_guest(extra: &[&str], expected: &[&str]) -> Vec<(String, String, String)> {
     a_running_guest(extra, expected).0
 }
@@ -46,7 +47,7 @@ fn a_running_guest(extra: &[&str], expected: &[&str]) -> (Vec<(String, String, S
     let kernel = dir.write("guest.elf", &spinning_guest());
     let memory = format!("{MEMORY_MIB}M");
     let mut child = Command::new(polyvisor_bin())
-        .args(["run", "--cpus", "2", "--memory", &memory, "--rng"])
+        .args(["run", "--cpus", "2", "--memory", &memory])
         .args(extra)
         .arg("--kernel")
         .arg(&kernel)
@@ -112,15 +113,32 @@ fn names(tasks: &[(String, String, String)]) -> Vec<&str> {
     n
 }
 
-#[test]
-fn by_default_every_thread_is_filtered_and_has_no_new_privs() {
-    polyvisor_tests::require_kvm!();
-    let tasks = threads_of_a_running_guest(&[], &EXPECTED);
-    assert_eq!(names(&tasks), EXPECTED, "{tasks:?}");
-    for (name, seccomp, nnp) in &tasks {
+/// Every task has its seccomp filter and `no_new_privs`.
+fn assert_all_filtered(tasks: &[(String, String, String)]) {
+    for (name, seccomp, nnp) in tasks {
         assert_eq!(seccomp, "2", "{name} has no seccomp filter: {tasks:?}");
         assert_eq!(nnp, "1", "{name} lacks no_new_privs: {tasks:?}");
     }
+}
+
+#[test]
+fn by_default_every_thread_is_filtered_and_has_no_new_privs() {
+    polyvisor_tests::require_kvm!();
+    let tasks = threads_of_a_running_guest(&["--rng"], &EXPECTED);
+    assert_eq!(names(&tasks), EXPECTED, "{tasks:?}");
+    assert_all_filtered(&tasks);
+}
+
+#[test]
+fn a_disk_workers_thread_is_filtered_too() {
+    polyvisor_tests::require_kvm!();
+    let dir = TempDir::new();
+    let img = dir.write("disk.img", &vec![0u8; 64 << 10]);
+    let disk = format!("path={}", img.display());
+    let expected = ["console-out", "polyvisor", "vcpu0", "vcpu1", "virtio-blk"];
+    let tasks = threads_of_a_running_guest(&["--disk", &disk], &expected);
+    assert_eq!(names(&tasks), expected, "{tasks:?}");
+    assert_all_filtered(&tasks);
 }
 
 #[test]
@@ -136,13 +154,13 @@ fn with_the_management_api_its_thread_is_filtered_too() {
         "vcpu1",
         "virtio-rng",
     ];
-    let tasks = threads_of_a_running_guest(&["--api-socket", sock.to_str().unwrap()], &expected);
+    let tasks = threads_of_a_running_guest(
+        &["--rng", "--api-socket", sock.to_str().unwrap()],
+        &expected,
+    );
     let _ = std::fs::remove_file(&sock);
     assert_eq!(names(&tasks), expected, "{tasks:?}");
-    for (name, seccomp, nnp) in &tasks {
-        assert_eq!(seccomp, "2", "{name} has no seccomp filter: {tasks:?}");
-        assert_eq!(nnp, "1", "{name} lacks no_new_privs: {tasks:?}");
-    }
+    assert_all_filtered(&tasks);
 }
 
 /// The VmFlags of each mapping of `smaps` whose Size is `kib` KiB.
@@ -166,7 +184,7 @@ fn vm_flags_of_mappings_sized(smaps: &str, kib: u64) -> Vec<String> {
 #[test]
 fn guest_ram_is_kept_out_of_core_dumps() {
     polyvisor_tests::require_kvm!();
-    let (_, smaps) = a_running_guest(&[], &EXPECTED);
+    let (_, smaps) = a_running_guest(&["--rng"], &EXPECTED);
     // Without MADV_DONTDUMP the kernel may also merge guest RAM into a neighbouring
     // anonymous mapping: then no mapping has its size, which fails here as well.
     let ram = vm_flags_of_mappings_sized(&smaps, MEMORY_MIB * 1024);
@@ -185,7 +203,7 @@ fn guest_ram_is_kept_out_of_core_dumps() {
 #[test]
 fn log_mode_filters_too() {
     polyvisor_tests::require_kvm!();
-    let tasks = threads_of_a_running_guest(&["--seccomp", "log"], &EXPECTED);
+    let tasks = threads_of_a_running_guest(&["--rng", "--seccomp", "log"], &EXPECTED);
     assert_eq!(names(&tasks), EXPECTED, "{tasks:?}");
     assert!(tasks.iter().all(|t| t.1 == "2" && t.2 == "1"), "{tasks:?}");
 }
@@ -193,7 +211,7 @@ fn log_mode_filters_too() {
 #[test]
 fn seccomp_false_installs_no_filter_but_keeps_no_new_privs() {
     polyvisor_tests::require_kvm!();
-    let tasks = threads_of_a_running_guest(&["--seccomp", "false"], &EXPECTED);
+    let tasks = threads_of_a_running_guest(&["--rng", "--seccomp", "false"], &EXPECTED);
     assert_eq!(names(&tasks), EXPECTED, "{tasks:?}");
     assert!(tasks.iter().all(|t| t.1 == "0" && t.2 == "1"), "{tasks:?}");
 }
