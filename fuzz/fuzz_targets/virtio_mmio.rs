@@ -3,7 +3,8 @@
 //! picked by the input) and the queues it drives, in guest memory the input fills.
 //! `Setup` is a whole driver initialisation (features, every queue, DRIVER_OK) so the
 //! fuzzer reaches the device's queue handling quickly; the other operations are single
-//! register accesses, memory writes between them, notifies and host-side packets.
+//! register accesses, memory writes between them, notifies and host-side packets (vsock:
+//! host connections to the device's socket, with their `CONNECT <port>\n` lines).
 #![no_main]
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ enum Op {
     Memory(MemWrite),
     HostPacket(Vec<u8>),
     Status(u8),
+    /// vsock: a host process connects and writes these bytes; the worker is kicked.
+    HostConnect(Vec<u8>),
+    /// vsock: a host connection goes away.
+    HostClose(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -79,7 +84,7 @@ fuzz_target!(|input: Input| {
     for w in &input.memory {
         w.apply(&mem);
     }
-    let Device { device, host } = Device::new(input.kind);
+    let Device { device, mut host } = Device::new(input.kind);
     let mut t = MmioTransport::new(device, mem.clone(), Arc::new(NullLine));
     for op in input.ops.iter().take(256) {
         match op {
@@ -100,6 +105,14 @@ fuzz_target!(|input: Input| {
                 write32(&mut t, reg::QUEUE_NOTIFY, 0);
             }
             Op::Status(s) => write32(&mut t, reg::STATUS, u32::from(*s)),
+            Op::HostConnect(bytes) => {
+                host.vsock_connect(bytes);
+                write32(&mut t, reg::QUEUE_NOTIFY, 0);
+            }
+            Op::HostClose(i) => {
+                host.vsock_close(*i);
+                write32(&mut t, reg::QUEUE_NOTIFY, 0);
+            }
         }
     }
     // Reset: the device stops and gives its queues back.

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //! What the fuzz targets share: guest memory filled from the input, interrupt lines and
 //! sinks that only count, and the virtio devices with test doubles for their host side
-//! (a temp-file disk image, a socket-pair tap, a vsock listener in a temp directory).
+//! (a temp-file disk image, a socket-pair tap, a vsock listener in a temp directory whose
+//! host connections the input opens and writes to).
 
-use std::io::{self, Read};
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
@@ -186,8 +188,15 @@ pub struct Device {
 pub struct Host {
     /// The host's end of the net device's socket pair.
     net: Option<UnixDatagram>,
+    /// The vsock device's listening socket, and the host connections made to it.
+    vsock: Option<PathBuf>,
+    vsock_conns: Vec<UnixStream>,
     _dir: Option<TempDir>,
 }
+
+/// Host connections one input may open to the vsock socket (below the listener's backlog,
+/// so a connect the worker has not accepted yet never blocks).
+pub const MAX_HOST_CONNS: usize = 16;
 
 /// The disk image's size: 64 KiB of zeros, new for every input.
 pub const DISK_BYTES: u64 = 64 << 10;
@@ -197,10 +206,7 @@ impl Device {
         match kind {
             Kind::Rng => Self {
                 device: Box::new(Rng::with_source(Box::new(Pattern(1)))),
-                host: Host {
-                    net: None,
-                    _dir: None,
-                },
+                host: Host::new(None, None, None),
             },
             Kind::Block { readonly } => {
                 let dir = TempDir::new().expect("temp dir");
@@ -221,10 +227,7 @@ impl Device {
                 };
                 Self {
                     device: Box::new(Block::new(Arc::new(image), options)),
-                    host: Host {
-                        net: None,
-                        _dir: Some(dir),
-                    },
+                    host: Host::new(None, None, Some(dir)),
                 }
             }
             Kind::Net => {
@@ -235,23 +238,18 @@ impl Device {
                         [0x52, 0x54, 0, 0x12, 0x34, 0x56],
                         "fuzz".into(),
                     )),
-                    host: Host {
-                        net: Some(host),
-                        _dir: None,
-                    },
+                    host: Host::new(Some(host), None, None),
                 }
             }
             Kind::Vsock => {
                 let dir = TempDir::new().expect("temp dir");
                 let path = dir.as_path().join("vsock.sock");
                 let listener = Arc::new(UnixListener::bind(&path).expect("vsock listener"));
-                let device = Vsock::new(3, listener, path, "vsock fuzz".into()).expect("vsock");
+                let device =
+                    Vsock::new(3, listener, path.clone(), "vsock fuzz".into()).expect("vsock");
                 Self {
                     device: Box::new(device),
-                    host: Host {
-                        net: None,
-                        _dir: Some(dir),
-                    },
+                    host: Host::new(None, Some(path), Some(dir)),
                 }
             }
         }
@@ -259,10 +257,48 @@ impl Device {
 }
 
 impl Host {
-    /// The host sends the guest a packet (net: what a tap would deliver).
-    pub fn send(&self, packet: &[u8]) {
+    fn new(net: Option<UnixDatagram>, vsock: Option<PathBuf>, dir: Option<TempDir>) -> Self {
+        Self {
+            net,
+            vsock,
+            vsock_conns: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The host sends the guest a packet (net: what a tap would deliver; vsock: bytes on
+    /// the newest host connection, after its `CONNECT` line).
+    pub fn send(&mut self, packet: &[u8]) {
         if let Some(net) = &self.net {
             let _ = net.send(packet);
+        }
+        if let Some(conn) = self.vsock_conns.last_mut() {
+            let _ = conn.write(packet);
+        }
+    }
+
+    /// vsock: a host process connects to the device's socket and writes `bytes` (a
+    /// `CONNECT <port>\n` line, or whatever the input makes of it, and what follows). At
+    /// most [`MAX_HOST_CONNS`] per input; nothing for the other devices.
+    pub fn vsock_connect(&mut self, bytes: &[u8]) {
+        let Some(path) = &self.vsock else { return };
+        if self.vsock_conns.len() >= MAX_HOST_CONNS {
+            return;
+        }
+        let Ok(mut conn) = UnixStream::connect(path) else {
+            return;
+        };
+        // Never block the input on a full socket buffer.
+        let _ = conn.set_nonblocking(true);
+        let _ = conn.write(bytes);
+        self.vsock_conns.push(conn);
+    }
+
+    /// vsock: the host process of connection `index` (modulo those open) goes away.
+    pub fn vsock_close(&mut self, index: u8) {
+        if !self.vsock_conns.is_empty() {
+            let i = usize::from(index) % self.vsock_conns.len();
+            self.vsock_conns.remove(i);
         }
     }
 }

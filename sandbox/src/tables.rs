@@ -291,6 +291,8 @@ const MAIN: &[Sys] = &[
     sys!(SYS_sigaltstack, "teardown"),
 ];
 
+/// Console input, which the main thread's event loop reads (there is no console-input
+/// thread).
 const CONSOLE_IN: &[Sys] = &[
     sys!(SYS_ppoll, "waiting on stdin and the stop eventfd"),
     sys!(SYS_read, "stdin"),
@@ -347,7 +349,6 @@ fn legacy(kind: ThreadKind) -> Vec<Sys> {
                 "block-io draining its ring; the idle API wait (libc::poll)"
             ));
         }
-        ConsoleIn => v.push(sys!(SYS_poll, "waiting on stdin (glibc's poll)")),
         ConsoleOut => {}
     }
     // musl (the static release build) opens and stats paths with the legacy calls
@@ -409,7 +410,7 @@ pub fn allowed(kind: ThreadKind) -> Vec<Sys> {
                 CONSOLE_OUT,
                 API,
             ]);
-            for other in [Vcpu, ConsoleIn, ConsoleOut, Api] {
+            for other in [Vcpu, ConsoleOut, Api] {
                 extra.extend(allowed(other));
             }
         }
@@ -421,7 +422,6 @@ pub fn allowed(kind: ThreadKind) -> Vec<Sys> {
         VirtioBlk => parts.extend([WORKER_LOOP, BLK]),
         VirtioNet => parts.extend([WORKER_LOOP, NET]),
         VirtioVsock => parts.extend([WORKER_LOOP, VSOCK]),
-        ConsoleIn => parts.push(CONSOLE_IN),
         ConsoleOut => parts.push(CONSOLE_OUT),
         Api => parts.push(API),
     }

@@ -71,6 +71,16 @@ fn vsock_bad_values() {
     }
 }
 
+#[test]
+fn vsock_given_twice_is_refused() {
+    // One vsock device per VM (one guest CID): a second --vsock, with the same CID or
+    // another, is one line naming the flag.
+    for second in ["cid=3,socket=/tmp/pv-y.sock", "cid=4,socket=/tmp/pv-y.sock"] {
+        run_with_good_kernel(&["--vsock", "cid=3,socket=/tmp/pv-x.sock", "--vsock", second])
+            .assert_clean_error(CONFIG, &["--vsock", "multiple times"]);
+    }
+}
+
 // ---- --net: every bad tap or value is one line naming --net and the tap, exit 2 ----
 // Taps are made only inside a network namespace of the test's own (`unshare --net`), so
 // no host interface is touched.
@@ -181,8 +191,6 @@ fn net_without_permission_or_device() {
     if !can_unshare_net("net_without_permission_or_device") {
         return;
     }
-    // An unprivileged user (nobody, no capabilities) in the namespace: the tap made there by
-    // root cannot be attached, and none can be created.
     let dir = TempDir::new();
     let k = good_kernel(&dir);
     std::fs::set_permissions(
@@ -190,11 +198,12 @@ fn net_without_permission_or_device() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let unprivileged = |tap: &str| {
+    // polyvisor for `--net tap=TAP` in a namespace where root made tap pvp0 for uid 1234,
+    // run through `setpriv SETPRIV`.
+    let attach = |setpriv: &str, tap: &str| {
         let script = format!(
-            "ip tuntap add dev pvp0 mode tap user 0 && \
-             exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
-             {} run --kernel {} --net tap={tap}",
+            "ip tuntap add dev pvp0 mode tap user 1234 && \
+             exec setpriv {setpriv} {} run --kernel {} --net tap={tap}",
             polyvisor_tests::runner::polyvisor_bin().display(),
             path_str(&k)
         );
@@ -202,16 +211,30 @@ fn net_without_permission_or_device() {
             .under(&["unshare", "--net", "sh", "-c", &script, "sh"])
             .run()
     };
-    // /dev/net/tun is usually root's alone (0600): then that is the reason given.
+    // Root without capabilities (an empty bounding set: none come back at exec): it still
+    // opens /dev/net/tun (root's, 0600), but may neither attach to another user's tap nor
+    // create one, so both reasons are given here whatever the device node's mode.
+    let no_caps = "--bounding-set=-all --inh-caps=-all";
+    attach(no_caps, "pvp0").assert_clean_error(
+        CONFIG,
+        &["--net", "tap=pvp0", "no permission", "another user"],
+    );
+    attach(no_caps, "pvnone").assert_clean_error(
+        CONFIG,
+        &["--net", "tap=pvnone", "no such device", "CAP_NET_ADMIN"],
+    );
+    // An unprivileged user (nobody): /dev/net/tun is usually root's alone (0600), and then
+    // that is the reason given; where it is open to all, the tap's.
+    let nobody = "--reuid=65534 --regid=65534 --clear-groups --inh-caps=-all";
     let tun_open_to_all = std::fs::metadata("/dev/net/tun")
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006)
         .unwrap_or(false);
     if tun_open_to_all {
-        unprivileged("pvp0").assert_clean_error(CONFIG, &["--net", "tap=pvp0", "no permission"]);
-        unprivileged("pvnone")
+        attach(nobody, "pvp0").assert_clean_error(CONFIG, &["--net", "tap=pvp0", "no permission"]);
+        attach(nobody, "pvnone")
             .assert_clean_error(CONFIG, &["--net", "tap=pvnone", "no such device"]);
     } else {
-        unprivileged("pvp0").assert_clean_error(
+        attach(nobody, "pvp0").assert_clean_error(
             CONFIG,
             &["--net", "tap=pvp0", "/dev/net/tun", "ermission denied"],
         );

@@ -7,7 +7,7 @@
 //! out in its event loop ([`crate::signals::wait_for_exit`] while a VM runs,
 //! [`crate::signals::wait_idle`] while none does) and answers.
 
-mod devices;
+pub mod devices;
 pub mod http;
 pub mod routes;
 pub mod server;
