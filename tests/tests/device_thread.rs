@@ -93,6 +93,20 @@ fn hex_after(text: &str, key: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{key}{digits}: {e}; console:\n{text}"))
 }
 
+/// Wait until the guest's console shows `text`; fail with what it shows after `within`.
+fn wait_for(vmm: &Vmm, text: &str, within: Duration) {
+    let start = Instant::now();
+    while !vmm.console_text().contains(text) {
+        assert!(
+            start.elapsed() < within,
+            "no {text:?} from the guest within {within:?}; console:\n{}\nstderr:\n{}",
+            vmm.console_text(),
+            vmm.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn a_stalled_device_does_not_stop_the_vcpu_that_notifies_it() {
     if !cfg!(debug_assertions) {
@@ -115,26 +129,9 @@ fn a_stalled_device_does_not_stop_the_vcpu_that_notifies_it() {
         "the stall hook did not take effect (a release polyvisor?); stderr:\n{}",
         vmm.stderr()
     );
-    let start = Instant::now();
-    while !vmm.console_text().contains("offered\n") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the guest never offered its request; console:\n{}\nstderr:\n{}",
-            vmm.console_text(),
-            vmm.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&vmm, "offered\n", Duration::from_secs(30));
     let offered = Instant::now();
-    while !vmm.console_text().contains("done\n") {
-        assert!(
-            offered.elapsed() < Duration::from_secs(60),
-            "the guest never finished; console:\n{}\nstderr:\n{}",
-            vmm.console_text(),
-            vmm.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&vmm, "done\n", Duration::from_secs(60));
     let waited = offered.elapsed();
     let console = vmm.console_text();
     let counters = get(&vmm.socket, "vm.counters");
