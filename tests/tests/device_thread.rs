@@ -25,6 +25,9 @@ use polyvisor_tests::guest::{halt_forever, print, print_hex32, pvh_asm, pvh_kern
 use polyvisor_tests::virtio_mmio::{drive_to_ready, GUEST_QUEUE, QUEUE_NOTIFY};
 use polyvisor_tests::{Cond, Mem, Reg};
 
+/// What the guest prints once its request is available, before its first notify (longer
+/// than the 8 bytes `Vmm::start_kernel` waits for, so the test sees it at once).
+const OFFERED: &str = "request offered\n";
 /// How long the hook stalls each request.
 const STALL: Duration = Duration::from_millis(1500);
 /// Notifies between two dots (a power of two).
@@ -47,7 +50,7 @@ fn notifying_guest() -> Vec<u8> {
     a.mov_imm(Reg::Esp, SCRATCH_STACK_TOP);
     drive_to_ready(&mut a, &q, &mut |_, _, _| {});
     a.mov_mem_imm32(Mem::Abs(q.avail), 1 << 16); // flags 0, idx 1: descriptor 0 offered
-    print(&mut a, "offered\n");
+    print(&mut a, OFFERED);
     a.xor_rr(Reg::Ebx, Reg::Ebx); // ebx = notifies so far
     let top = a.here_label();
     let no_dot = a.label();
@@ -129,7 +132,7 @@ fn a_stalled_device_does_not_stop_the_vcpu_that_notifies_it() {
         "the stall hook did not take effect (a release polyvisor?); stderr:\n{}",
         vmm.stderr()
     );
-    wait_for(&vmm, "offered\n", Duration::from_secs(30));
+    wait_for(&vmm, OFFERED, Duration::from_secs(30));
     let offered = Instant::now();
     wait_for(&vmm, "done\n", Duration::from_secs(60));
     let waited = offered.elapsed();
@@ -149,20 +152,19 @@ fn a_stalled_device_does_not_stop_the_vcpu_that_notifies_it() {
     assert!(!console.contains("timeout"), "never used\n{report}");
     assert_eq!(hex_after(&console, "used_idx="), 1, "{report}");
     assert_eq!(hex_after(&console, "used_len="), 64, "{report}");
-    // The request was outstanding for the stall (the guest saw the used ring empty from
-    // its first notify, right after "offered", until just before "done").
-    assert!(
-        waited >= STALL / 2,
-        "the device answered before its stall ended\n{report}"
-    );
-    // ... and meanwhile the vCPU went on: notifies and dots, each dot a port I/O exit the
-    // vCPU thread served in userspace while the worker slept.
-    let between =
-        &console[console.find("offered\n").unwrap()..console.find("\nnotifies=").unwrap()];
+    // The vCPU went on while the request was outstanding: notifies and dots, each dot a
+    // port I/O exit the vCPU thread served in userspace while the worker slept.
+    let between = &console[console.find(OFFERED).unwrap()..console.find("\nnotifies=").unwrap()];
     let dots = between.matches('.').count();
     assert!(
         dots >= MIN_DOTS,
         "{dots} dots: the vCPU stalled with the device\n{report}"
+    );
+    // The request was outstanding for the stall (the guest saw the used ring empty from
+    // its first notify, right after OFFERED, until just before "done").
+    assert!(
+        waited >= STALL / 2,
+        "the device answered before its stall ended\n{report}"
     );
     let notifies = hex_after(&console, "notifies=");
     assert!(
