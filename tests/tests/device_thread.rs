@@ -20,8 +20,9 @@ mod api_common;
 use std::time::{Duration, Instant};
 
 use api_common::{get, put, Vmm};
-use polyvisor_tests::guest::SCRATCH_STACK_TOP;
-use polyvisor_tests::guest::{halt_forever, print, print_hex32, pvh_asm, pvh_kernel};
+use polyvisor_tests::guest::{
+    halt_forever, print, print_hex32, pvh_asm, pvh_kernel, SCRATCH_STACK_TOP,
+};
 use polyvisor_tests::virtio_mmio::{drive_to_ready, GUEST_QUEUE, QUEUE_NOTIFY};
 use polyvisor_tests::{Cond, Mem, Reg};
 
