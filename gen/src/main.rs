@@ -16,6 +16,7 @@
 //! The generators live only here (`manpage`), not in the `polyvisor` binary, so they are
 //! not resident in every running VM; `polyvisor manpage` and `polyvisor completions` (retired)
 //! say so.
+#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -11,6 +11,7 @@
 //! Everything here is portable std-only Rust; the unit tests check bytes and run on every
 //! target (including big-endian s390x under qemu-user). The integration tests in `tests/`
 //! need an x86_64 host with `/dev/kvm` and a built `polyvisor` (`cargo build -p vmm`).
+#![forbid(unsafe_code)]
 
 pub mod asm;
 pub mod elf;

@@ -52,7 +52,7 @@ fn a_guest_lifecycle_through_the_socket() {
         i["config"]["payload"]["kernel"]
             .as_str()
             .unwrap()
-            .ends_with("count.elf"),
+            .ends_with("guest.elf"),
         "{i}"
     );
     assert_eq!(i["config"]["serial"]["mode"], "File");

@@ -6,7 +6,7 @@
 //! The management API adds to and removes from the same set (vmm/src/hotplug.rs).
 
 use arch::{VirtioTransport, Vm};
-use devices::virtio::{Rng, VirtioDevice};
+use devices::virtio::VirtioDevice;
 
 use crate::config::{Config, Field};
 use crate::disks::OpenDisk;
@@ -65,7 +65,7 @@ impl HostBackends {
             )?);
         }
         if config.rng {
-            let rng = Rng::new().map_err(io_err("--rng: opening /dev/urandom"))?;
+            let rng = test_hook::rng().map_err(io_err("--rng: opening /dev/urandom"))?;
             transports.extend(attach(
                 vm,
                 Box::new(rng),
@@ -108,5 +108,47 @@ fn attach<V: Vm>(
             message: format!("{value}: {why}"),
         }),
         Err(e) => Err(Error::Backend(e)),
+    }
+}
+
+/// A way for the tests to show that a blocked device never blocks the vCPU that notified
+/// it (tests/tests/device_thread.rs): in debug builds only,
+/// `POLYVISOR_TEST_RNG_STALL_MS=N` makes virtio-rng's entropy source sleep N ms (at most
+/// 10 s) before each read, so every request stalls the device's worker thread that long.
+/// Release builds have no such hook.
+mod test_hook {
+    use devices::virtio::Rng;
+
+    #[cfg(debug_assertions)]
+    pub fn rng() -> std::io::Result<Rng> {
+        use std::io::Read;
+        use std::time::Duration;
+
+        struct Stalling(std::fs::File, Duration);
+        impl Read for Stalling {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(self.1);
+                self.0.read(buf)
+            }
+        }
+
+        let stall = std::env::var("POLYVISOR_TEST_RNG_STALL_MS")
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok());
+        match stall {
+            Some(ms) => {
+                let ms = ms.min(10_000);
+                log::warn!("virtio-rng: test hook: every request stalls {ms} ms (POLYVISOR_TEST_RNG_STALL_MS)");
+                let urandom = std::fs::File::open("/dev/urandom")?;
+                let source = Stalling(urandom, Duration::from_millis(ms));
+                Ok(Rng::with_source(Box::new(source)))
+            }
+            None => Rng::new(),
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn rng() -> std::io::Result<Rng> {
+        Rng::new()
     }
 }

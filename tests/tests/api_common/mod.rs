@@ -126,11 +126,22 @@ impl Vmm {
 
     /// [`Vmm::start`] under a wrapper command (`unshare --net`), which must exec polyvisor.
     pub fn start_under(wrapper: &[&str], extra: &[&str]) -> Option<Vmm> {
+        Self::start_kernel(wrapper, &pvh_counting(LOOPS_PER_DOT), extra, &[])
+    }
+
+    /// [`Vmm::start_under`] with another guest (an ELF kernel image; it must write to its
+    /// console soon after it starts) and extra environment variables.
+    pub fn start_kernel(
+        wrapper: &[&str],
+        kernel: &[u8],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Vmm> {
         if !polyvisor_tests::runner::kvm_available(file!()) {
             return None;
         }
         let dir = TempDir::new();
-        let kernel = dir.write("count.elf", &pvh_counting(LOOPS_PER_DOT));
+        let kernel = dir.write("guest.elf", kernel);
         let socket = dir.path().join("api.sock");
         let console = dir.path().join("console.log");
         let stderr_path = dir.path().join("stderr.log");
@@ -152,6 +163,7 @@ impl Vmm {
             .arg(&socket)
             .args(extra)
             .env_remove("POLYVISOR_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
