@@ -24,7 +24,7 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::timerfd::TimerFd;
 
-use super::conn::{Broken, Conn, State};
+use super::conn::{Broken, Conn, Spare, State};
 use super::packet::{self, op, Header, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use crate::virtio::worker::{QueueHandler, WorkerFds};
 use crate::virtio::{DriverWarnings, GuestMemory, VirtioInterrupt};
@@ -79,12 +79,19 @@ pub struct VsockQueues {
     conns: BTreeMap<Key, Conn>,
     tokens: HashMap<u64, Key>,
     rsts: VecDeque<Header>,
+    /// The stage a connection reads into when it holds none.
+    spare: Spare,
     next_port: u32,
     next_token: u64,
     /// Where the next rx pass starts among the connections (fairness).
     cursor: Key,
     /// The last rx pass found no buffer: reading host sockets waits for the guest's kick.
     rx_starved: bool,
+    /// The worker's epoll waits on the listening socket: passes accept only after it said
+    /// the socket is ready (or a pass left connections to accept), not with an `accept`
+    /// that fails each pass.
+    listener_watched: bool,
+    listener_ready: bool,
     name: String,
     warnings: DriverWarnings,
 }
@@ -108,10 +115,13 @@ impl VsockQueues {
             conns: BTreeMap::new(),
             tokens: HashMap::new(),
             rsts: VecDeque::new(),
+            spare: None,
             next_port: FIRST_LOCAL_PORT,
             next_token: LISTENER_TOKEN + 1,
             cursor: (0, 0),
             rx_starved: false,
+            listener_watched: false,
+            listener_ready: true,
             name,
             warnings: DriverWarnings::default(),
         }
@@ -120,6 +130,12 @@ impl VsockQueues {
     /// Connections open now (tests and logs).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Host bytes read for the guest and not sent yet, over all connections (tests).
+    #[cfg(test)]
+    pub fn staged(&self) -> usize {
+        self.conns.values().map(Conn::staged).sum()
     }
 
     fn warn(&mut self, args: std::fmt::Arguments) {
@@ -299,7 +315,7 @@ impl VsockQueues {
     fn serve_host(&mut self) -> bool {
         let mut more = false;
         let mut accepted = 0;
-        loop {
+        while self.listener_ready || !self.listener_watched {
             if accepted == MAX_ACCEPTS_PER_PASS {
                 more = true;
                 break;
@@ -323,7 +339,10 @@ impl VsockQueues {
                         },
                     );
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("{}: accept: {e}", self.name);
@@ -477,52 +496,46 @@ impl VsockQueues {
                 return (used, false);
             };
             let head = chain.head_index();
-            let room = match packet::rx_room(&chain) {
-                Ok(room) => room,
+            used += 1;
+            let rx = match packet::RxChain::new(chain) {
+                Ok(rx) => rx,
                 Err(e) => {
                     self.warn(format_args!("rx buffer {head} unusable: {e}"));
                     self.return_rx(head, 0);
                     continue;
                 }
             };
-            let next = if let Some(rst) = self.rsts.pop_front() {
-                Some((rst, Vec::new()))
-            } else {
-                let mut found = None;
-                while found.is_none() && idle < keys.len() {
-                    let key = keys[at % keys.len()];
-                    at += 1;
-                    let Some(conn) = self.conns.get_mut(&key) else {
+            // The packet written and how that went.
+            let mut sent = None;
+            if let Some(rst) = self.rsts.pop_front() {
+                sent = Some((rst, rx.write(&mem, &rst, &[])));
+            }
+            while sent.is_none() && idle < keys.len() {
+                let key = keys[at % keys.len()];
+                at += 1;
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    idle += 1;
+                    continue;
+                };
+                match conn.next_packet(self.guest_cid, rx.room(), &mut self.spare) {
+                    Ok(Some((hdr, data))) => {
+                        sent = Some((hdr, rx.write(&mem, &hdr, data)));
+                        idle = 0;
+                        self.cursor = key;
+                    }
+                    Ok(None) => idle += 1,
+                    Err(e) => {
+                        self.reset(key, format_args!("host socket: {e:?}"));
                         idle += 1;
-                        continue;
-                    };
-                    match conn.next_packet(self.guest_cid, room) {
-                        Ok(Some(p)) => {
-                            idle = 0;
-                            self.cursor = key;
-                            found = Some(p);
-                        }
-                        Ok(None) => idle += 1,
-                        Err(e) => {
-                            self.reset(key, format_args!("host socket: {e:?}"));
-                            idle += 1;
-                        }
                     }
                 }
-                if found.is_none() && !self.rsts.is_empty() {
-                    found = self.rsts.pop_front().map(|r| (r, Vec::new()));
-                }
-                found
-            };
-            let Some((hdr, data)) = next else {
-                // Nothing to send after all: the buffer stays the guest's.
-                let back = self.active.rx.next_avail().wrapping_sub(1);
-                self.active.rx.set_next_avail(back);
-                return (used, false);
-            };
-            match packet::write_rx(&mem, chain, &hdr, &data) {
-                Ok(n) => self.return_rx(head, n),
-                Err(e) => {
+            }
+            if sent.is_none() {
+                sent = self.rsts.pop_front().map(|r| (r, rx.write(&mem, &r, &[])));
+            }
+            match sent {
+                Some((_, Ok(n))) => self.return_rx(head, n),
+                Some((hdr, Err(e))) => {
                     // Only an rx buffer outside guest memory gets here (its size was
                     // checked): the packet is lost, its connection reset.
                     self.warn(format_args!("rx buffer {head}: {e}"));
@@ -534,8 +547,13 @@ impl VsockQueues {
                         );
                     }
                 }
+                None => {
+                    // Nothing to send after all: the buffer stays the guest's.
+                    let back = self.active.rx.next_avail().wrapping_sub(1);
+                    self.active.rx.set_next_avail(back);
+                    return (used - 1, false);
+                }
             }
-            used += 1;
         }
         (used, true)
     }
@@ -597,8 +615,9 @@ fn parse_connect(line: &[u8]) -> Result<u32, String> {
 
 impl QueueHandler for VsockQueues {
     fn attach(&mut self, fds: WorkerFds) {
-        if let Err(e) = fds.add(&*self.listener, LISTENER_TOKEN, EventSet::IN) {
-            log::error!("{}: cannot wait on {:?}: {e}", self.name, self.path);
+        match fds.add(&*self.listener, LISTENER_TOKEN, EventSet::IN) {
+            Ok(()) => self.listener_watched = true,
+            Err(e) => log::error!("{}: cannot wait on {:?}: {e}", self.name, self.path),
         }
         match TimerFd::new() {
             Ok(timer) => {
@@ -618,6 +637,10 @@ impl QueueHandler for VsockQueues {
             if let Some(timer) = &mut self.timer {
                 let _ = timer.wait();
             }
+            return;
+        }
+        if token == LISTENER_TOKEN {
+            self.listener_ready = true;
             return;
         }
         if !events.intersects(EventSet::HANG_UP | EventSet::ERROR) {

@@ -6,9 +6,15 @@
 //! written to the host socket; data the host socket cannot take yet waits in `to_host`,
 //! which a guest that keeps to its credit never overflows (one that does not is reset).
 //! Host to guest: the device reads the host socket only as far as the guest's credit
-//! (`buf_alloc - (tx_cnt - fwd_cnt)` from its last header) and the rx buffer at hand
-//! allow, straight into that buffer: nothing is read that cannot be delivered at once, so
-//! nothing is lost or reordered and no host-side buffer grows.
+//! (`buf_alloc - (tx_cnt - fwd_cnt)` from its last header) allows, at most [`RX_STAGE`]
+//! bytes at a time, into the connection's stage, and splits what it read over as many rx
+//! buffers as it takes (Linux posts 4 KiB ones: one `read` per 16 of them rather than one
+//! each). The socket is read again only once the stage is empty, so bytes go out in the
+//! order they came, the host's end of file follows the last of them, and a connection
+//! never holds more than [`RX_STAGE`] bytes nor more than the guest has room for (what is
+//! staged only waits for rx buffers, or for credit when a guest shrank its `buf_alloc`).
+//! A RST, a reset or the guest's `SHUTDOWN` with `RCV` drops what is staged: the guest
+//! takes no more data on that connection.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -21,6 +27,13 @@ use super::packet::{op, Header, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STRE
 
 /// The host-bound buffer of one connection: the `buf_alloc` announced to the guest.
 pub const TX_BUF_SIZE: u32 = 256 << 10;
+/// The most host bytes one connection reads ahead for the guest (Linux's largest packet).
+pub const RX_STAGE: usize = super::packet::MAX_PKT_LEN as usize;
+/// The device's spare stage: a connection takes it (or a new one) to read its socket and
+/// gives it back, or frees it when the spare is there already, when the read finds
+/// nothing. So only connections with data coming hold [`RX_STAGE`] bytes, and a steady
+/// stream reads into the same memory without allocating.
+pub type Spare = Option<Box<[u8]>>;
 /// Freed host-bound bytes that make the device send a credit update unasked.
 const CREDIT_UPDATE_THRESHOLD: u32 = TX_BUF_SIZE / 4;
 
@@ -60,6 +73,11 @@ pub struct Conn {
     fwd_cnt_sent: u32,
     // Host to guest.
     tx_cnt: u32,
+    /// Read from the host socket, not sent yet: `stage[stage_at..stage_end]`, in
+    /// [`RX_STAGE`] bytes the connection holds while it has data coming (see [`Spare`]).
+    stage: Option<Box<[u8]>>,
+    stage_at: usize,
+    stage_end: usize,
     peer_buf_alloc: u32,
     peer_fwd_cnt: u32,
     /// The host socket reached end of file (or hung up).
@@ -89,6 +107,9 @@ impl Conn {
             fwd_cnt: 0,
             fwd_cnt_sent: 0,
             tx_cnt: 0,
+            stage: None,
+            stage_at: 0,
+            stage_end: 0,
             peer_buf_alloc: 0,
             peer_fwd_cnt: 0,
             host_eof: false,
@@ -177,12 +198,63 @@ impl Conn {
         Ok(done)
     }
 
-    /// Whether the device may read the host socket for the guest now.
+    /// Whether the guest takes data on this connection.
+    fn may_send(&self) -> bool {
+        self.state == State::Established && self.guest_shut & SHUTDOWN_RCV == 0
+    }
+
+    /// Whether the device may read the host socket for the guest now: the stage is
+    /// empty and the guest has room.
     fn may_read(&self) -> bool {
-        self.state == State::Established
-            && !self.host_eof
-            && self.guest_shut & SHUTDOWN_RCV == 0
-            && self.peer_credit() > 0
+        self.may_send() && !self.host_eof && self.staged() == 0 && self.peer_credit() > 0
+    }
+
+    /// Bytes read from the host socket that the guest has not been sent yet.
+    pub fn staged(&self) -> usize {
+        self.stage_end - self.stage_at
+    }
+
+    /// Whether the connection holds a stage (tests).
+    #[cfg(test)]
+    pub fn holds_stage(&self) -> bool {
+        self.stage.is_some()
+    }
+
+    /// Read the host socket into the empty stage, up to the guest's credit and
+    /// [`RX_STAGE`].
+    fn fill_stage(&mut self, spare: &mut Spare) -> Result<(), Broken> {
+        let want = (self.peer_credit() as usize).min(RX_STAGE);
+        let mut stage = self
+            .stage
+            .take()
+            .or_else(|| spare.take())
+            .unwrap_or_else(|| vec![0u8; RX_STAGE].into_boxed_slice());
+        (self.stage_at, self.stage_end) = (0, 0);
+        let read = loop {
+            match self.stream.read(&mut stage[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match read {
+            Ok(0) => self.host_eof = true,
+            Ok(n) => {
+                self.stage_end = n;
+                self.stage = Some(stage);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Broken::Host(e)),
+        }
+        if spare.is_none() {
+            *spare = Some(stage);
+        }
+        Ok(())
+    }
+
+    /// Forget what is staged (the guest takes no more).
+    fn drop_stage(&mut self) {
+        (self.stage, self.stage_at, self.stage_end) = (None, 0, 0);
     }
 
     /// The connection is over: both sides said they send no more and all is delivered.
@@ -192,70 +264,61 @@ impl Conn {
                 || (self.shutdown_sent && self.guest_shut & SHUTDOWN_SEND != 0))
     }
 
-    /// The next packet for the guest into an rx buffer with `room` payload bytes: control
-    /// packets first, then data read from the host socket, then the end of stream.
+    /// The next packet for the guest into an rx buffer with `room` payload bytes, and its
+    /// payload: control packets first, then data from the stage (read from the host socket
+    /// when empty, into `spare` if the connection holds no stage), then the end of stream.
     pub fn next_packet(
         &mut self,
         guest_cid: u64,
         room: u64,
-    ) -> Result<Option<(Header, Vec<u8>)>, Broken> {
+        spare: &mut Spare,
+    ) -> Result<Option<(Header, &[u8])>, Broken> {
         if self.need_request {
             self.need_request = false;
-            return Ok(Some((
-                self.header(guest_cid, op::REQUEST, 0, 0),
-                Vec::new(),
-            )));
+            return Ok(Some((self.header(guest_cid, op::REQUEST, 0, 0), &[][..])));
         }
         if self.need_response {
             self.need_response = false;
-            return Ok(Some((
-                self.header(guest_cid, op::RESPONSE, 0, 0),
-                Vec::new(),
-            )));
+            return Ok(Some((self.header(guest_cid, op::RESPONSE, 0, 0), &[][..])));
         }
         if self.need_credit_update {
             self.need_credit_update = false;
             let h = self.header(guest_cid, op::CREDIT_UPDATE, 0, 0);
-            return Ok(Some((h, Vec::new())));
+            return Ok(Some((h, &[][..])));
         }
         if self.need_credit_request {
             self.need_credit_request = false;
             let h = self.header(guest_cid, op::CREDIT_REQUEST, 0, 0);
-            return Ok(Some((h, Vec::new())));
+            return Ok(Some((h, &[][..])));
+        }
+        if !self.may_send() && self.staged() > 0 {
+            self.drop_stage();
         }
         if self.may_read() {
-            let max = u64::from(self.peer_credit())
-                .min(room)
-                .min(u64::from(super::packet::MAX_PKT_LEN)) as usize;
-            if max > 0 {
-                let mut data = vec![0u8; max];
-                loop {
-                    match self.stream.read(&mut data) {
-                        Ok(0) => {
-                            self.host_eof = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            data.truncate(n);
-                            self.tx_cnt = self.tx_cnt.wrapping_add(n as u32);
-                            if self.peer_credit() == 0 {
-                                // Ask for more once the guest has read this.
-                                self.need_credit_request = true;
-                            }
-                            let h = self.header(guest_cid, op::RW, n as u32, 0);
-                            return Ok(Some((h, data)));
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(Broken::Host(e)),
-                    }
-                }
+            self.fill_stage(spare)?;
+        }
+        let n = (self.staged() as u64)
+            .min(u64::from(self.peer_credit()))
+            .min(room)
+            .min(u64::from(super::packet::MAX_PKT_LEN)) as u32;
+        if n > 0 {
+            self.tx_cnt = self.tx_cnt.wrapping_add(n);
+            if self.peer_credit() == 0 {
+                // Ask for more once the guest has read this.
+                self.need_credit_request = true;
             }
+            let h = self.header(guest_cid, op::RW, n, 0);
+            let at = self.stage_at;
+            self.stage_at += n as usize;
+            return match self.stage.as_deref().and_then(|s| s.get(at..self.stage_at)) {
+                Some(data) => Ok(Some((h, data))),
+                None => Err(Broken::Host(io::Error::other("staged bytes out of range"))),
+            };
         }
         if self.host_eof && !self.shutdown_sent && self.state == State::Established {
             self.shutdown_sent = true;
             let h = self.header(guest_cid, op::SHUTDOWN, 0, SHUTDOWN_SEND);
-            return Ok(Some((h, Vec::new())));
+            return Ok(Some((h, &[][..])));
         }
         Ok(None)
     }

@@ -26,7 +26,9 @@
 //! of another type than stream, with an unknown op or for no connection, they get a `RST`;
 //! chains in the wrong direction, outside guest memory, shorter than their `len` or longer
 //! than [`packet::MAX_PKT_LEN`] are dropped (logged); a guest that sends past its credit
-//! has that connection reset. The device never sends the guest more than its credit.
+//! has that connection reset. The device never sends the guest more than its credit, and
+//! reads a host socket at most [`conn::RX_STAGE`] (64 KiB) ahead of the guest, never past
+//! its credit: that is all a connection holds for the guest.
 //! A host's `CONNECT` the guest does not answer within [`backend::CONNECT_TIMEOUT`] (2 s,
 //! as Firecracker) is given up: RST to the guest, the host connection closed (a timerfd
 //! the worker also waits on).

@@ -189,54 +189,61 @@ pub fn read_tx(
     Ok((hdr, data))
 }
 
-/// The payload room of an rx chain (its size less the header), after checking it.
-pub fn rx_room(chain: &DescriptorChain<&GuestMemory>) -> Result<u64, ChainError> {
-    let bufs = buffers(chain.clone(), true)?;
-    let have = bufs.iter().fold(0u64, |a, b| a.saturating_add(b.1));
-    have.checked_sub(HDR_LEN as u64).ok_or(ChainError::Short {
-        have,
-        need: HDR_LEN as u64,
-    })
+/// The device-writable buffers of an rx chain, checked to hold at least a header: walked
+/// once, then asked for their payload room and written.
+pub struct RxChain {
+    bufs: Vec<(GuestAddress, u64)>,
+    room: u64,
 }
 
-/// Write `hdr` and `data` into an rx chain (checked by [`rx_room`] to hold them); returns
-/// the bytes written.
-pub fn write_rx(
-    mem: &GuestMemory,
-    chain: DescriptorChain<&GuestMemory>,
-    hdr: &Header,
-    data: &[u8],
-) -> Result<u32, ChainError> {
-    let bufs = buffers(chain, true)?;
-    let head = hdr.to_bytes();
-    let mut parts = [&head[..], data];
-    let mut written = 0u32;
-    for (addr, len) in bufs {
-        let mut at = addr;
-        let mut room = len;
-        for part in parts.iter_mut() {
-            if room == 0 {
-                break;
+impl RxChain {
+    pub fn new(chain: DescriptorChain<&GuestMemory>) -> Result<Self, ChainError> {
+        let bufs = buffers(chain, true)?;
+        let have = bufs.iter().fold(0u64, |a, b| a.saturating_add(b.1));
+        let room = have.checked_sub(HDR_LEN as u64).ok_or(ChainError::Short {
+            have,
+            need: HDR_LEN as u64,
+        })?;
+        Ok(Self { bufs, room })
+    }
+
+    /// The payload bytes a packet in this chain can carry.
+    pub fn room(&self) -> u64 {
+        self.room
+    }
+
+    /// Write `hdr` and `data` (at most [`RxChain::room`] bytes); returns the bytes written.
+    pub fn write(&self, mem: &GuestMemory, hdr: &Header, data: &[u8]) -> Result<u32, ChainError> {
+        let head = hdr.to_bytes();
+        let mut parts = [&head[..], data];
+        let mut written = 0u32;
+        for &(addr, len) in &self.bufs {
+            let mut at = addr;
+            let mut room = len;
+            for part in parts.iter_mut() {
+                if room == 0 {
+                    break;
+                }
+                let n = (part.len() as u64).min(room) as usize;
+                if n == 0 {
+                    continue;
+                }
+                mem.write_slice(&part[..n], at)
+                    .map_err(|e| ChainError::Memory(e.to_string()))?;
+                *part = &part[n..];
+                at = at
+                    .checked_add(n as u64)
+                    .ok_or_else(|| ChainError::Memory("buffer address overflows".into()))?;
+                room -= n as u64;
+                written += n as u32;
             }
-            let n = (part.len() as u64).min(room) as usize;
-            if n == 0 {
-                continue;
-            }
-            mem.write_slice(&part[..n], at)
-                .map_err(|e| ChainError::Memory(e.to_string()))?;
-            *part = &part[n..];
-            at = at
-                .checked_add(n as u64)
-                .ok_or_else(|| ChainError::Memory("buffer address overflows".into()))?;
-            room -= n as u64;
-            written += n as u32;
         }
+        if parts.iter().any(|p| !p.is_empty()) {
+            return Err(ChainError::Short {
+                have: u64::from(written),
+                need: (HDR_LEN + data.len()) as u64,
+            });
+        }
+        Ok(written)
     }
-    if parts.iter().any(|p| !p.is_empty()) {
-        return Err(ChainError::Short {
-            have: u64::from(written),
-            need: (HDR_LEN + data.len()) as u64,
-        });
-    }
-    Ok(written)
 }

@@ -238,6 +238,13 @@ impl Fixture {
     }
 }
 
+/// `len` bytes that differ from their neighbours and from another seed's.
+pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
+        .collect()
+}
+
 fn ops(packets: &[(Header, Vec<u8>)]) -> Vec<u16> {
     packets.iter().map(|(h, _)| h.op).collect()
 }
@@ -651,3 +658,6 @@ fn a_pass_takes_at_most_64_packets() {
 
 #[path = "tests_worker.rs"]
 mod worker;
+
+#[path = "tests_stream.rs"]
+mod stream;

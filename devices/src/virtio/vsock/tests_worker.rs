@@ -4,12 +4,6 @@
 
 use super::*;
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
-        .collect()
-}
-
 /// Run the driver side until `done` holds, kicking the device after each change.
 fn drive(d: &mut Driver, kick: &EventFd, mut step: impl FnMut(&mut Driver) -> bool) {
     let start = Instant::now();
