@@ -9,8 +9,8 @@
 use arch_s390x::intercept::{code::WAIT as ICPT_WAIT, is_quiesce_wait};
 use arch_s390x::ipl::{IPL_PSW_ADDR, IPL_PSW_MASK};
 use arch_s390x::kvm::bindings::{
-    KvmS390IoAdapter, KvmS390Psw, KvmUserspaceMemoryRegion, KVM_CAP_S390_CSS_SUPPORT,
-    KVM_CAP_S390_IRQCHIP, KVM_CAP_S390_USER_SIGP, KVM_DEV_TYPE_FLIC, KVM_EXIT_S390_SIEIC,
+    KvmS390Psw, KvmUserspaceMemoryRegion, KVM_CAP_S390_CSS_SUPPORT, KVM_CAP_S390_USER_SIGP,
+    KVM_EXIT_S390_SIEIC,
 };
 use arch_s390x::kvm::ioctls::Kvm;
 
@@ -48,25 +48,7 @@ pub fn run(guest: &[u8], memory: u64, objects: &Objects) -> Result<(), String> {
     ram.write(0, guest)?;
 
     let flic = if objects.has(Item::Flic) {
-        vm.enable_cap(KVM_CAP_S390_IRQCHIP)
-            .map_err(|e| format!("KVM_ENABLE_CAP(KVM_CAP_S390_IRQCHIP): {e}"))?;
-        vm.create_irqchip()
-            .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
-        let flic = vm
-            .create_device(KVM_DEV_TYPE_FLIC)
-            .map_err(|e| format!("KVM_CREATE_DEVICE(FLIC): {e}"))?;
-        for isc in 0..8u8 {
-            let adapter = KvmS390IoAdapter {
-                id: u32::from(isc),
-                isc,
-                maskable: 0,
-                swap: 1,
-                flags: 0,
-            };
-            flic.register_adapter(&adapter)
-                .map_err(|e| format!("KVM_DEV_FLIC_ADAPTER_REGISTER (ISC {isc}): {e}"))?;
-        }
-        Some(flic)
+        Some(vm.create_adapter_flic()?)
     } else {
         None
     };

@@ -135,45 +135,35 @@ pub fn peers(arch: &str) -> Option<Vec<Peer>> {
             kind: Kind::PolyvisorExec,
         },
     ];
-    let floor_exec = Peer {
+    // What differs per architecture: polyvisor's objects, the irqchip floor, and extras.
+    let (same, irqchip, extra): (_, _, &[Peer]) = match arch {
+        "aarch64" => (
+            AARCH64_POLYVISOR_OBJECTS,
+            floor("irqchip", "floor: vGIC only (irqchip)", "vgic"),
+            &[],
+        ),
+        // s390x has no irqchip to create: its interrupt controller is always in the
+        // kernel. The "irqchip floor" is user SIGP alone, which every SMP guest needs.
+        "s390x" => (
+            S390X_POLYVISOR_OBJECTS,
+            floor("irqchip", "floor: user SIGP only", "user-sigp"),
+            &[Peer {
+                key: "flic",
+                name: "floor: polyvisor's + FLIC",
+                kind: Kind::Floor("user-sigp,css-support,flic"),
+            }],
+        ),
+        _ => return None,
+    };
+    let mut list = polyvisor.to_vec();
+    list.push(floor("same", "floor: polyvisor's objects", same));
+    list.push(irqchip);
+    list.push(floor("bare", "floor: bare", "bare"));
+    list.extend_from_slice(extra);
+    list.push(Peer {
         key: "floor-exec",
         name: "polyvisor-bench --help",
         kind: Kind::FloorExec,
-    };
-    match arch {
-        "aarch64" => Some(vec![
-            polyvisor[0],
-            polyvisor[1],
-            polyvisor[2],
-            floor(
-                "same",
-                "floor: polyvisor's objects",
-                AARCH64_POLYVISOR_OBJECTS,
-            ),
-            floor("irqchip", "floor: vGIC only (irqchip)", "vgic"),
-            floor("bare", "floor: bare", "bare"),
-            floor_exec,
-        ]),
-        "s390x" => Some(vec![
-            polyvisor[0],
-            polyvisor[1],
-            polyvisor[2],
-            floor(
-                "same",
-                "floor: polyvisor's objects",
-                S390X_POLYVISOR_OBJECTS,
-            ),
-            // s390x has no irqchip to create: its interrupt controller is always in the
-            // kernel. The "irqchip floor" is user SIGP alone, which every SMP guest needs.
-            floor("irqchip", "floor: user SIGP only", "user-sigp"),
-            floor("bare", "floor: bare", "bare"),
-            floor(
-                "flic",
-                "floor: polyvisor's + FLIC",
-                "user-sigp,css-support,flic",
-            ),
-            floor_exec,
-        ]),
-        _ => None,
-    }
+    });
+    Some(list)
 }

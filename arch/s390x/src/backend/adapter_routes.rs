@@ -44,24 +44,7 @@ impl AdapterRouting {
                 return Err(format!("no {name}"));
             }
         }
-        vm.enable_cap(KVM_CAP_S390_IRQCHIP)
-            .map_err(|e| format!("KVM_ENABLE_CAP(KVM_CAP_S390_IRQCHIP): {e}"))?;
-        vm.create_irqchip()
-            .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
-        let flic = vm
-            .create_device(KVM_DEV_TYPE_FLIC)
-            .map_err(|e| format!("KVM_CREATE_DEVICE(FLIC): {e}"))?;
-        for isc in 0..8u8 {
-            let adapter = KvmS390IoAdapter {
-                id: u32::from(isc),
-                isc,
-                maskable: 0,
-                swap: 1,
-                flags: 0,
-            };
-            flic.register_adapter(&adapter)
-                .map_err(|e| format!("KVM_DEV_FLIC_ADAPTER_REGISTER (ISC {isc}): {e}"))?;
-        }
+        let flic = vm.create_adapter_flic()?;
         Ok(Arc::new(Self {
             vm,
             _flic: flic,
